@@ -1,0 +1,95 @@
+//! The `log` interface: plugin log lines and progress, as tracing events
+//! tagged with run, stage and attempt, within a per-attempt volume cap.
+
+use crate::bindings::orchestrator::stage::log::{Host, Level};
+
+/// Longest log message kept; the rest is cut.
+const MAX_MESSAGE_BYTES: usize = 4096;
+
+pub struct LogGrant {
+    run_id: String,
+    stage_id: String,
+    attempt: u32,
+    max_lines: u64,
+    lines: u64,
+    dropped: u64,
+}
+
+impl LogGrant {
+    pub fn new(run_id: &str, stage_id: &str, attempt: u32, max_lines: u64) -> Self {
+        LogGrant {
+            run_id: run_id.to_string(),
+            stage_id: stage_id.to_string(),
+            attempt,
+            max_lines,
+            lines: 0,
+            dropped: 0,
+        }
+    }
+
+    /// Lines refused because the attempt exceeded its log volume.
+    pub fn dropped(&self) -> u64 {
+        self.dropped
+    }
+
+    fn admit(&mut self) -> bool {
+        if self.lines >= self.max_lines {
+            if self.dropped == 0 {
+                tracing::warn!(run = %self.run_id, stage = %self.stage_id, attempt = self.attempt,
+                    "stage exceeded {} log lines; dropping the rest", self.max_lines);
+            }
+            self.dropped += 1;
+            return false;
+        }
+        self.lines += 1;
+        true
+    }
+}
+
+fn clip(message: &str) -> &str {
+    if message.len() <= MAX_MESSAGE_BYTES {
+        return message;
+    }
+    let mut end = MAX_MESSAGE_BYTES;
+    while !message.is_char_boundary(end) {
+        end -= 1;
+    }
+    &message[..end]
+}
+
+impl Host for LogGrant {
+    async fn log(&mut self, level: Level, message: String) -> wasmtime::Result<()> {
+        if !self.admit() {
+            return Ok(());
+        }
+        let msg = clip(&message);
+        let (run, stage, attempt) = (&self.run_id, &self.stage_id, self.attempt);
+        match level {
+            Level::Trace => {
+                tracing::trace!(target: "plugin", run = %run, stage = %stage, attempt, "{msg}")
+            }
+            Level::Debug => {
+                tracing::debug!(target: "plugin", run = %run, stage = %stage, attempt, "{msg}")
+            }
+            Level::Info => {
+                tracing::info!(target: "plugin", run = %run, stage = %stage, attempt, "{msg}")
+            }
+            Level::Warn => {
+                tracing::warn!(target: "plugin", run = %run, stage = %stage, attempt, "{msg}")
+            }
+            Level::Error => {
+                tracing::error!(target: "plugin", run = %run, stage = %stage, attempt, "{msg}")
+            }
+        }
+        Ok(())
+    }
+
+    async fn progress(&mut self, done: u64, total: u64, message: String) -> wasmtime::Result<()> {
+        if !self.admit() {
+            return Ok(());
+        }
+        tracing::info!(target: "plugin", run = %self.run_id, stage = %self.stage_id, attempt = self.attempt,
+            done, total, "progress {done}/{total}: {}", clip(&message));
+        Ok(())
+    }
+}

@@ -1,0 +1,26 @@
+//! Host interfaces granted to stages, one module per capability.
+//!
+//! Each capability has two halves: an app-wide part built once from the
+//! pipeline (`*Capability`), and a per-attempt grant (`*Grant`) that lives in
+//! the attempt's store and enforces what the manifest allows that stage. The
+//! WIT host functions are implemented on the grant, so the check sits in the
+//! one place every call passes through.
+
+pub mod log;
+pub mod models;
+
+use crate::runtime::StageState;
+use wasmtime::component::{HasSelf, Linker};
+
+/// Registers every capability's host functions.
+pub fn add_to_linker(linker: &mut Linker<StageState>) -> wasmtime::Result<()> {
+    use crate::bindings::orchestrator::stage as wit;
+    wit::models::add_to_linker::<StageState, HasSelf<models::ModelsGrant>>(linker, |s| {
+        &mut s.models
+    })?;
+    wit::log::add_to_linker::<StageState, HasSelf<log::LogGrant>>(linker, |s| &mut s.log)?;
+    wit::types::add_to_linker::<StageState, HasSelf<StageState>>(linker, |s| s)?;
+    Ok(())
+}
+
+impl crate::bindings::orchestrator::stage::types::Host for StageState {}

@@ -1,0 +1,52 @@
+//! What happens during a run, as events: the scheduler emits them, observers
+//! (the terminal, the JSON log) consume them.
+
+use crate::scheduler::StageResult;
+use std::time::Duration;
+
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(tag = "event", rename_all = "kebab-case")]
+pub enum RunEvent {
+    RunStarted {
+        run_id: String,
+        pipeline: String,
+        stages: usize,
+    },
+    StageStarted {
+        stage: String,
+        attempt: u32,
+    },
+    StageRetrying {
+        stage: String,
+        attempt: u32,
+        failure: String,
+        #[serde(with = "millis")]
+        delay: Duration,
+    },
+    StageFinished(Box<StageResult>),
+    StageSkipped {
+        stage: String,
+        reason: String,
+    },
+    RunFinished {
+        run_id: String,
+        succeeded: bool,
+        #[serde(with = "millis")]
+        elapsed: Duration,
+    },
+}
+
+/// Receives run events as they happen, from any task.
+pub trait RunObserver: Send + Sync {
+    fn on_event(&self, event: &RunEvent);
+}
+
+/// Serializes a Duration as whole milliseconds.
+pub mod millis {
+    use serde::Serializer;
+    use std::time::Duration;
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(d.as_millis() as u64)
+    }
+}

@@ -1,0 +1,13 @@
+//! The `host` orchestrator as a library: the binary in `main.rs` is only its
+//! command-line face.
+
+pub mod bindings;
+pub mod builder;
+pub mod capabilities;
+pub mod events;
+pub mod manifest;
+pub mod providers;
+pub mod report;
+pub mod runtime;
+pub mod scheduler;
+pub mod session;

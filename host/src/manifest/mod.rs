@@ -1,0 +1,35 @@
+//! pipeline.toml: parsing, validation, and the typed pipeline it yields.
+//!
+//! Loading never stops at the first mistake: every section is read on its
+//! own and every cross-reference is checked, so one `host validate` lists
+//! every problem with its file, line and column.
+
+mod diagnostic;
+mod duration;
+mod pipeline;
+mod sections;
+mod validate;
+
+pub use diagnostic::{Diagnostic, Diagnostics, Source};
+pub use duration::HumanDuration;
+pub use pipeline::*;
+
+use std::path::Path;
+
+/// Reads and validates the manifest at `path`.
+pub fn load(path: &Path) -> Result<Pipeline, Diagnostics> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        Diagnostics(vec![Diagnostic::whole_file(
+            path,
+            format!("cannot read pipeline file: {e}"),
+        )])
+    })?;
+    parse(path, text)
+}
+
+/// Validates manifest `text` as if read from `path` (relative paths in it are
+/// resolved against `path`'s directory).
+pub fn parse(path: &Path, text: String) -> Result<Pipeline, Diagnostics> {
+    let source = Source::new(path.to_path_buf(), text);
+    validate::validate(&source)
+}

@@ -1,0 +1,105 @@
+//! The typed, validated pipeline: what the rest of the host works from.
+
+use super::duration::HumanDuration;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// A validated pipeline. Stages are in a dependency order: every stage comes
+/// after all the stages it names in `after`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Pipeline {
+    pub name: String,
+    pub task: String,
+    /// The manifest file this came from.
+    pub manifest: PathBuf,
+    /// Directory relative paths in the manifest are resolved against.
+    pub base_dir: PathBuf,
+    pub max_parallel: usize,
+    pub models: BTreeMap<String, ModelSpec>,
+    pub plugins: BTreeMap<String, PluginSpec>,
+    pub stages: Vec<StageSpec>,
+}
+
+impl Pipeline {
+    pub fn stage(&self, id: &str) -> Option<&StageSpec> {
+        self.stages.iter().find(|s| s.id == id)
+    }
+}
+
+/// Which wire protocol a model speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ProviderKind {
+    /// OpenAI chat completions, and every server compatible with it
+    /// (vLLM, Ollama, llama.cpp server, LM Studio, OpenRouter...).
+    OpenAi,
+}
+
+impl ProviderKind {
+    pub const NAMES: &'static [&'static str] = &["openai"];
+
+    pub fn parse(name: &str) -> Option<Self> {
+        match name {
+            "openai" | "openai-compatible" => Some(ProviderKind::OpenAi),
+            _ => None,
+        }
+    }
+}
+
+/// A model alias and how to reach it.
+#[derive(Debug, Clone, Serialize)]
+pub struct ModelSpec {
+    pub alias: String,
+    pub provider: ProviderKind,
+    pub base_url: String,
+    pub model: String,
+    /// Name of the environment variable holding the API key (never the key).
+    pub api_key_env: Option<String>,
+    pub timeout: Duration,
+    pub max_retries: u32,
+    /// US dollars per 1,000 input and output tokens.
+    pub price_in_per_1k: f64,
+    pub price_out_per_1k: f64,
+}
+
+/// A plugin component and, optionally, how to build it.
+#[derive(Debug, Clone, Serialize)]
+pub struct PluginSpec {
+    pub name: String,
+    pub wasm: PathBuf,
+    pub build: Option<BuildSpec>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct BuildSpec {
+    pub command: Vec<String>,
+    pub dir: PathBuf,
+    pub watch: Vec<PathBuf>,
+}
+
+/// One stage, with its grants and limits.
+#[derive(Debug, Clone, Serialize)]
+pub struct StageSpec {
+    pub id: String,
+    pub plugin: String,
+    pub after: Vec<String>,
+    /// Model aliases this stage may call.
+    pub models: Vec<String>,
+    pub timeout: Duration,
+    /// How many times a retryable failure is tried again.
+    pub retries: u32,
+    /// Upper bound on the plugin's linear memory, in bytes.
+    pub memory_limit: u64,
+    pub config: serde_json::Value,
+}
+
+pub const DEFAULT_STAGE_TIMEOUT: Duration = Duration::from_secs(600);
+pub const DEFAULT_MEMORY_LIMIT: u64 = 256 << 20;
+pub const DEFAULT_MODEL_TIMEOUT: Duration = Duration::from_secs(120);
+pub const DEFAULT_MODEL_RETRIES: u32 = 2;
+
+pub fn display_duration(d: Duration) -> String {
+    HumanDuration(d).to_string()
+}

@@ -1,0 +1,57 @@
+//! The manifest's sections exactly as written, before any cross-checking.
+//! Unknown keys are rejected here, by serde, with their location.
+
+use super::duration::HumanDuration;
+use serde::Deserialize;
+use toml::Spanned;
+
+/// `[pipeline]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PipelineSection {
+    pub name: Spanned<String>,
+    pub task: Option<String>,
+    pub task_file: Option<Spanned<String>>,
+    pub max_parallel: Option<Spanned<usize>>,
+}
+
+/// `[models.ALIAS]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelSection {
+    pub provider: Spanned<String>,
+    pub base_url: Spanned<String>,
+    pub model: String,
+    pub api_key_env: Option<String>,
+    pub timeout: Option<HumanDuration>,
+    pub max_retries: Option<u32>,
+    pub price_in_per_1k: Option<Spanned<f64>>,
+    pub price_out_per_1k: Option<Spanned<f64>>,
+}
+
+/// `[plugins.NAME]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PluginSection {
+    pub wasm: Spanned<String>,
+    pub build: Option<Spanned<Vec<String>>>,
+    pub build_dir: Option<String>,
+    #[serde(default)]
+    pub watch: Vec<String>,
+}
+
+/// `[[stage]]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StageSection {
+    pub id: Spanned<String>,
+    pub plugin: Spanned<String>,
+    #[serde(default)]
+    pub after: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub models: Vec<Spanned<String>>,
+    pub timeout: Option<HumanDuration>,
+    pub retries: Option<u32>,
+    pub memory: Option<Spanned<String>>,
+    pub config: Option<Spanned<serde_json::Value>>,
+}

@@ -1,0 +1,523 @@
+//! From TOML text to a [`Pipeline`], collecting every problem on the way.
+
+use super::diagnostic::{Diagnostic, Diagnostics, Source};
+use super::pipeline::*;
+use super::sections::*;
+use serde::Deserialize;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use toml::Spanned;
+use toml::de::{DeTable, DeValue, ValueDeserializer};
+
+const TOP_LEVEL_KEYS: &[&str] = &["pipeline", "models", "plugins", "stage"];
+
+struct Checker<'s> {
+    source: &'s Source,
+    problems: Vec<Diagnostic>,
+}
+
+impl Checker<'_> {
+    fn error(&mut self, span: Option<Range<usize>>, message: impl Into<String>) {
+        self.problems
+            .push(Diagnostic::at(self.source, span, message));
+    }
+
+    /// Deserializes one section, reporting a failure at its location.
+    fn section<T: for<'de> Deserialize<'de>>(
+        &mut self,
+        what: &str,
+        value: &Spanned<DeValue<'_>>,
+    ) -> Option<T> {
+        match T::deserialize(ValueDeserializer::from(value.clone())) {
+            Ok(v) => Some(v),
+            Err(e) => {
+                let span = e.span().or_else(|| Some(value.span()));
+                self.error(span, format!("{what}: {}", e.message().trim_end()));
+                None
+            }
+        }
+    }
+}
+
+pub fn validate(source: &Source) -> Result<Pipeline, Diagnostics> {
+    let mut c = Checker {
+        source,
+        problems: Vec::new(),
+    };
+    let root = match DeTable::parse(&source.text) {
+        Ok(root) => root,
+        Err(e) => {
+            c.error(
+                e.span(),
+                format!("invalid TOML: {}", e.message().trim_end()),
+            );
+            return Err(Diagnostics(c.problems));
+        }
+    };
+    let root = root.get_ref();
+    let base_dir = source
+        .path
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."));
+
+    for key in root.keys() {
+        if !TOP_LEVEL_KEYS.contains(&key.get_ref().as_ref()) {
+            c.error(
+                Some(key.span()),
+                format!(
+                    "unknown top-level key '{}' (expected one of: {})",
+                    key.get_ref(),
+                    TOP_LEVEL_KEYS.join(", ")
+                ),
+            );
+        }
+    }
+
+    let pipeline = match root.get("pipeline") {
+        Some(v) => c.section::<PipelineSection>("[pipeline]", v),
+        None => {
+            c.error(
+                Some(0..0),
+                "missing [pipeline] section (it needs at least `name` and `task`)",
+            );
+            None
+        }
+    };
+    let task = pipeline
+        .as_ref()
+        .and_then(|p| read_task(&mut c, p, &base_dir));
+
+    let models = named_sections::<ModelSection>(&mut c, root, "models")
+        .into_iter()
+        .filter_map(|(alias, span, m)| check_model(&mut c, alias, span, m))
+        .map(|m| (m.alias.clone(), m))
+        .collect::<BTreeMap<_, _>>();
+    let plugins = named_sections::<PluginSection>(&mut c, root, "plugins")
+        .into_iter()
+        .filter_map(|(name, span, p)| check_plugin(&mut c, name, span, p, &base_dir))
+        .map(|p| (p.name.clone(), p))
+        .collect::<BTreeMap<_, _>>();
+
+    let stage_sections: Vec<StageSection> = match root.get("stage") {
+        None => {
+            c.error(
+                Some(0..0),
+                "the pipeline has no stages: add at least one [[stage]]",
+            );
+            Vec::new()
+        }
+        Some(v) => match v.get_ref() {
+            DeValue::Array(items) => items
+                .iter()
+                .enumerate()
+                .filter_map(|(i, item)| c.section(&format!("stage #{}", i + 1), item))
+                .collect(),
+            _ => {
+                c.error(
+                    Some(v.span()),
+                    "`stage` must be an array of tables: write [[stage]]",
+                );
+                Vec::new()
+            }
+        },
+    };
+    let mut plugins = plugins;
+    let stages = check_stages(&mut c, stage_sections, &models, &mut plugins, &base_dir);
+    let stages = order_stages(&mut c, stages);
+
+    match (pipeline, task) {
+        (Some(p), Some(task)) if c.problems.is_empty() => Ok(Pipeline {
+            name: p.name.into_inner(),
+            task,
+            manifest: source.path.clone(),
+            base_dir,
+            max_parallel: p.max_parallel.map_or(4, Spanned::into_inner),
+            models,
+            plugins,
+            stages,
+        }),
+        _ => Err(Diagnostics(c.problems)),
+    }
+}
+
+fn read_task(c: &mut Checker, p: &PipelineSection, base_dir: &Path) -> Option<String> {
+    if let Some(n) = &p.max_parallel
+        && *n.get_ref() == 0
+    {
+        c.error(Some(n.span()), "[pipeline] max_parallel must be at least 1");
+    }
+    check_name(c, "pipeline name", &p.name);
+    match (&p.task, &p.task_file) {
+        (Some(task), None) => Some(task.clone()),
+        (None, Some(file)) => {
+            let path = base_dir.join(file.get_ref());
+            match std::fs::read_to_string(&path) {
+                Ok(task) => Some(task),
+                Err(e) => {
+                    c.error(
+                        Some(file.span()),
+                        format!("cannot read task_file {}: {e}", path.display()),
+                    );
+                    None
+                }
+            }
+        }
+        (Some(_), Some(file)) => {
+            c.error(
+                Some(file.span()),
+                "[pipeline] has both `task` and `task_file`: keep one",
+            );
+            None
+        }
+        (None, None) => {
+            c.error(
+                Some(p.name.span()),
+                "[pipeline] needs a `task` (or a `task_file`)",
+            );
+            None
+        }
+    }
+}
+
+/// The entries of a `[models]`-style table of named sub-tables.
+fn named_sections<T: for<'de> Deserialize<'de>>(
+    c: &mut Checker,
+    root: &DeTable<'_>,
+    key: &str,
+) -> Vec<(String, Range<usize>, T)> {
+    let Some(value) = root.get(key) else {
+        return Vec::new();
+    };
+    let DeValue::Table(table) = value.get_ref() else {
+        c.error(
+            Some(value.span()),
+            format!("`{key}` must be a table of named entries, e.g. [{key}.NAME]"),
+        );
+        return Vec::new();
+    };
+    table
+        .iter()
+        .filter_map(|(name, v)| {
+            let section = c.section::<T>(&format!("[{key}.{}]", name.get_ref()), v)?;
+            Some((name.get_ref().to_string(), name.span(), section))
+        })
+        .collect()
+}
+
+fn is_valid_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphanumeric())
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        && name.len() <= 64
+}
+
+fn check_name(c: &mut Checker, what: &str, name: &Spanned<String>) {
+    if !is_valid_name(name.get_ref()) {
+        c.error(
+            Some(name.span()),
+            format!(
+                "invalid {what} '{}': use 1 to 64 letters, digits, '-' or '_', starting with a letter or digit",
+                name.get_ref()
+            ),
+        );
+    }
+}
+
+fn check_model(
+    c: &mut Checker,
+    alias: String,
+    span: Range<usize>,
+    m: ModelSection,
+) -> Option<ModelSpec> {
+    if !is_valid_name(&alias) {
+        c.error(Some(span), format!("invalid model alias '{alias}'"));
+    }
+    let provider = ProviderKind::parse(m.provider.get_ref());
+    if provider.is_none() {
+        c.error(
+            Some(m.provider.span()),
+            format!(
+                "[models.{alias}] unknown provider '{}' (supported: {})",
+                m.provider.get_ref(),
+                ProviderKind::NAMES.join(", ")
+            ),
+        );
+    }
+    let url = m.base_url.get_ref();
+    if !(url.starts_with("http://") || url.starts_with("https://")) {
+        c.error(
+            Some(m.base_url.span()),
+            format!("[models.{alias}] base_url '{url}' must start with http:// or https://"),
+        );
+    }
+    for price in [&m.price_in_per_1k, &m.price_out_per_1k]
+        .into_iter()
+        .flatten()
+    {
+        if !(price.get_ref().is_finite() && *price.get_ref() >= 0.0) {
+            c.error(
+                Some(price.span()),
+                format!("[models.{alias}] prices must be zero or positive"),
+            );
+        }
+    }
+    Some(ModelSpec {
+        alias,
+        provider: provider?,
+        base_url: url.trim_end_matches('/').to_string(),
+        model: m.model,
+        api_key_env: m.api_key_env,
+        timeout: m.timeout.map_or(DEFAULT_MODEL_TIMEOUT, |d| d.0),
+        max_retries: m.max_retries.unwrap_or(DEFAULT_MODEL_RETRIES),
+        price_in_per_1k: m.price_in_per_1k.map_or(0.0, Spanned::into_inner),
+        price_out_per_1k: m.price_out_per_1k.map_or(0.0, Spanned::into_inner),
+    })
+}
+
+fn check_plugin(
+    c: &mut Checker,
+    name: String,
+    span: Range<usize>,
+    p: PluginSection,
+    base_dir: &Path,
+) -> Option<PluginSpec> {
+    if !is_valid_name(&name) {
+        c.error(Some(span), format!("invalid plugin name '{name}'"));
+        return None;
+    }
+    let wasm = base_dir.join(p.wasm.get_ref());
+    let build = match p.build {
+        Some(cmd) if cmd.get_ref().is_empty() => {
+            c.error(
+                Some(cmd.span()),
+                format!("[plugins.{name}] build command is empty"),
+            );
+            None
+        }
+        Some(cmd) => Some(BuildSpec {
+            command: cmd.into_inner(),
+            dir: p
+                .build_dir
+                .map_or_else(|| base_dir.to_path_buf(), |d| base_dir.join(d)),
+            watch: p.watch.iter().map(|w| base_dir.join(w)).collect(),
+        }),
+        None => None,
+    };
+    if build.is_none() && !wasm.is_file() {
+        c.error(
+            Some(p.wasm.span()),
+            format!(
+                "[plugins.{name}] component {} does not exist (and no `build` command is given to make it)",
+                wasm.display()
+            ),
+        );
+    }
+    Some(PluginSpec { name, wasm, build })
+}
+
+fn parse_memory(text: &str) -> Option<u64> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (n, unit) = text.split_at(split);
+    let n: u64 = n.parse().ok()?;
+    let mult = match unit.trim() {
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        "GiB" => 1 << 30,
+        _ => return None,
+    };
+    n.checked_mul(mult).filter(|&b| b >= 1 << 20)
+}
+
+fn check_stages(
+    c: &mut Checker,
+    sections: Vec<StageSection>,
+    models: &BTreeMap<String, ModelSpec>,
+    plugins: &mut BTreeMap<String, PluginSpec>,
+    base_dir: &Path,
+) -> Vec<(StageSpec, Vec<Spanned<String>>)> {
+    let mut seen: HashMap<String, Range<usize>> = HashMap::new();
+    for s in &sections {
+        check_name(c, "stage id", &s.id);
+        if let Some(first) = seen.insert(s.id.get_ref().clone(), s.id.span()) {
+            let (line, _) = c.source.line_col(first.start);
+            c.error(
+                Some(s.id.span()),
+                format!(
+                    "duplicate stage id '{}' (first defined on line {line})",
+                    s.id.get_ref()
+                ),
+            );
+        }
+    }
+    let mut out = Vec::new();
+    for s in sections {
+        let id = s.id.get_ref().clone();
+        for dep in &s.after {
+            if !seen.contains_key(dep.get_ref()) {
+                c.error(
+                    Some(dep.span()),
+                    format!("stage '{id}' runs after unknown stage '{}'", dep.get_ref()),
+                );
+            } else if dep.get_ref() == &id {
+                c.error(
+                    Some(dep.span()),
+                    format!("stage '{id}' cannot run after itself"),
+                );
+            }
+        }
+        for alias in &s.models {
+            if !models.contains_key(alias.get_ref()) {
+                let known: Vec<&str> = models.keys().map(String::as_str).collect();
+                c.error(
+                    Some(alias.span()),
+                    format!(
+                        "stage '{id}' is granted unknown model alias '{}' (declared: {})",
+                        alias.get_ref(),
+                        if known.is_empty() {
+                            "none".to_string()
+                        } else {
+                            known.join(", ")
+                        }
+                    ),
+                );
+            }
+        }
+        let plugin = resolve_plugin(c, &s.plugin, plugins, base_dir);
+        let memory_limit = match &s.memory {
+            None => DEFAULT_MEMORY_LIMIT,
+            Some(m) => parse_memory(m.get_ref()).unwrap_or_else(|| {
+                c.error(
+                    Some(m.span()),
+                    format!("stage '{id}' memory '{}' must be like \"64MiB\" or \"1GiB\" (at least 1MiB)", m.get_ref()),
+                );
+                DEFAULT_MEMORY_LIMIT
+            }),
+        };
+        let config = match s.config {
+            None => serde_json::Value::Object(Default::default()),
+            Some(cfg) if cfg.get_ref().is_object() => cfg.into_inner(),
+            Some(cfg) => {
+                c.error(
+                    Some(cfg.span()),
+                    format!("stage '{id}' config must be a table"),
+                );
+                serde_json::Value::Null
+            }
+        };
+        let after: Vec<String> = s.after.iter().map(|a| a.get_ref().clone()).collect();
+        out.push((
+            StageSpec {
+                id,
+                plugin: plugin.unwrap_or_default(),
+                after,
+                models: s.models.iter().map(|m| m.get_ref().clone()).collect(),
+                timeout: s.timeout.map_or(DEFAULT_STAGE_TIMEOUT, |d| d.0),
+                retries: s.retries.unwrap_or(0),
+                memory_limit,
+                config,
+            },
+            s.after,
+        ));
+    }
+    out
+}
+
+/// A stage's `plugin` is a name from [plugins] or a path to a .wasm file.
+fn resolve_plugin(
+    c: &mut Checker,
+    reference: &Spanned<String>,
+    plugins: &mut BTreeMap<String, PluginSpec>,
+    base_dir: &Path,
+) -> Option<String> {
+    let name = reference.get_ref();
+    if plugins.contains_key(name) {
+        return Some(name.clone());
+    }
+    if name.ends_with(".wasm") {
+        let wasm = base_dir.join(name);
+        if !wasm.is_file() {
+            c.error(
+                Some(reference.span()),
+                format!("plugin file {} does not exist", wasm.display()),
+            );
+            return None;
+        }
+        plugins.entry(name.clone()).or_insert(PluginSpec {
+            name: name.clone(),
+            wasm,
+            build: None,
+        });
+        return Some(name.clone());
+    }
+    let known: Vec<&str> = plugins.keys().map(String::as_str).collect();
+    c.error(
+        Some(reference.span()),
+        format!(
+            "unknown plugin '{name}': declare it as [plugins.{name}] or give a path ending in .wasm (declared: {})",
+            if known.is_empty() { "none".to_string() } else { known.join(", ") }
+        ),
+    );
+    None
+}
+
+/// Orders stages so that each follows everything in its `after` list;
+/// reports each cycle once, naming its stages.
+fn order_stages(c: &mut Checker, stages: Vec<(StageSpec, Vec<Spanned<String>>)>) -> Vec<StageSpec> {
+    let index: HashMap<&str, usize> = stages
+        .iter()
+        .enumerate()
+        .map(|(i, (s, _))| (s.id.as_str(), i))
+        .collect();
+    let mut indegree = vec![0usize; stages.len()];
+    let mut dependants: Vec<Vec<usize>> = vec![Vec::new(); stages.len()];
+    for (i, (s, _)) in stages.iter().enumerate() {
+        let deps: BTreeSet<usize> = s
+            .after
+            .iter()
+            .filter_map(|d| index.get(d.as_str()).copied())
+            .collect();
+        for d in deps {
+            if d != i {
+                indegree[i] += 1;
+                dependants[d].push(i);
+            }
+        }
+    }
+    let mut ready: Vec<usize> = (0..stages.len())
+        .filter(|&i| indegree[i] == 0)
+        .rev()
+        .collect();
+    let mut order = Vec::with_capacity(stages.len());
+    while let Some(i) = ready.pop() {
+        order.push(i);
+        for &d in dependants[i].iter().rev() {
+            indegree[d] -= 1;
+            if indegree[d] == 0 {
+                ready.push(d);
+            }
+        }
+    }
+    if order.len() < stages.len() {
+        let stuck: Vec<usize> = (0..stages.len()).filter(|&i| indegree[i] > 0).collect();
+        let names: Vec<&str> = stuck.iter().map(|&i| stages[i].0.id.as_str()).collect();
+        let span = stuck
+            .first()
+            .and_then(|&i| stages[i].1.first())
+            .map(|a| a.span());
+        c.error(
+            span,
+            format!(
+                "the `after` lists form a cycle through stages: {}",
+                names.join(" -> ")
+            ),
+        );
+        return Vec::new();
+    }
+    let mut slots: Vec<Option<StageSpec>> = stages.into_iter().map(|(s, _)| Some(s)).collect();
+    order.into_iter().filter_map(|i| slots[i].take()).collect()
+}

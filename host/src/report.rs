@@ -1,0 +1,206 @@
+//! What the user sees in the terminal: the plan, live progress, the summary.
+
+use crate::events::{RunEvent, RunObserver};
+use crate::manifest::{Pipeline, display_duration};
+use crate::scheduler::{RunSummary, StageStatus};
+use std::io::Write;
+use std::sync::Mutex;
+
+/// Prints one line per event to stdout; with `json`, one JSON object per line.
+pub struct ConsoleObserver {
+    json: bool,
+    out: Mutex<std::io::Stdout>,
+}
+
+impl ConsoleObserver {
+    pub fn new(json: bool) -> Self {
+        ConsoleObserver {
+            json,
+            out: Mutex::new(std::io::stdout()),
+        }
+    }
+}
+
+fn secs(d: std::time::Duration) -> String {
+    format!("{:.2}s", d.as_secs_f64())
+}
+
+impl RunObserver for ConsoleObserver {
+    fn on_event(&self, event: &RunEvent) {
+        let line = if self.json {
+            serde_json::to_string(event).unwrap_or_default()
+        } else {
+            match event {
+                RunEvent::RunStarted {
+                    run_id,
+                    pipeline,
+                    stages,
+                } => {
+                    format!("run {run_id}: pipeline '{pipeline}', {stages} stage(s)")
+                }
+                RunEvent::StageStarted { stage, attempt: 1 } => format!("  > {stage} started"),
+                RunEvent::StageStarted { stage, attempt } => {
+                    format!("  > {stage} started (attempt {attempt})")
+                }
+                RunEvent::StageRetrying {
+                    stage,
+                    attempt,
+                    failure,
+                    delay,
+                } => {
+                    format!(
+                        "  ~ {stage} attempt {attempt} failed: {failure}; retrying in {}",
+                        secs(*delay)
+                    )
+                }
+                RunEvent::StageFinished(r) => match r.status {
+                    StageStatus::Succeeded => {
+                        let mut line = format!(
+                            "  ok {} {} {}",
+                            r.id,
+                            secs(r.elapsed),
+                            r.summary.as_deref().unwrap_or("")
+                        );
+                        if !r.model_calls.is_empty() {
+                            line.push_str(&format!(
+                                " [{} model call(s), {} tokens, ${:.4}]",
+                                r.model_calls.len(),
+                                r.tokens(),
+                                r.cost_usd()
+                            ));
+                        }
+                        line
+                    }
+                    _ => format!(
+                        "  FAILED {} {} after {} attempt(s): {}",
+                        r.id,
+                        secs(r.elapsed),
+                        r.attempts,
+                        r.failure
+                            .as_ref()
+                            .map(|f| f.to_string())
+                            .unwrap_or_default()
+                    ),
+                },
+                RunEvent::StageSkipped { stage, reason } => {
+                    format!("  - {stage} skipped: {reason}")
+                }
+                RunEvent::RunFinished { .. } => return,
+            }
+        };
+        let mut out = self.out.lock().unwrap_or_else(|e| e.into_inner());
+        let _ = writeln!(out, "{line}");
+        let _ = out.flush();
+    }
+}
+
+/// The final table of a run.
+pub fn print_summary(summary: &RunSummary) {
+    println!();
+    println!(
+        "{:<20} {:<10} {:>8} {:>9} {:>7} {:>9}",
+        "stage", "status", "attempts", "time", "tokens", "cost"
+    );
+    for s in &summary.stages {
+        let status = match s.status {
+            StageStatus::Succeeded => "succeeded",
+            StageStatus::Failed => "failed",
+            StageStatus::Skipped => "skipped",
+            StageStatus::Pending => "pending",
+            StageStatus::Running => "running",
+        };
+        println!(
+            "{:<20} {:<10} {:>8} {:>9} {:>7} {:>9}",
+            s.id,
+            status,
+            s.attempts,
+            secs(s.elapsed),
+            s.tokens(),
+            format!("${:.4}", s.cost_usd())
+        );
+    }
+    let count = |st: StageStatus| summary.stages.iter().filter(|s| s.status == st).count();
+    let tokens: u64 = summary.stages.iter().map(|s| s.tokens()).sum();
+    let cost = summary.stages.iter().fold(0.0, |acc, s| acc + s.cost_usd());
+    println!(
+        "\nrun {} {}: {} succeeded, {} failed, {} skipped in {} ({} tokens, ${:.4})",
+        summary.run_id,
+        if summary.succeeded() {
+            "succeeded"
+        } else {
+            "FAILED"
+        },
+        count(StageStatus::Succeeded),
+        count(StageStatus::Failed),
+        count(StageStatus::Skipped),
+        secs(summary.elapsed),
+        tokens,
+        cost
+    );
+}
+
+/// The resolved plan, for `host run --dry-run`.
+pub fn print_plan(p: &Pipeline) {
+    println!("pipeline '{}' ({})", p.name, p.manifest.display());
+    let task_line = p.task.lines().next().unwrap_or("");
+    let more = if p.task.lines().count() > 1 {
+        " [...]"
+    } else {
+        ""
+    };
+    println!("task: {task_line}{more}");
+    println!("max_parallel: {}", p.max_parallel);
+    if !p.models.is_empty() {
+        println!("models:");
+        for m in p.models.values() {
+            println!(
+                "  {:<12} {:?} model '{}' at {} (key: {}, timeout {}, {} retries)",
+                m.alias,
+                m.provider,
+                m.model,
+                m.base_url,
+                m.api_key_env
+                    .as_deref()
+                    .map_or("none".to_string(), |v| format!("${v}")),
+                display_duration(m.timeout),
+                m.max_retries
+            );
+        }
+    }
+    println!("stages, in order:");
+    for (i, s) in p.stages.iter().enumerate() {
+        let plugin = &p.plugins[&s.plugin];
+        let built = if plugin.wasm.is_file() {
+            ""
+        } else {
+            " (not built yet)"
+        };
+        println!(
+            "  {}. {}  plugin '{}' {}{built}",
+            i + 1,
+            s.id,
+            s.plugin,
+            plugin.wasm.display()
+        );
+        let after = if s.after.is_empty() {
+            "(start)".to_string()
+        } else {
+            s.after.join(", ")
+        };
+        println!("       after: {after}   condition: all of them succeeded");
+        let models = if s.models.is_empty() {
+            "none".to_string()
+        } else {
+            s.models.join(", ")
+        };
+        println!(
+            "       grants: models [{models}], files none   limits: timeout {}, memory {}MiB, retries {}",
+            display_duration(s.timeout),
+            s.memory_limit >> 20,
+            s.retries
+        );
+        if s.config.as_object().is_some_and(|o| !o.is_empty()) {
+            println!("       config: {}", s.config);
+        }
+    }
+}

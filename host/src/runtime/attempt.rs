@@ -1,0 +1,198 @@
+//! One stage attempt: a fresh store, the stage's grants and limits, one call
+//! to `run`, and a typed account of how it ended.
+
+use super::engine::ticks;
+use super::loader::LoadedPlugin;
+use super::{Runtime, StageState};
+use crate::bindings::{PluginInfo, StageError, StageInput, StageOutput, StagePre};
+use crate::capabilities::log::LogGrant;
+use crate::capabilities::models::{ModelCall, ModelsGrant};
+use std::time::{Duration, Instant};
+use wasmtime::{Store, Trap};
+
+/// Largest total of artifact bytes one attempt may return.
+pub const MAX_OUTPUT_BYTES: usize = 64 << 20;
+/// Most log lines one attempt may write.
+pub const MAX_LOG_LINES: u64 = 10_000;
+
+/// How a stage attempt failed.
+#[derive(Debug, Clone, PartialEq, thiserror::Error, serde::Serialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum StageFailure {
+    #[error("the plugin reported a {} error: {message}", if *retryable { "retryable" } else { "fatal" })]
+    Plugin { retryable: bool, message: String },
+    #[error("timed out after {0:?}")]
+    Timeout(Duration),
+    #[error(
+        "out of memory: the plugin tried to grow its memory to {requested} bytes; the limit is {limit}"
+    )]
+    OutOfMemory { requested: u64, limit: u64 },
+    #[error("the plugin trapped: {message}")]
+    Trap { message: String },
+    #[error("the plugin returned {bytes} bytes of artifacts; the limit is {limit}")]
+    OutputTooLarge { bytes: usize, limit: usize },
+    #[error("the plugin could not be instantiated: {0}")]
+    Instantiate(String),
+}
+
+impl StageFailure {
+    /// Whether another attempt might succeed.
+    pub fn is_retryable(&self) -> bool {
+        matches!(
+            self,
+            StageFailure::Plugin {
+                retryable: true,
+                ..
+            } | StageFailure::Timeout(_)
+        )
+    }
+}
+
+/// What one attempt produced, successful or not.
+pub struct AttemptReport {
+    pub outcome: Result<StageOutput, StageFailure>,
+    pub model_calls: Vec<ModelCall>,
+    pub stderr: String,
+    pub log_lines_dropped: u64,
+    pub elapsed: Duration,
+}
+
+pub struct AttemptSpec {
+    pub input: StageInput,
+    pub models: ModelsGrant,
+    pub timeout: Duration,
+    pub memory_limit: u64,
+}
+
+/// Extra wall-clock time past the epoch deadline before the host gives up on
+/// a stage that is blocked inside a host call rather than running wasm.
+const HOST_CALL_GRACE: Duration = Duration::from_secs(2);
+
+impl Runtime {
+    pub async fn run_attempt(&self, plugin: &LoadedPlugin, spec: AttemptSpec) -> AttemptReport {
+        let started = Instant::now();
+        let log = LogGrant::new(
+            &spec.input.run_id,
+            &spec.input.stage_id,
+            spec.input.attempt,
+            MAX_LOG_LINES,
+        );
+        let mut store = Store::new(
+            &self.engine,
+            StageState::new(spec.models, log, spec.memory_limit),
+        );
+        store.limiter(|s| &mut s.limiter);
+        store.set_epoch_deadline(ticks(spec.timeout));
+        store.epoch_deadline_trap();
+
+        let call = async {
+            let instance = plugin
+                .pre
+                .instantiate_async(&mut store)
+                .await
+                .map_err(|e| Err(StageFailure::Instantiate(format!("{e:#}"))))?;
+            instance
+                .orchestrator_stage_runner()
+                .call_run(&mut store, &spec.input)
+                .await
+                .map_err(Ok)
+        };
+        let result = tokio::time::timeout(spec.timeout + HOST_CALL_GRACE, call).await;
+        let outcome = match result {
+            Err(_) => Err(StageFailure::Timeout(spec.timeout)),
+            Ok(Err(Err(failure))) => Err(failure),
+            Ok(Err(Ok(trap))) => Err(classify_trap(&trap, store.data(), spec.timeout)),
+            Ok(Ok(Err(StageError::Retryable(message)))) => Err(StageFailure::Plugin {
+                retryable: true,
+                message,
+            }),
+            Ok(Ok(Err(StageError::Fatal(message)))) => Err(StageFailure::Plugin {
+                retryable: false,
+                message,
+            }),
+            Ok(Ok(Ok(output))) => check_output_size(output),
+        };
+        let state = store.data_mut();
+        AttemptReport {
+            outcome,
+            model_calls: state.models.take_calls(),
+            stderr: state.stderr.text(),
+            log_lines_dropped: state.log.dropped(),
+            elapsed: started.elapsed(),
+        }
+    }
+
+    /// Calls `info()` in a throwaway instance with no grants and a short deadline.
+    pub(super) async fn call_info(&self, pre: &StagePre<StageState>) -> Result<PluginInfo, String> {
+        let timeout = Duration::from_secs(5);
+        let models = ModelsGrant::empty("(info)");
+        let log = LogGrant::new("-", "(info)", 0, 100);
+        let mut store = Store::new(&self.engine, StageState::new(models, log, 64 << 20));
+        store.limiter(|s| &mut s.limiter);
+        store.set_epoch_deadline(ticks(timeout));
+        store.epoch_deadline_trap();
+        let call = async {
+            let instance = pre.instantiate_async(&mut store).await?;
+            instance
+                .orchestrator_stage_runner()
+                .call_info(&mut store)
+                .await
+        };
+        match tokio::time::timeout(timeout + HOST_CALL_GRACE, call).await {
+            Ok(Ok(info)) => Ok(info),
+            Ok(Err(trap)) => Err(classify_trap(&trap, store.data(), timeout).to_string()),
+            Err(_) => Err(StageFailure::Timeout(timeout).to_string()),
+        }
+    }
+}
+
+fn check_output_size(output: StageOutput) -> Result<StageOutput, StageFailure> {
+    let bytes: usize = output.artifacts.iter().map(|a| a.bytes.len()).sum();
+    if bytes > MAX_OUTPUT_BYTES {
+        return Err(StageFailure::OutputTooLarge {
+            bytes,
+            limit: MAX_OUTPUT_BYTES,
+        });
+    }
+    Ok(output)
+}
+
+fn classify_trap(error: &wasmtime::Error, state: &StageState, timeout: Duration) -> StageFailure {
+    let trap = error.downcast_ref::<Trap>().copied();
+    if trap == Some(Trap::Interrupt) {
+        return StageFailure::Timeout(timeout);
+    }
+    if let Some(requested) = state.limiter.refused() {
+        return StageFailure::OutOfMemory {
+            requested,
+            limit: state.limiter.max_memory(),
+        };
+    }
+    // A Rust plugin's panic message is on its stderr; the trap itself only
+    // says "unreachable".
+    let stderr = state.stderr.text();
+    let panic_line = stderr
+        .lines()
+        .rev()
+        .find(|l| l.contains("panicked at"))
+        .map(str::trim);
+    let mut message = match trap {
+        Some(Trap::StackOverflow) => "stack overflow".to_string(),
+        Some(t) => t.to_string(),
+        None => format!("{error:#}"),
+    };
+    if let Some(panic) = panic_line {
+        message = format!("{message} ({panic})");
+    }
+    let backtrace = format!("{error:?}");
+    if let Some((_, frames)) = backtrace.split_once("wasm backtrace:") {
+        let frames: Vec<&str> = frames
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .take(12)
+            .collect();
+        message = format!("{message}\nwasm backtrace:\n    {}", frames.join("\n    "));
+    }
+    StageFailure::Trap { message }
+}

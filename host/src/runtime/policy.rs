@@ -1,0 +1,163 @@
+//! Which imports a component may have and which export it must have:
+//! checked at load time, so an ungranted import is named clearly instead of
+//! failing deep inside instantiation.
+
+use crate::bindings::{WIT_PACKAGE, WIT_VERSION};
+
+/// WASI packages a plugin may import (file access still needs a grant).
+const WASI_ALLOWED: &[&str] = &[
+    "wasi:cli",
+    "wasi:io",
+    "wasi:clocks",
+    "wasi:random",
+    "wasi:filesystem",
+];
+
+/// Interfaces of this host's own package a plugin may import.
+const HOST_INTERFACES: &[&str] = &["types", "models", "log"];
+
+/// Why one import or export is unacceptable.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum PolicyViolation {
+    #[error("imports {0}: network access (wasi:http) is not available to stage plugins")]
+    Http(String),
+    #[error("imports {0}: network sockets are not available to stage plugins")]
+    Sockets(String),
+    #[error(
+        "imports {name}: built against {WIT_PACKAGE}@{found}, but this host implements {WIT_PACKAGE}@{WIT_VERSION}"
+    )]
+    IncompatibleVersion { name: String, found: String },
+    #[error("imports {0}: an interface this host does not provide")]
+    Unknown(String),
+    #[error(
+        "does not export {WIT_PACKAGE}/runner@{WIT_VERSION}: it is not a stage plugin (exports: {0})"
+    )]
+    NoRunner(String),
+}
+
+/// Splits "pkg:name/iface@1.2.3" into ("pkg:name", "iface", Some("1.2.3")).
+fn split_name(name: &str) -> (&str, &str, Option<&str>) {
+    let (path, version) = match name.split_once('@') {
+        Some((p, v)) => (p, Some(v)),
+        None => (name, None),
+    };
+    let (package, iface) = path.split_once('/').unwrap_or((path, ""));
+    (package, iface, version)
+}
+
+/// Same major version, and for 0.x the same minor: semver compatibility.
+pub fn version_compatible(found: &str) -> bool {
+    let parse = |v: &str| -> Option<(u64, u64)> {
+        let mut parts = v.split(['.', '-', '+']);
+        Some((parts.next()?.parse().ok()?, parts.next()?.parse().ok()?))
+    };
+    match (parse(found), parse(WIT_VERSION)) {
+        (Some((0, fm)), Some((0, hm))) => fm == hm,
+        (Some((fmaj, _)), Some((hmaj, _))) => fmaj == hmaj,
+        _ => false,
+    }
+}
+
+pub fn check_import(name: &str) -> Result<(), PolicyViolation> {
+    let (package, iface, version) = split_name(name);
+    if package == WIT_PACKAGE {
+        let found = version.unwrap_or("(unversioned)");
+        if !version.is_some_and(version_compatible) {
+            return Err(PolicyViolation::IncompatibleVersion {
+                name: name.to_string(),
+                found: found.to_string(),
+            });
+        }
+        return if HOST_INTERFACES.contains(&iface) {
+            Ok(())
+        } else {
+            Err(PolicyViolation::Unknown(name.to_string()))
+        };
+    }
+    match package {
+        "wasi:http" => Err(PolicyViolation::Http(name.to_string())),
+        "wasi:sockets" => Err(PolicyViolation::Sockets(name.to_string())),
+        p if WASI_ALLOWED.contains(&p) && version.is_some_and(|v| v.starts_with("0.2.")) => Ok(()),
+        _ => Err(PolicyViolation::Unknown(name.to_string())),
+    }
+}
+
+/// Checks the exports contain a compatible `runner`.
+pub fn check_exports<'a>(exports: impl Iterator<Item = &'a str>) -> Result<(), PolicyViolation> {
+    let exports: Vec<&str> = exports.collect();
+    let ok = exports.iter().any(|name| {
+        let (package, iface, version) = split_name(name);
+        package == WIT_PACKAGE && iface == "runner" && version.is_some_and(version_compatible)
+    });
+    if ok {
+        return Ok(());
+    }
+    if let Some(other) = exports
+        .iter()
+        .find(|n| n.starts_with(&format!("{WIT_PACKAGE}/runner@")))
+    {
+        let found = split_name(other).2.unwrap_or_default();
+        return Err(PolicyViolation::IncompatibleVersion {
+            name: other.to_string(),
+            found: found.to_string(),
+        });
+    }
+    Err(PolicyViolation::NoRunner(if exports.is_empty() {
+        "none".into()
+    } else {
+        exports.join(", ")
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn allows_host_and_plain_wasi() {
+        assert_eq!(check_import("orchestrator:stage/models@0.1.0"), Ok(()));
+        assert_eq!(check_import("orchestrator:stage/log@0.1.3"), Ok(()));
+        assert_eq!(check_import("wasi:cli/environment@0.2.6"), Ok(()));
+        assert_eq!(check_import("wasi:filesystem/preopens@0.2.0"), Ok(()));
+    }
+
+    #[test]
+    fn names_what_is_refused() {
+        assert!(matches!(
+            check_import("wasi:http/outgoing-handler@0.2.0"),
+            Err(PolicyViolation::Http(_))
+        ));
+        assert!(matches!(
+            check_import("wasi:sockets/tcp@0.2.0"),
+            Err(PolicyViolation::Sockets(_))
+        ));
+        assert!(matches!(
+            check_import("acme:evil/steal@1.0.0"),
+            Err(PolicyViolation::Unknown(_))
+        ));
+        assert!(matches!(
+            check_import("orchestrator:stage/models@0.2.0"),
+            Err(PolicyViolation::IncompatibleVersion { .. })
+        ));
+        assert!(matches!(
+            check_import("orchestrator:stage/gates@0.1.0"),
+            Err(PolicyViolation::Unknown(_))
+        ));
+    }
+
+    #[test]
+    fn requires_a_compatible_runner() {
+        assert_eq!(
+            check_exports(["orchestrator:stage/runner@0.1.0"].into_iter()),
+            Ok(())
+        );
+        assert!(matches!(
+            check_exports(["orchestrator:stage/runner@0.2.0"].into_iter()),
+            Err(PolicyViolation::IncompatibleVersion { .. })
+        ));
+        assert!(matches!(
+            check_exports(["wasi:cli/run@0.2.0"].into_iter()),
+            Err(PolicyViolation::NoRunner(_))
+        ));
+    }
+}

@@ -1,0 +1,72 @@
+//! Everything needed before a pipeline can run: its plugins built, a runtime,
+//! every plugin loaded and checked, and its model providers.
+
+use crate::builder::{self, BuildPolicy};
+use crate::capabilities::models::ModelsCapability;
+use crate::manifest::Pipeline;
+use crate::runtime::{LoadError, LoadedPlugin, Runtime};
+use crate::scheduler::Scheduler;
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+#[derive(Debug, Clone)]
+pub struct SessionOptions {
+    pub build: BuildPolicy,
+    /// Where compiled components are cached; `None` disables the cache.
+    pub cache_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    #[error(transparent)]
+    Build(#[from] builder::BuildError),
+    #[error("{}", .0.iter().map(|e| format!("error: {e}")).collect::<Vec<_>>().join("\n"))]
+    Load(Vec<LoadError>),
+    #[error("cannot start the runtime: {0}")]
+    Runtime(String),
+}
+
+pub struct Session {
+    pub runtime: Arc<Runtime>,
+    pub plugins: HashMap<String, Arc<LoadedPlugin>>,
+}
+
+impl Session {
+    /// Builds (per policy) and loads every plugin the pipeline uses, reporting
+    /// every plugin that fails to load, not only the first.
+    pub async fn open(
+        pipeline: &Pipeline,
+        options: &SessionOptions,
+    ) -> Result<Session, SessionError> {
+        builder::build_plugins(pipeline, options.build)?;
+        let runtime = Runtime::new(options.cache_dir.clone())
+            .map_err(|e| SessionError::Runtime(format!("{e:#}")))?;
+        let mut plugins = HashMap::new();
+        let mut errors = Vec::new();
+        for spec in builder::used_plugins(pipeline) {
+            match runtime.load(&spec.name, &spec.wasm).await {
+                Ok(p) => {
+                    tracing::debug!(plugin = %spec.name, cache = ?p.cache, elapsed = ?p.load_time, "plugin loaded");
+                    plugins.insert(spec.name.clone(), Arc::new(p));
+                }
+                Err(e) => errors.push(e),
+            }
+        }
+        if !errors.is_empty() {
+            return Err(SessionError::Load(errors));
+        }
+        Ok(Session {
+            runtime: Arc::new(runtime),
+            plugins,
+        })
+    }
+
+    pub fn scheduler(&self, pipeline: &Pipeline, http: reqwest::Client) -> Scheduler {
+        Scheduler {
+            runtime: self.runtime.clone(),
+            models: Arc::new(ModelsCapability::new(pipeline, http)),
+            plugins: self.plugins.clone(),
+        }
+    }
+}

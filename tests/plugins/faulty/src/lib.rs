@@ -1,0 +1,103 @@
+//! A stage that fails in the way its config asks: the host's failure paths
+//! are tested against real components, not mocks.
+
+use plugin_sdk::models::{self, Params};
+use plugin_sdk::prelude::*;
+use serde::Deserialize;
+
+#[derive(Deserialize)]
+#[serde(rename_all = "kebab-case")]
+enum Behaviour {
+    /// Succeed, echoing the task.
+    Succeed,
+    /// Return a fatal stage error.
+    Fatal,
+    /// Return a retryable stage error.
+    Retryable,
+    /// Panic (a trap in the host's eyes).
+    Panic,
+    /// Spin forever.
+    Loop,
+    /// Allocate until something gives.
+    MemoryBomb,
+    /// Recurse until the stack overflows.
+    Recurse,
+    /// Call a model alias (granted or not) and report what happened.
+    CallModel { alias: String },
+    /// Return an artifact of `bytes` bytes.
+    BigOutput { bytes: usize },
+    /// Log `count` lines.
+    LogFlood { count: u64 },
+}
+
+#[derive(Deserialize)]
+struct Config {
+    behaviour: Behaviour,
+}
+
+struct Faulty;
+
+#[inline(never)]
+#[allow(unconditional_recursion)]
+fn recurse(depth: u64, sink: &mut Vec<u64>) -> u64 {
+    let frame = [depth; 64];
+    sink.push(frame[(depth % 64) as usize]);
+    recurse(depth + 1, sink) + frame[0]
+}
+
+impl Stage for Faulty {
+    fn info() -> PluginInfo {
+        PluginInfo::new(
+            "faulty",
+            env!("CARGO_PKG_VERSION"),
+            "Misbehaves as configured",
+        )
+    }
+
+    fn run(input: Input) -> Result<Output, StageError> {
+        let config: Config = input.config()?;
+        match config.behaviour {
+            Behaviour::Succeed => Ok(Output::new("succeeded").text("echo.txt", input.task())),
+            Behaviour::Fatal => Err(StageError::fatal("asked to fail")),
+            Behaviour::Retryable => Err(StageError::retryable("asked to fail, retryably")),
+            Behaviour::Panic => panic!("asked to panic"),
+            Behaviour::Loop => {
+                let mut x: u64 = 0;
+                loop {
+                    x = std::hint::black_box(x.wrapping_add(1));
+                }
+            }
+            Behaviour::MemoryBomb => {
+                let mut hoard: Vec<Vec<u8>> = Vec::new();
+                loop {
+                    hoard.push(vec![1u8; 16 << 20]);
+                    std::hint::black_box(&hoard);
+                }
+            }
+            Behaviour::Recurse => {
+                let mut sink = Vec::new();
+                let n = recurse(0, &mut sink);
+                Ok(Output::new(format!("recursed {n}")))
+            }
+            Behaviour::CallModel { alias } => {
+                match models::ask(&alias, None, "Say hi.", &Params::default().max_tokens(8)) {
+                    Ok(text) => Ok(Output::new("model answered").text("answer.txt", text)),
+                    Err(e) => Err(e.into()),
+                }
+            }
+            Behaviour::BigOutput { bytes } => Ok(Output::new("big").artifact(
+                "big.bin",
+                "application/octet-stream",
+                vec![7u8; bytes],
+            )),
+            Behaviour::LogFlood { count } => {
+                for i in 0..count {
+                    plugin_sdk::log::info(&format!("line {i}"));
+                }
+                Ok(Output::new(format!("logged {count} lines")))
+            }
+        }
+    }
+}
+
+plugin_sdk::export_stage!(Faulty);
