@@ -168,21 +168,21 @@ fn classify_trap(error: &wasmtime::Error, state: &StageState, timeout: Duration)
             limit: state.limiter.max_memory(),
         };
     }
-    // A Rust plugin's panic message is on its stderr; the trap itself only
-    // says "unreachable".
-    let stderr = state.stderr.text();
-    let panic_line = stderr
-        .lines()
-        .rev()
-        .find(|l| l.contains("panicked at"))
-        .map(str::trim);
     let mut message = match trap {
         Some(Trap::StackOverflow) => "stack overflow".to_string(),
         Some(t) => t.to_string(),
         None => format!("{error:#}"),
     };
-    if let Some(panic) = panic_line {
-        message = format!("{message} ({panic})");
+    // The trap itself only says "unreachable"; a Rust panic message or a
+    // Python traceback is on the plugin's stderr.
+    let stderr = state.stderr.text();
+    let tail: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    if !tail.is_empty() {
+        let tail = &tail[tail.len().saturating_sub(12)..];
+        message = format!(
+            "{message}\nplugin stderr (last lines):\n    {}",
+            tail.join("\n    ")
+        );
     }
     let backtrace = format!("{error:?}");
     if let Some((_, frames)) = backtrace.split_once("wasm backtrace:") {
