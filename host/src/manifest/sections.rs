@@ -50,7 +50,7 @@ pub struct StageSection {
     pub after: Vec<Spanned<String>>,
     #[serde(default)]
     pub models: Vec<Spanned<String>>,
-    pub timeout: Option<HumanDuration>,
+    pub timeout: Option<Spanned<String>>,
     pub retries: Option<u32>,
     pub memory: Option<Spanned<String>>,
     pub config: Option<Spanned<serde_json::Value>>,

@@ -1,6 +1,7 @@
 //! From TOML text to a [`Pipeline`], collecting every problem on the way.
 
 use super::diagnostic::{Diagnostic, Diagnostics, Source};
+use super::duration::HumanDuration;
 use super::pipeline::*;
 use super::sections::*;
 use serde::Deserialize;
@@ -89,6 +90,10 @@ pub fn validate(source: &Source) -> Result<Pipeline, Diagnostics> {
         .as_ref()
         .and_then(|p| read_task(&mut c, p, &base_dir));
 
+    // Names declared, even in sections with mistakes: a stage that refers to
+    // one is not reported again as referring to something unknown.
+    let declared_models = declared_names(root, "models");
+    let declared_plugins = declared_names(root, "plugins");
     let models = named_sections::<ModelSection>(&mut c, root, "models")
         .into_iter()
         .filter_map(|(alias, span, m)| check_model(&mut c, alias, span, m))
@@ -112,7 +117,7 @@ pub fn validate(source: &Source) -> Result<Pipeline, Diagnostics> {
             DeValue::Array(items) => items
                 .iter()
                 .enumerate()
-                .filter_map(|(i, item)| c.section(&format!("stage #{}", i + 1), item))
+                .filter_map(|(i, item)| c.section(&stage_label(i, item), item))
                 .collect(),
             _ => {
                 c.error(
@@ -124,7 +129,11 @@ pub fn validate(source: &Source) -> Result<Pipeline, Diagnostics> {
         },
     };
     let mut plugins = plugins;
-    let stages = check_stages(&mut c, stage_sections, &models, &mut plugins, &base_dir);
+    let declared = Declared {
+        models: declared_models,
+        plugins: declared_plugins,
+    };
+    let stages = check_stages(&mut c, stage_sections, &declared, &mut plugins, &base_dir);
     let stages = order_stages(&mut c, stages);
 
     match (pipeline, task) {
@@ -138,7 +147,36 @@ pub fn validate(source: &Source) -> Result<Pipeline, Diagnostics> {
             plugins,
             stages,
         }),
-        _ => Err(Diagnostics(c.problems)),
+        _ => {
+            c.problems
+                .sort_by_key(|d| d.location.unwrap_or((usize::MAX, 0)));
+            Err(Diagnostics(c.problems))
+        }
+    }
+}
+
+/// Names declared under a `[key.NAME]` table, whatever their contents.
+fn declared_names(root: &DeTable<'_>, key: &str) -> Vec<String> {
+    match root.get(key).map(|v| v.get_ref()) {
+        Some(DeValue::Table(t)) => t.keys().map(|k| k.get_ref().to_string()).collect(),
+        _ => Vec::new(),
+    }
+}
+
+struct Declared {
+    models: Vec<String>,
+    plugins: Vec<String>,
+}
+
+/// "stage 'ID'" when the table has a readable id, else "stage #N".
+fn stage_label(index: usize, item: &Spanned<DeValue<'_>>) -> String {
+    match item
+        .get_ref()
+        .get("id")
+        .and_then(|id| id.get_ref().as_str())
+    {
+        Some(id) => format!("stage '{id}'"),
+        None => format!("stage #{}", index + 1),
     }
 }
 
@@ -336,7 +374,7 @@ fn parse_memory(text: &str) -> Option<u64> {
 fn check_stages(
     c: &mut Checker,
     sections: Vec<StageSection>,
-    models: &BTreeMap<String, ModelSpec>,
+    declared: &Declared,
     plugins: &mut BTreeMap<String, PluginSpec>,
     base_dir: &Path,
 ) -> Vec<(StageSpec, Vec<Spanned<String>>)> {
@@ -371,8 +409,8 @@ fn check_stages(
             }
         }
         for alias in &s.models {
-            if !models.contains_key(alias.get_ref()) {
-                let known: Vec<&str> = models.keys().map(String::as_str).collect();
+            if !declared.models.contains(alias.get_ref()) {
+                let known: Vec<&str> = declared.models.iter().map(String::as_str).collect();
                 c.error(
                     Some(alias.span()),
                     format!(
@@ -387,7 +425,16 @@ fn check_stages(
                 );
             }
         }
-        let plugin = resolve_plugin(c, &s.plugin, plugins, base_dir);
+        let plugin = resolve_plugin(c, &s.plugin, plugins, &declared.plugins, base_dir);
+        let timeout = match &s.timeout {
+            None => DEFAULT_STAGE_TIMEOUT,
+            Some(t) => HumanDuration::parse(t.get_ref())
+                .map(|d| d.0)
+                .unwrap_or_else(|e| {
+                    c.error(Some(t.span()), format!("stage '{id}' timeout: {e}"));
+                    DEFAULT_STAGE_TIMEOUT
+                }),
+        };
         let memory_limit = match &s.memory {
             None => DEFAULT_MEMORY_LIMIT,
             Some(m) => parse_memory(m.get_ref()).unwrap_or_else(|| {
@@ -416,7 +463,7 @@ fn check_stages(
                 plugin: plugin.unwrap_or_default(),
                 after,
                 models: s.models.iter().map(|m| m.get_ref().clone()).collect(),
-                timeout: s.timeout.map_or(DEFAULT_STAGE_TIMEOUT, |d| d.0),
+                timeout,
                 retries: s.retries.unwrap_or(0),
                 memory_limit,
                 config,
@@ -432,11 +479,16 @@ fn resolve_plugin(
     c: &mut Checker,
     reference: &Spanned<String>,
     plugins: &mut BTreeMap<String, PluginSpec>,
+    declared: &[String],
     base_dir: &Path,
 ) -> Option<String> {
     let name = reference.get_ref();
     if plugins.contains_key(name) {
         return Some(name.clone());
+    }
+    if declared.contains(name) {
+        // Declared with mistakes already reported.
+        return None;
     }
     if name.ends_with(".wasm") {
         let wasm = base_dir.join(name);
@@ -454,7 +506,7 @@ fn resolve_plugin(
         });
         return Some(name.clone());
     }
-    let known: Vec<&str> = plugins.keys().map(String::as_str).collect();
+    let known: Vec<&str> = declared.iter().map(String::as_str).collect();
     c.error(
         Some(reference.span()),
         format!(

@@ -8,7 +8,7 @@ use crate::bindings::{PluginInfo, StageError, StageInput, StageOutput, StagePre}
 use crate::capabilities::log::LogGrant;
 use crate::capabilities::models::{ModelCall, ModelsGrant};
 use std::time::{Duration, Instant};
-use wasmtime::{Store, Trap};
+use wasmtime::{FrameInfo, Store, Trap, WasmBacktrace};
 
 /// Largest total of artifact bytes one attempt may return.
 pub const MAX_OUTPUT_BYTES: usize = 64 << 20;
@@ -168,8 +168,21 @@ fn classify_trap(error: &wasmtime::Error, state: &StageState, timeout: Duration)
             limit: state.limiter.max_memory(),
         };
     }
+    let frames = error
+        .downcast_ref::<WasmBacktrace>()
+        .map(|bt| collapse_frames(bt.frames()))
+        .unwrap_or_default();
     let mut message = match trap {
         Some(Trap::StackOverflow) => "stack overflow".to_string(),
+        // Rust and C keep their stack in linear memory below the data: deep
+        // recursion runs off its bottom as an out-of-bounds access, with the
+        // same function filling the backtrace.
+        Some(Trap::MemoryOutOfBounds) if frames.first().is_some_and(|f| f.1 >= 8) => {
+            format!(
+                "stack overflow (out-of-bounds memory access in deep recursion of {})",
+                frames[0].0
+            )
+        }
         Some(t) => t.to_string(),
         None => format!("{error:#}"),
     };
@@ -184,15 +197,61 @@ fn classify_trap(error: &wasmtime::Error, state: &StageState, timeout: Duration)
             tail.join("\n    ")
         );
     }
-    let backtrace = format!("{error:?}");
-    if let Some((_, frames)) = backtrace.split_once("wasm backtrace:") {
-        let frames: Vec<&str> = frames
-            .lines()
-            .map(str::trim)
-            .filter(|l| !l.is_empty())
+    if !frames.is_empty() {
+        let lines: Vec<String> = frames
+            .iter()
             .take(12)
+            .map(|(name, n)| {
+                if *n > 1 {
+                    format!("{name} (x{n})")
+                } else {
+                    name.clone()
+                }
+            })
             .collect();
-        message = format!("{message}\nwasm backtrace:\n    {}", frames.join("\n    "));
+        message = format!("{message}\nwasm backtrace:\n    {}", lines.join("\n    "));
     }
     StageFailure::Trap { message }
+}
+
+/// Frames of a language runtime's own panic and abort path: they say how a
+/// plugin died, not where, so the backtrace starts below them.
+const UNWIND_PREFIXES: &[&str] = &[
+    "abort",
+    "std::",
+    "core::",
+    "__rustc::",
+    "rust_panic",
+    "rust_begin_unwind",
+];
+
+/// Frames as "module!function", demangled, consecutive repeats folded into a
+/// count, the panic machinery on top dropped.
+fn collapse_frames(frames: &[FrameInfo]) -> Vec<(String, usize)> {
+    let names: Vec<(String, String)> = frames
+        .iter()
+        .map(|frame| {
+            let module = frame.module().name().unwrap_or("?").to_string();
+            let func = frame
+                .func_name()
+                .map(|n| format!("{:#}", rustc_demangle::demangle(n)))
+                .unwrap_or_else(|| format!("<function {}>", frame.func_index()));
+            (module, func)
+        })
+        .collect();
+    let skip = names
+        .iter()
+        .take(16)
+        .rposition(|(_, f)| UNWIND_PREFIXES.iter().any(|p| f.starts_with(p)))
+        .map_or(0, |i| i + 1)
+        .min(names.len().saturating_sub(1));
+    let mut out: Vec<(String, usize)> = Vec::new();
+    for (module, func) in &names[skip..] {
+        let name = format!("{module}!{func}");
+        match out.last_mut() {
+            Some((last, n)) if *last == name => *n += 1,
+            _ => out.push((name, 1)),
+        }
+    }
+    out
 }

@@ -38,11 +38,15 @@ struct Config {
 struct Faulty;
 
 #[inline(never)]
+/// Recursion the optimiser cannot turn into a loop: the frame is used after
+/// the call, through an opaque `black_box`.
 #[allow(unconditional_recursion)]
-fn recurse(depth: u64, sink: &mut Vec<u64>) -> u64 {
+#[inline(never)]
+fn recurse(depth: u64) -> u64 {
     let frame = [depth; 64];
-    sink.push(frame[(depth % 64) as usize]);
-    recurse(depth + 1, sink) + frame[0]
+    let below = recurse(depth + 1);
+    std::hint::black_box(&frame);
+    below
 }
 
 impl Stage for Faulty {
@@ -75,8 +79,7 @@ impl Stage for Faulty {
                 }
             }
             Behaviour::Recurse => {
-                let mut sink = Vec::new();
-                let n = recurse(0, &mut sink);
+                let n = recurse(0);
                 Ok(Output::new(format!("recursed {n}")))
             }
             Behaviour::CallModel { alias } => {

@@ -1,0 +1,154 @@
+//! Loading components: bad files are named clearly, every bad plugin is
+//! reported at once, and compiled components come from the cache.
+
+mod common;
+
+use common::*;
+use std::path::Path;
+
+fn pipeline_with_plugins(scratch: &Scratch, plugins: &[(&str, &Path)]) -> std::path::PathBuf {
+    let mut text = String::from("[pipeline]\nname = \"loading\"\ntask = \"load\"\n");
+    for (name, path) in plugins {
+        text.push_str(&format!(
+            "\n[plugins.{name}]\nwasm = \"{}\"\n",
+            path.display()
+        ));
+    }
+    for (name, _) in plugins {
+        text.push_str(&format!(
+            "\n[[stage]]\nid = \"{name}\"\nplugin = \"{name}\"\n"
+        ));
+    }
+    scratch.write("pipeline.toml", &text)
+}
+
+#[test]
+fn every_broken_plugin_is_named_with_what_is_wrong() {
+    let scratch = Scratch::new("broken-plugins");
+    let hello = std::fs::read(plugin("hello")).unwrap();
+    let text = scratch.write("text.wasm", "this is not wasm");
+    let empty = scratch.write("empty.wasm", "");
+    let core = scratch.path("core.wasm");
+    // The smallest core module: magic and version 1, no sections.
+    std::fs::write(&core, b"\0asm\x01\0\0\0").unwrap();
+    let truncated = scratch.path("truncated.wasm");
+    std::fs::write(&truncated, &hello[..hello.len() / 2]).unwrap();
+    let manifest = pipeline_with_plugins(
+        &scratch,
+        &[
+            ("text", &text),
+            ("empty", &empty),
+            ("core", &core),
+            ("truncated", &truncated),
+        ],
+    );
+    for command in ["validate", "run"] {
+        let o = host(&[command, manifest.to_str().unwrap()]);
+        assert_eq!(o.status.code(), Some(10), "{command}: {}", stderr(&o));
+        let err = stderr(&o);
+        assert!(
+            err.contains("plugin 'text':")
+                && err.contains("is not a WebAssembly file (no \\0asm header)"),
+            "{err}"
+        );
+        assert!(
+            err.contains("plugin 'empty':") && err.contains("(the file is empty)"),
+            "{err}"
+        );
+        assert!(
+            err.contains("plugin 'core':")
+                && err.contains("is a core WebAssembly module, not a component"),
+            "{err}"
+        );
+        assert!(
+            err.contains("plugin 'truncated':") && err.contains("is not a valid component"),
+            "{err}"
+        );
+        assert!(!err.contains("panicked"), "{err}");
+    }
+}
+
+#[test]
+fn validate_loads_plugins_and_says_what_they_are() {
+    let scratch = Scratch::new("validate-ok");
+    let manifest = pipeline_with_plugins(
+        &scratch,
+        &[("hello", &plugin("hello")), ("faulty", &plugin("faulty"))],
+    );
+    let o = host(&["validate", manifest.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(out.contains("plugin 'hello': hello 0.1.0"), "{out}");
+    assert!(out.contains("plugin 'faulty': faulty 0.1.0"), "{out}");
+    assert!(out.contains("valid (2 stages)"), "{out}");
+}
+
+#[test]
+fn a_second_load_comes_from_the_compiled_component_cache() {
+    let scratch = Scratch::new("cache");
+    let manifest = pipeline_with_plugins(&scratch, &[("hello", &plugin("hello"))]);
+    let cache = scratch.path("cache");
+    let run = || {
+        let o = std::process::Command::new(env!("CARGO_BIN_EXE_host"))
+            .args([
+                "--cache-dir",
+                cache.to_str().unwrap(),
+                "validate",
+                manifest.to_str().unwrap(),
+            ])
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", stderr(&o));
+        stdout(&o)
+    };
+    assert!(run().contains("Compiled in"), "first load compiles");
+    assert!(run().contains("Hit in"), "second load is a cache hit");
+    // A damaged cache entry is replaced, never trusted.
+    for entry in std::fs::read_dir(&cache).unwrap() {
+        std::fs::write(entry.unwrap().path(), b"garbage").unwrap();
+    }
+    assert!(
+        run().contains("Compiled in"),
+        "a corrupt entry is recompiled"
+    );
+    assert!(run().contains("Hit in"));
+}
+
+#[test]
+fn a_failing_build_command_is_reported() {
+    let scratch = Scratch::new("build-fails");
+    let manifest = scratch.write(
+        "pipeline.toml",
+        r#"
+[pipeline]
+name = "p"
+task = "t"
+
+[plugins.p]
+wasm = "never.wasm"
+build = ["sh", "-c", "echo compiling >&2; exit 3"]
+
+[[stage]]
+id = "a"
+plugin = "p"
+"#,
+    );
+    let o = host(&["run", manifest.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(10));
+    let err = stderr(&o);
+    assert!(err.contains("building plugin 'p': sh -c"), "{err}");
+    assert!(
+        err.contains(
+            "plugin 'p': build command `sh -c echo compiling >&2; exit 3` failed (exit status: 3)"
+        ),
+        "{err}"
+    );
+
+    let o = host(&["run", "--no-build", manifest.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(10));
+    assert!(
+        stderr(&o).contains("plugin 'p' has no build command and"),
+        "{}",
+        stderr(&o)
+    );
+}

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# The whole test suite, as CI runs it: formatting, lints (host and plugins),
+# unit tests, and integration tests that run real components in the real host
+# against a real local model.
+#
+#   tests/run-all.sh
+#
+# Env: LOCAL_LLM_URL to use an already running OpenAI-compatible server
+# instead of starting ../shared/tools/local-llm-server.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+rustup target add wasm32-wasip2 >/dev/null 2>&1 || rustup target list --installed | grep -q wasm32-wasip2
+
+if [[ -z ${LOCAL_LLM_URL:-} ]]; then
+  LOCAL_LLM_URL=$(../shared/tools/local-llm-server start | tail -n1)
+  export LOCAL_LLM_URL
+fi
+echo "local model: $LOCAL_LLM_URL"
+
+cargo fmt --all --check
+cargo build --release --target wasm32-wasip2 -p hello -p faulty
+cargo clippy --all-targets -- -D warnings
+cargo clippy --target wasm32-wasip2 -p plugin-sdk -p hello -p faulty -- -D warnings
+cargo test

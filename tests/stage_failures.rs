@@ -1,0 +1,221 @@
+//! Stages that fail, each in its own way, inside one real run: each failure
+//! is reported with its exact reason, dependants are skipped, and stages that
+//! do not depend on a failure still succeed.
+
+mod common;
+
+use common::*;
+
+fn failure_kind(summary: &serde_json::Value, id: &str) -> String {
+    stage(summary, id)["failure"]["kind"]
+        .as_str()
+        .unwrap_or("none")
+        .to_string()
+}
+
+fn failure_text(summary: &serde_json::Value, id: &str) -> String {
+    stage(summary, id)["failure"].to_string()
+}
+
+#[test]
+fn each_failure_has_its_reason_and_spares_independent_stages() {
+    let faulty = plugin("faulty");
+    let scratch = Scratch::new("failures");
+    let manifest = scratch.write(
+        "pipeline.toml",
+        &format!(
+            r#"
+[pipeline]
+name = "failures"
+task = "misbehave"
+max_parallel = 3
+
+[models.large]
+provider = "openai"
+base_url = "http://127.0.0.1:9/v1"
+model = "never-called"
+
+[plugins.faulty]
+wasm = "{}"
+
+[[stage]]
+id = "fatal"
+plugin = "faulty"
+config = {{ behaviour = "fatal" }}
+
+[[stage]]
+id = "after-fatal"
+plugin = "faulty"
+after = ["fatal"]
+config = {{ behaviour = "succeed" }}
+
+[[stage]]
+id = "after-after-fatal"
+plugin = "faulty"
+after = ["after-fatal"]
+config = {{ behaviour = "succeed" }}
+
+[[stage]]
+id = "panic"
+plugin = "faulty"
+config = {{ behaviour = "panic" }}
+
+[[stage]]
+id = "loop"
+plugin = "faulty"
+timeout = "500ms"
+config = {{ behaviour = "loop" }}
+
+[[stage]]
+id = "memory-bomb"
+plugin = "faulty"
+memory = "64MiB"
+config = {{ behaviour = "memory-bomb" }}
+
+[[stage]]
+id = "recurse"
+plugin = "faulty"
+config = {{ behaviour = "recurse" }}
+
+[[stage]]
+id = "ungranted-model"
+plugin = "faulty"
+config = {{ behaviour = {{ call-model = {{ alias = "large" }} }} }}
+
+[[stage]]
+id = "huge-output"
+plugin = "faulty"
+memory = "512MiB"
+config = {{ behaviour = {{ big-output = {{ bytes = 70000000 }} }} }}
+
+[[stage]]
+id = "log-flood"
+plugin = "faulty"
+config = {{ behaviour = {{ log-flood = {{ count = 20000 }} }} }}
+
+[[stage]]
+id = "bad-config"
+plugin = "faulty"
+config = {{ behaviour = "explode" }}
+
+[[stage]]
+id = "bystander"
+plugin = "faulty"
+config = {{ behaviour = "succeed" }}
+"#,
+            faulty.display()
+        ),
+    );
+    let o = host(&["run", "--json", manifest.to_str().unwrap()]);
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "a failed stage exits 1:\n{}",
+        stderr(&o)
+    );
+    let s = summary(&o);
+
+    assert_eq!(failure_kind(&s, "fatal"), "plugin");
+    assert_eq!(stage(&s, "fatal")["failure"]["retryable"], false);
+    assert!(failure_text(&s, "fatal").contains("asked to fail"));
+
+    assert_eq!(stage(&s, "after-fatal")["status"], "skipped");
+    assert_eq!(
+        stage(&s, "after-fatal")["skip_reason"],
+        "dependency 'fatal' failed"
+    );
+    assert_eq!(
+        stage(&s, "after-after-fatal")["skip_reason"],
+        "dependency 'after-fatal' was skipped"
+    );
+
+    assert_eq!(failure_kind(&s, "panic"), "trap");
+    assert!(
+        failure_text(&s, "panic").contains("asked to panic"),
+        "{}",
+        failure_text(&s, "panic")
+    );
+    assert!(
+        failure_text(&s, "panic").contains("wasm backtrace"),
+        "{}",
+        failure_text(&s, "panic")
+    );
+
+    assert_eq!(failure_kind(&s, "loop"), "timeout");
+    assert_eq!(failure_kind(&s, "memory-bomb"), "out-of-memory");
+    assert_eq!(stage(&s, "memory-bomb")["failure"]["limit"], 64 << 20);
+
+    assert_eq!(failure_kind(&s, "recurse"), "trap");
+    assert!(
+        failure_text(&s, "recurse").contains("stack overflow"),
+        "{}",
+        failure_text(&s, "recurse")
+    );
+
+    assert_eq!(failure_kind(&s, "ungranted-model"), "plugin");
+    assert!(
+        failure_text(&s, "ungranted-model").contains("is not granted model alias 'large'"),
+        "{}",
+        failure_text(&s, "ungranted-model")
+    );
+    // The refusal is recorded as a model call that never reached a provider.
+    let calls = stage(&s, "ungranted-model")["model_calls"]
+        .as_array()
+        .unwrap()
+        .clone();
+    assert_eq!(calls.len(), 1);
+    assert!(calls[0]["error"].as_str().unwrap().contains("NotGranted"));
+
+    assert_eq!(failure_kind(&s, "huge-output"), "output-too-large");
+
+    assert_eq!(stage(&s, "log-flood")["status"], "succeeded");
+
+    assert_eq!(failure_kind(&s, "bad-config"), "plugin");
+    assert!(failure_text(&s, "bad-config").contains("invalid config for stage 'bad-config'"));
+
+    assert_eq!(stage(&s, "bystander")["status"], "succeeded");
+}
+
+#[test]
+fn retryable_failures_are_retried_with_the_previous_error() {
+    let faulty = plugin("faulty");
+    let scratch = Scratch::new("retries");
+    let manifest = scratch.write(
+        "pipeline.toml",
+        &format!(
+            r#"
+[pipeline]
+name = "retries"
+task = "try again"
+
+[plugins.faulty]
+wasm = "{}"
+
+[[stage]]
+id = "flaky"
+plugin = "faulty"
+retries = 2
+config = {{ behaviour = "retryable" }}
+
+[[stage]]
+id = "fatal-is-not-retried"
+plugin = "faulty"
+retries = 3
+config = {{ behaviour = "fatal" }}
+"#,
+            faulty.display()
+        ),
+    );
+    let o = host(&["run", "--json", manifest.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1));
+    let s = summary(&o);
+    assert_eq!(stage(&s, "flaky")["attempts"], 3, "{s}");
+    assert_eq!(stage(&s, "flaky")["failure"]["retryable"], true);
+    assert_eq!(stage(&s, "fatal-is-not-retried")["attempts"], 1, "{s}");
+    let events = stdout(&o);
+    assert_eq!(
+        events.matches("\"event\":\"stage-retrying\"").count(),
+        2,
+        "{events}"
+    );
+}
