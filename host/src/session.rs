@@ -62,8 +62,14 @@ impl Session {
         })
     }
 
-    pub fn scheduler(&self, pipeline: &Pipeline, http: reqwest::Client) -> Scheduler {
+    pub fn scheduler(
+        &self,
+        pipeline: &Pipeline,
+        http: reqwest::Client,
+        store: Arc<crate::store::Store>,
+    ) -> Scheduler {
         Scheduler {
+            store,
             runtime: self.runtime.clone(),
             models: Arc::new(ModelsCapability::new(pipeline, http)),
             plugins: self.plugins.clone(),

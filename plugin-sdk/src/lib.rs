@@ -23,6 +23,7 @@
 
 pub mod input;
 pub mod json;
+pub mod kv;
 pub mod log;
 pub mod models;
 pub mod output;
@@ -77,12 +78,10 @@ impl From<ConfigError> for StageError {
 impl From<models::ModelError> for StageError {
     /// Provider trouble is worth a retry; a refused grant or budget is not.
     fn from(e: models::ModelError) -> Self {
-        use models::ModelError as E;
-        match &e {
-            E::Unavailable(_) => StageError::Retryable(e.to_string()),
-            E::NotGranted(_) | E::Rejected(_) | E::BadResponse(_) | E::BudgetExceeded(_) => {
-                StageError::Fatal(e.to_string())
-            }
+        let text = models::describe(&e);
+        match e {
+            models::ModelError::Unavailable(_) => StageError::Retryable(text),
+            _ => StageError::Fatal(text),
         }
     }
 }

@@ -54,6 +54,18 @@ impl Params {
     }
 }
 
+/// A model error as a sentence: "model unavailable: <reason>".
+pub fn describe(e: &ModelError) -> String {
+    let (kind, reason) = match e {
+        ModelError::NotGranted(r) => ("model not granted", r),
+        ModelError::Unavailable(r) => ("model unavailable", r),
+        ModelError::Rejected(r) => ("model request rejected", r),
+        ModelError::BadResponse(r) => ("bad model response", r),
+        ModelError::BudgetExceeded(r) => ("model budget exceeded", r),
+    };
+    format!("{kind}: {reason}")
+}
+
 /// Sends a conversation to the model behind `alias`.
 pub fn complete(
     alias: &str,

@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod model_server;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
@@ -101,12 +103,23 @@ pub fn host(args: &[&str]) -> Output {
     host_in(&workspace_root(), args)
 }
 
+/// A state directory no other invocation uses: one test's results are never
+/// reused by another (tests that need shared state pass `--state-dir`).
+pub fn private_state_dir() -> PathBuf {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    target_dir()
+        .join("test-scratch")
+        .join(format!("state-{}-{n}", std::process::id()))
+}
+
 pub fn host_in(cwd: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_host"))
         .arg("--cache-dir")
         .arg(cache_dir())
         .args(args)
         .current_dir(cwd)
+        .env("HOST_STATE_DIR", private_state_dir())
         .env_remove("RUST_LOG")
         .output()
         .expect("host runs")

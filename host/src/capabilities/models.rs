@@ -20,13 +20,14 @@ pub struct ModelsCapability {
 }
 
 /// One model call as the run record keeps it.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct ModelCall {
     pub alias: String,
     pub model: String,
     pub input_tokens: u32,
     pub output_tokens: u32,
     pub cost_usd: f64,
+    #[serde(with = "crate::events::millis", rename = "latency_ms")]
     pub latency: Duration,
     pub retries: u32,
     /// `None` on success, else the error the plugin was given.

@@ -17,6 +17,8 @@ pub struct Pipeline {
     /// Directory relative paths in the manifest are resolved against.
     pub base_dir: PathBuf,
     pub max_parallel: usize,
+    /// `[pipeline] state_dir`, resolved; `None` means the host's default.
+    pub state_dir: Option<PathBuf>,
     pub models: BTreeMap<String, ModelSpec>,
     pub plugins: BTreeMap<String, PluginSpec>,
     pub stages: Vec<StageSpec>,

@@ -13,6 +13,7 @@ pub struct PipelineSection {
     pub task: Option<String>,
     pub task_file: Option<Spanned<String>>,
     pub max_parallel: Option<Spanned<usize>>,
+    pub state_dir: Option<String>,
 }
 
 /// `[models.ALIAS]`

@@ -138,6 +138,7 @@ pub fn validate(source: &Source) -> Result<Pipeline, Diagnostics> {
 
     match (pipeline, task) {
         (Some(p), Some(task)) if c.problems.is_empty() => Ok(Pipeline {
+            state_dir: p.state_dir.as_ref().map(|d| base_dir.join(d)),
             name: p.name.into_inner(),
             task,
             manifest: source.path.clone(),

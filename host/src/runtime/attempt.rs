@@ -5,6 +5,7 @@ use super::engine::ticks;
 use super::loader::LoadedPlugin;
 use super::{Runtime, StageState};
 use crate::bindings::{PluginInfo, StageError, StageInput, StageOutput, StagePre};
+use crate::capabilities::kv::KvGrant;
 use crate::capabilities::log::LogGrant;
 use crate::capabilities::models::{ModelCall, ModelsGrant};
 use std::time::{Duration, Instant};
@@ -16,7 +17,7 @@ pub const MAX_OUTPUT_BYTES: usize = 64 << 20;
 pub const MAX_LOG_LINES: u64 = 10_000;
 
 /// How a stage attempt failed.
-#[derive(Debug, Clone, PartialEq, thiserror::Error, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, thiserror::Error, serde::Serialize, serde::Deserialize)]
 #[serde(tag = "kind", rename_all = "kebab-case")]
 pub enum StageFailure {
     #[error("the plugin reported a {} error: {message}", if *retryable { "retryable" } else { "fatal" })]
@@ -60,6 +61,7 @@ pub struct AttemptReport {
 pub struct AttemptSpec {
     pub input: StageInput,
     pub models: ModelsGrant,
+    pub kv: KvGrant,
     pub timeout: Duration,
     pub memory_limit: u64,
 }
@@ -79,7 +81,7 @@ impl Runtime {
         );
         let mut store = Store::new(
             &self.engine,
-            StageState::new(spec.models, log, spec.memory_limit),
+            StageState::new(spec.models, log, spec.kv, spec.memory_limit),
         );
         store.limiter(|s| &mut s.limiter);
         store.set_epoch_deadline(ticks(spec.timeout));
@@ -127,7 +129,10 @@ impl Runtime {
         let timeout = Duration::from_secs(5);
         let models = ModelsGrant::empty("(info)");
         let log = LogGrant::new("-", "(info)", 0, 100);
-        let mut store = Store::new(&self.engine, StageState::new(models, log, 64 << 20));
+        let mut store = Store::new(
+            &self.engine,
+            StageState::new(models, log, KvGrant::none(), 64 << 20),
+        );
         store.limiter(|s| &mut s.limiter);
         store.set_epoch_deadline(ticks(timeout));
         store.epoch_deadline_trap();

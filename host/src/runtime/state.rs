@@ -2,7 +2,7 @@
 
 use super::limits::MemoryLimiter;
 use super::output_capture::CapturedOutput;
-use crate::capabilities::{log::LogGrant, models::ModelsGrant};
+use crate::capabilities::{kv::KvGrant, log::LogGrant, models::ModelsGrant};
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
@@ -12,6 +12,7 @@ pub struct StageState {
     pub limiter: MemoryLimiter,
     pub models: ModelsGrant,
     pub log: LogGrant,
+    pub kv: KvGrant,
     pub stdout: CapturedOutput,
     pub stderr: CapturedOutput,
 }
@@ -19,7 +20,7 @@ pub struct StageState {
 impl StageState {
     /// A state with no file system, no environment, no arguments, no network:
     /// a plugin gets exactly what its grants add.
-    pub fn new(models: ModelsGrant, log: LogGrant, memory_limit: u64) -> Self {
+    pub fn new(models: ModelsGrant, log: LogGrant, kv: KvGrant, memory_limit: u64) -> Self {
         let stdout = CapturedOutput::new(64 << 10);
         let stderr = CapturedOutput::new(64 << 10);
         let wasi = WasiCtx::builder()
@@ -32,6 +33,7 @@ impl StageState {
             limiter: MemoryLimiter::new(memory_limit),
             models,
             log,
+            kv,
             stdout,
             stderr,
         }

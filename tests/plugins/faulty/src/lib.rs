@@ -37,7 +37,6 @@ struct Config {
 
 struct Faulty;
 
-#[inline(never)]
 /// Recursion the optimiser cannot turn into a loop: the frame is used after
 /// the call, through an opaque `black_box`.
 #[allow(unconditional_recursion)]

@@ -1,0 +1,296 @@
+//! Reading the store: `host runs`, `status`, `show`, `events`, `export`.
+
+use super::{Exit, Globals, report_store_error};
+use host::report::utc;
+use host::store::{EventRecord, RunRecord, StageRecord, Store};
+use std::io::Write;
+
+fn duration_ms(run: &RunRecord) -> Option<u64> {
+    Some(run.finished_ms?.saturating_sub(run.started_ms))
+}
+
+fn stages_or_exit(store: &Store, run: &RunRecord) -> Result<Vec<StageRecord>, Exit> {
+    store.stages(run).map_err(|e| report_store_error(&e))
+}
+
+fn secs(ms: Option<u64>) -> String {
+    ms.map_or("-".into(), |ms| format!("{:.2}s", ms as f64 / 1000.0))
+}
+
+pub fn runs(globals: &Globals, json: bool) -> Exit {
+    let store = match globals.open_store(None) {
+        Ok(s) => s,
+        Err(exit) => return exit,
+    };
+    let runs = match store.runs() {
+        Ok(r) => r,
+        Err(e) => return report_store_error(&e),
+    };
+    let mut out = std::io::stdout().lock();
+    if !json {
+        let _ = writeln!(
+            out,
+            "{:<24} {:<16} {:<12} {:<20} {:>9} {:>9}",
+            "run", "pipeline", "status", "started (UTC)", "duration", "cost"
+        );
+    }
+    for run in &runs {
+        let stages = match stages_or_exit(&store, run) {
+            Ok(s) => s,
+            Err(exit) => return exit,
+        };
+        let cost = stages.iter().fold(0.0, |acc, s| acc + s.cost_usd());
+        let tokens: u64 = stages.iter().map(StageRecord::tokens).sum();
+        let line = if json {
+            serde_json::json!({
+                "id": run.id, "pipeline": run.pipeline, "status": run.status,
+                "started_ms": run.started_ms, "finished_ms": run.finished_ms,
+                "duration_ms": duration_ms(run), "tokens": tokens, "cost_usd": cost,
+            })
+            .to_string()
+        } else {
+            format!(
+                "{:<24} {:<16} {:<12} {:<20} {:>9} {:>9}",
+                run.id,
+                run.pipeline,
+                run.status.as_str(),
+                utc(run.started_ms),
+                secs(duration_ms(run)),
+                format!("${cost:.4}")
+            )
+        };
+        let _ = writeln!(out, "{line}");
+    }
+    Exit::Success
+}
+
+fn open_run(globals: &Globals, run_id: &str) -> Result<(Store, RunRecord), Exit> {
+    let store = globals.open_store(None)?;
+    let run = store.run(run_id).map_err(|e| report_store_error(&e))?;
+    Ok((store, run))
+}
+
+pub fn status(globals: &Globals, run_id: &str, json: bool) -> Exit {
+    let (store, run) = match open_run(globals, run_id) {
+        Ok(x) => x,
+        Err(exit) => return exit,
+    };
+    let stages = match stages_or_exit(&store, &run) {
+        Ok(s) => s,
+        Err(exit) => return exit,
+    };
+    if json {
+        println!("{}", serde_json::json!({ "run": run, "stages": stages }));
+        return Exit::Success;
+    }
+    println!(
+        "run {} ({}): {}, started {} UTC, {}",
+        run.id,
+        run.pipeline,
+        run.status.as_str(),
+        utc(run.started_ms),
+        secs(duration_ms(&run))
+    );
+    println!(
+        "{:<20} {:<12} {:>8} {:>9} {:>7} {:>9}  note",
+        "stage", "status", "attempts", "time", "tokens", "cost"
+    );
+    for s in &stages {
+        let note = if let Some(from) = &s.reused_from {
+            format!("reused from run {from}")
+        } else if let Some(reason) = &s.skip_reason {
+            reason.clone()
+        } else if let Some(f) = &s.failure {
+            f.to_string().lines().next().unwrap_or_default().to_string()
+        } else {
+            s.output
+                .as_ref()
+                .map(|o| o.summary.clone())
+                .unwrap_or_default()
+        };
+        println!(
+            "{:<20} {:<12} {:>8} {:>9} {:>7} {:>9}  {note}",
+            s.stage,
+            s.status.as_str(),
+            s.attempts,
+            secs(s.elapsed_ms()),
+            s.tokens(),
+            format!("${:.4}", s.cost_usd())
+        );
+    }
+    let mut per_model: std::collections::BTreeMap<(String, String), (u64, u64, f64)> =
+        Default::default();
+    for call in stages.iter().flat_map(|s| &s.model_calls) {
+        let e = per_model
+            .entry((call.alias.clone(), call.model.clone()))
+            .or_default();
+        e.0 += 1;
+        e.1 += u64::from(call.input_tokens) + u64::from(call.output_tokens);
+        e.2 += call.cost_usd;
+    }
+    if !per_model.is_empty() {
+        println!("\nmodel calls:");
+        for ((alias, model), (n, tokens, cost)) in per_model {
+            println!("  {alias} ({model}): {n} call(s), {tokens} tokens, ${cost:.4}");
+        }
+    }
+    Exit::Success
+}
+
+pub fn show(
+    globals: &Globals,
+    run_id: &str,
+    stage_id: &str,
+    artifact: Option<&str>,
+    json: bool,
+) -> Exit {
+    let (store, run) = match open_run(globals, run_id) {
+        Ok(x) => x,
+        Err(exit) => return exit,
+    };
+    let stages = match stages_or_exit(&store, &run) {
+        Ok(s) => s,
+        Err(exit) => return exit,
+    };
+    let Some(stage) = stages.into_iter().find(|s| s.stage == stage_id) else {
+        eprintln!("error: run '{run_id}' has no stage '{stage_id}'");
+        return Exit::InvalidInput;
+    };
+    let Some(output) = &stage.output else {
+        eprintln!(
+            "stage '{stage_id}' has no output ({})",
+            stage.status.as_str()
+        );
+        return if json {
+            println!("{}", serde_json::to_string(&stage).unwrap_or_default());
+            Exit::Success
+        } else {
+            Exit::InvalidInput
+        };
+    };
+    if let Some(name) = artifact {
+        let Some(a) = output.artifacts.iter().find(|a| a.name == name) else {
+            eprintln!("error: stage '{stage_id}' has no artifact '{name}'");
+            return Exit::InvalidInput;
+        };
+        return match store.blob(&a.hash) {
+            Ok(Some(bytes)) => {
+                let _ = std::io::stdout().lock().write_all(&bytes);
+                Exit::Success
+            }
+            Ok(None) => {
+                eprintln!(
+                    "error: artifact '{name}' ({}) is missing from the store",
+                    a.hash
+                );
+                Exit::HostError
+            }
+            Err(e) => report_store_error(&e),
+        };
+    }
+    if json {
+        println!("{}", serde_json::to_string(&stage).unwrap_or_default());
+        return Exit::Success;
+    }
+    println!(
+        "stage {stage_id} of run {run_id}: {}",
+        stage.status.as_str()
+    );
+    println!("summary: {}", output.summary);
+    if let Some(d) = &output.decision {
+        println!("decision: {d}");
+    }
+    for (name, value) in &output.metrics {
+        println!("metric {name} = {value}");
+    }
+    for a in &output.artifacts {
+        println!(
+            "\n--- {} ({}, {} bytes, blake3 {})",
+            a.name,
+            a.media_type,
+            a.size,
+            &a.hash[..16]
+        );
+        let textual = a.media_type.starts_with("text/") || a.media_type == "application/json";
+        match store.blob(&a.hash) {
+            Ok(Some(bytes)) if textual => println!("{}", String::from_utf8_lossy(&bytes)),
+            Ok(Some(_)) => println!(
+                "(binary: `host show {run_id} {stage_id} --artifact {}` writes it)",
+                a.name
+            ),
+            Ok(None) => println!("(missing from the store)"),
+            Err(e) => return report_store_error(&e),
+        }
+    }
+    Exit::Success
+}
+
+fn describe(e: &EventRecord) -> String {
+    let v = serde_json::to_value(&e.event).unwrap_or_default();
+    let kind = v["event"].as_str().unwrap_or("?").to_string();
+    let mut rest = v.as_object().cloned().unwrap_or_default();
+    rest.remove("event");
+    let details: Vec<String> = rest
+        .iter()
+        .map(|(k, v)| match v {
+            serde_json::Value::String(s) => format!("{k}={s}"),
+            other => format!("{k}={other}"),
+        })
+        .collect();
+    format!("{kind} {}", details.join(" "))
+}
+
+pub fn events(globals: &Globals, run_id: &str, json: bool) -> Exit {
+    let (store, _) = match open_run(globals, run_id) {
+        Ok(x) => x,
+        Err(exit) => return exit,
+    };
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let result = store.for_each_event(run_id, |e| {
+        let line = if json {
+            serde_json::to_string(&e).unwrap_or_default()
+        } else {
+            format!("{:>5} {} {}", e.seq, utc(e.at_ms), describe(&e))
+        };
+        let _ = writeln!(out, "{line}");
+        Ok(())
+    });
+    match result {
+        Ok(()) => Exit::Success,
+        Err(e) => report_store_error(&e),
+    }
+}
+
+/// Streams a run as JSON lines: the run, each stage, each event; nothing is
+/// held in memory beyond one record.
+pub fn export(globals: &Globals, run_id: &str) -> Exit {
+    let (store, run) = match open_run(globals, run_id) {
+        Ok(x) => x,
+        Err(exit) => return exit,
+    };
+    let stages = match stages_or_exit(&store, &run) {
+        Ok(s) => s,
+        Err(exit) => return exit,
+    };
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let _ = writeln!(out, "{}", serde_json::json!({ "type": "run", "run": run }));
+    for s in &stages {
+        let _ = writeln!(
+            out,
+            "{}",
+            serde_json::json!({ "type": "stage", "run_id": run.id, "stage": s })
+        );
+    }
+    let result = store.for_each_event(run_id, |e| {
+        let _ = writeln!(
+            out,
+            "{}",
+            serde_json::json!({ "type": "event", "run_id": run.id, "event": e })
+        );
+        Ok(())
+    });
+    match result {
+        Ok(()) => Exit::Success,
+        Err(e) => report_store_error(&e),
+    }
+}

@@ -1,0 +1,68 @@
+//! Durable checkpoints, private to this stage in this run: what a long stage
+//! saves here survives a crash and is there when the run is resumed.
+
+use crate::bindings::orchestrator::stage::kv as wit;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+/// Why a checkpoint could not be saved or read back.
+#[derive(Debug, thiserror::Error)]
+pub enum KvError {
+    #[error("the host refused to store '{key}': {reason}")]
+    Refused { key: String, reason: String },
+    #[error("checkpoint '{key}' is not valid JSON for this type: {source}")]
+    Decode {
+        key: String,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("cannot encode checkpoint '{key}': {source}")]
+    Encode {
+        key: String,
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+impl From<KvError> for crate::StageError {
+    fn from(e: KvError) -> Self {
+        crate::StageError::Fatal(e.to_string())
+    }
+}
+
+pub fn get(key: &str) -> Option<Vec<u8>> {
+    wit::get(key)
+}
+
+pub fn set(key: &str, value: &[u8]) -> Result<(), KvError> {
+    wit::set(key, value).map_err(|reason| KvError::Refused {
+        key: key.to_string(),
+        reason,
+    })
+}
+
+pub fn delete(key: &str) {
+    wit::delete(key)
+}
+
+/// Reads a JSON checkpoint saved with [`save`].
+pub fn load<T: DeserializeOwned>(key: &str) -> Result<Option<T>, KvError> {
+    match get(key) {
+        None => Ok(None),
+        Some(bytes) => serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|source| KvError::Decode {
+                key: key.to_string(),
+                source,
+            }),
+    }
+}
+
+/// Saves `value` as a JSON checkpoint under `key`.
+pub fn save<T: Serialize>(key: &str, value: &T) -> Result<(), KvError> {
+    let bytes = serde_json::to_vec(value).map_err(|source| KvError::Encode {
+        key: key.to_string(),
+        source,
+    })?;
+    set(key, &bytes)
+}

@@ -1,0 +1,375 @@
+//! Durable state: a run killed at any point resumes without redoing finished
+//! stages (proved by the requests a model server counted, which a plugin
+//! cannot fake), ends with the same outputs as an uninterrupted run, and the
+//! state directory stays readable by other processes meanwhile.
+
+mod common;
+
+use common::model_server::{ModelServer, Reply, last_user_message};
+use common::*;
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+/// The greeting of the stage that sent a request: the hello plugin puts its
+/// own greeting right after "Text:\n".
+fn stage_of(request: &serde_json::Value) -> String {
+    let text = last_user_message(request);
+    let own = text.split("Text:\n").nth(1).unwrap_or_default();
+    own.split(',').next().unwrap_or_default().to_string()
+}
+
+/// A deterministic server; the middle stage (Beta) answers slowly so a test
+/// can kill the host while it waits.
+fn server(beta_delay: Duration) -> ModelServer {
+    ModelServer::start(move |req| {
+        let stage = stage_of(req);
+        let reply = Reply::text(&format!("{{\"mood\": \"{}\"}}", stage.to_lowercase()));
+        if stage == "Beta" {
+            reply.after(beta_delay)
+        } else {
+            reply
+        }
+    })
+}
+
+fn pipeline(scratch: &Scratch, model_url: &str) -> std::path::PathBuf {
+    let hello = plugin("hello");
+    scratch.write(
+        "pipeline.toml",
+        &format!(
+            r#"
+[pipeline]
+name = "resumable"
+task = "resume me"
+
+[models.m]
+provider = "openai"
+base_url = "{model_url}"
+model = "scripted"
+max_retries = 0
+
+[plugins.hello]
+wasm = "{}"
+
+[[stage]]
+id = "alpha"
+plugin = "hello"
+models = ["m"]
+config = {{ greeting = "Alpha", model = "m" }}
+
+[[stage]]
+id = "beta"
+plugin = "hello"
+after = ["alpha"]
+models = ["m"]
+config = {{ greeting = "Beta", model = "m" }}
+
+[[stage]]
+id = "gamma"
+plugin = "hello"
+after = ["beta"]
+models = ["m"]
+config = {{ greeting = "Gamma", model = "m" }}
+"#,
+            hello.display()
+        ),
+    )
+}
+
+fn host_with(state: &std::path::Path, args: &[&str]) -> std::process::Output {
+    let mut full = vec!["--state-dir", state.to_str().unwrap()];
+    full.extend_from_slice(args);
+    host(&full)
+}
+
+/// Every event of a run, as JSON.
+fn events(state: &std::path::Path, run: &str) -> Vec<serde_json::Value> {
+    let o = host_with(state, &["events", "--json", run]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    stdout(&o)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+fn count(events: &[serde_json::Value], kind: &str, stage: &str) -> usize {
+    events
+        .iter()
+        .filter(|e| e["event"] == kind && e["stage"] == stage)
+        .count()
+}
+
+/// blake3 of every artifact of every stage, from `host show --json`.
+fn artifact_hashes(state: &std::path::Path, run: &str) -> Vec<(String, String, String)> {
+    let mut out = Vec::new();
+    for stage in ["alpha", "beta", "gamma"] {
+        let o = host_with(state, &["show", "--json", run, stage]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let record: serde_json::Value = serde_json::from_str(stdout(&o).trim()).unwrap();
+        for a in record["output"]["artifacts"].as_array().unwrap() {
+            out.push((
+                stage.to_string(),
+                a["name"].as_str().unwrap().to_string(),
+                a["hash"].as_str().unwrap().to_string(),
+            ));
+        }
+    }
+    out
+}
+
+/// The run id from the first JSON event line `host run --json` printed.
+fn run_id_of(stdout_text: &str) -> String {
+    let first: serde_json::Value =
+        serde_json::from_str(stdout_text.lines().next().expect("run-started line")).unwrap();
+    first["run_id"].as_str().unwrap().to_string()
+}
+
+fn uninterrupted_hashes() -> Vec<(String, String, String)> {
+    let scratch = Scratch::new("uninterrupted");
+    let srv = server(Duration::ZERO);
+    let manifest = pipeline(&scratch, &srv.url);
+    let state = scratch.path("state");
+    let o = host_with(&state, &["run", "--json", manifest.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    artifact_hashes(&state, &run_id_of(&stdout(&o)))
+}
+
+type Artifacts = Vec<(String, String, String)>;
+
+/// Crashes the host at an exact point with a failpoint, then resumes.
+fn crash_at_failpoint_then_resume(
+    failpoint: &str,
+    resume_with_run: bool,
+) -> (HashMap<String, usize>, Vec<serde_json::Value>, Artifacts) {
+    let scratch = Scratch::new("failpoint");
+    let srv = server(Duration::ZERO);
+    let manifest = pipeline(&scratch, &srv.url);
+    let state = scratch.path("state");
+    let crashed = Command::new(env!("CARGO_BIN_EXE_host"))
+        .args([
+            "--cache-dir",
+            cache_dir().to_str().unwrap(),
+            "--state-dir",
+            state.to_str().unwrap(),
+        ])
+        .args(["run", "--json", manifest.to_str().unwrap()])
+        .env("HOST_FAILPOINT", failpoint)
+        .output()
+        .unwrap();
+    assert!(
+        !crashed.status.success(),
+        "the failpoint {failpoint} must abort the host"
+    );
+    assert!(
+        stderr(&crashed).contains(&format!("failpoint {failpoint}")),
+        "{}",
+        stderr(&crashed)
+    );
+    let run = run_id_of(&stdout(&crashed));
+    let o = if resume_with_run {
+        host_with(&state, &["run", "--json", manifest.to_str().unwrap()])
+    } else {
+        host_with(&state, &["resume", "--json", &run])
+    };
+    assert!(
+        o.status.success(),
+        "resume failed:\n{}\n{}",
+        stdout(&o),
+        stderr(&o)
+    );
+    assert!(stderr(&o).contains("resuming"), "{}", stderr(&o));
+    let ev = events(&state, &run);
+    (srv.count_by(stage_of), ev, artifact_hashes(&state, &run))
+}
+
+fn assert_each_stage_succeeded_once(ev: &[serde_json::Value]) {
+    for stage in ["alpha", "beta", "gamma"] {
+        assert_eq!(
+            count(ev, "stage-succeeded", stage),
+            1,
+            "{stage} succeeded exactly once: {ev:?}"
+        );
+    }
+    assert_eq!(ev.iter().filter(|e| e["event"] == "run-resumed").count(), 1);
+    assert_eq!(ev.last().unwrap()["event"], "run-finished");
+    assert_eq!(ev.last().unwrap()["status"], "succeeded");
+}
+
+#[test]
+fn killed_before_the_first_stage_commits_reruns_only_that_stage() {
+    // Commits: 1 create run, 2 alpha started, 3 alpha succeeded.
+    let (counts, ev, hashes) = crash_at_failpoint_then_resume("before-commit@3", false);
+    assert_eq!(
+        counts["Alpha"], 2,
+        "alpha's result never committed: it runs again"
+    );
+    assert_eq!(counts["Beta"], 1);
+    assert_eq!(counts["Gamma"], 1);
+    assert_eq!(count(&ev, "stage-interrupted", "alpha"), 1);
+    assert_each_stage_succeeded_once(&ev);
+    assert_eq!(hashes, uninterrupted_hashes());
+}
+
+#[test]
+fn killed_right_after_the_first_stage_commits_never_reruns_it() {
+    let (counts, ev, hashes) = crash_at_failpoint_then_resume("after-commit@3", true);
+    assert_eq!(
+        counts["Alpha"], 1,
+        "alpha finished before the crash: never again"
+    );
+    assert_eq!(counts["Beta"], 1);
+    assert_eq!(counts["Gamma"], 1);
+    assert_eq!(count(&ev, "stage-started", "alpha"), 1);
+    assert_each_stage_succeeded_once(&ev);
+    assert_eq!(hashes, uninterrupted_hashes());
+}
+
+#[test]
+fn sigkill_during_the_middle_stage_resumes_it_cleanly() {
+    let scratch = Scratch::new("sigkill");
+    let srv = server(Duration::from_secs(3));
+    let manifest = pipeline(&scratch, &srv.url);
+    let state = scratch.path("state");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_host"))
+        .args([
+            "--cache-dir",
+            cache_dir().to_str().unwrap(),
+            "--state-dir",
+            state.to_str().unwrap(),
+        ])
+        .args(["run", "--json", manifest.to_str().unwrap()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let run = run_id_of(&lines.next().unwrap().unwrap());
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        if line.contains("\"stage-started\"") && line.contains("\"beta\"") {
+            break;
+        }
+    }
+    // Beta's model request is in flight (the server holds it for 3 s).
+    while !srv.count_by(stage_of).contains_key("Beta") {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+
+    // Meanwhile, other processes can read the same state directory.
+    let o = host_with(&state, &["status", "--json", &run]);
+    assert!(o.status.success(), "status during a run: {}", stderr(&o));
+    let status: serde_json::Value = serde_json::from_str(stdout(&o).trim()).unwrap();
+    assert_eq!(status["run"]["status"], "running");
+    assert_eq!(status["stages"][0]["status"], "succeeded");
+    assert_eq!(status["stages"][1]["status"], "running");
+    let o = host_with(&state, &["resume", &run]);
+    assert_eq!(o.status.code(), Some(10), "a live run cannot be taken over");
+    assert!(
+        stderr(&o).contains("is being executed by process"),
+        "{}",
+        stderr(&o)
+    );
+
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+
+    let o = host_with(&state, &["resume", "--json", &run]);
+    assert!(o.status.success(), "{}\n{}", stdout(&o), stderr(&o));
+    let counts = srv.count_by(stage_of);
+    assert_eq!(counts["Alpha"], 1, "alpha was done: not asked again");
+    assert_eq!(counts["Beta"], 2, "beta was interrupted: asked again");
+    assert_eq!(counts["Gamma"], 1);
+    let ev = events(&state, &run);
+    assert_eq!(count(&ev, "stage-interrupted", "beta"), 1);
+    assert_each_stage_succeeded_once(&ev);
+    assert_eq!(artifact_hashes(&state, &run), uninterrupted_hashes());
+
+    // The listings agree.
+    let o = host_with(&state, &["runs", "--json"]);
+    let runs: Vec<serde_json::Value> = stdout(&o)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(runs.len(), 1);
+    assert_eq!(runs[0]["status"], "succeeded");
+    // Three answered calls of 18 tokens; the killed process never received
+    // the fourth answer, so it has no usage to record.
+    assert_eq!(runs[0]["tokens"], 18 * 3);
+}
+
+#[test]
+fn identical_stages_are_reused_across_runs_unless_fresh() {
+    let scratch = Scratch::new("reuse");
+    let srv = server(Duration::ZERO);
+    let manifest = pipeline(&scratch, &srv.url);
+    let state = scratch.path("state");
+    let first = host_with(&state, &["run", "--json", manifest.to_str().unwrap()]);
+    assert!(first.status.success());
+    let second = host_with(&state, &["run", "--json", manifest.to_str().unwrap()]);
+    assert!(second.status.success());
+    assert_eq!(srv.requests().len(), 3, "the second run reused every stage");
+    let s = summary(&second);
+    assert!(
+        stage(&s, "gamma")["reused"]
+            .as_str()
+            .unwrap()
+            .starts_with("cache of run "),
+        "{s}"
+    );
+    let ev = events(&state, &run_id_of(&stdout(&second)));
+    assert_eq!(count(&ev, "stage-reused", "alpha"), 1);
+
+    let fresh = host_with(
+        &state,
+        &["run", "--fresh", "--json", manifest.to_str().unwrap()],
+    );
+    assert!(fresh.status.success());
+    assert_eq!(srv.requests().len(), 6, "--fresh runs everything again");
+}
+
+#[test]
+fn a_damaged_state_file_is_a_clear_error() {
+    let scratch = Scratch::new("damaged");
+    let state = scratch.path("state");
+    // A real database first, then damage it in two ways.
+    let srv = server(Duration::ZERO);
+    let manifest = pipeline(&scratch, &srv.url);
+    assert!(
+        host_with(&state, &["run", manifest.to_str().unwrap()])
+            .status
+            .success()
+    );
+    let db = state.join("state.redb");
+    let bytes = std::fs::read(&db).unwrap();
+
+    std::fs::write(&db, &bytes[..bytes.len() / 3]).unwrap();
+    let o = host_with(&state, &["runs"]);
+    assert_eq!(o.status.code(), Some(11), "truncated: {}", stderr(&o));
+    assert!(stderr(&o).contains("is damaged"), "{}", stderr(&o));
+    assert!(!stderr(&o).contains("panicked"), "{}", stderr(&o));
+
+    std::fs::write(
+        &db,
+        b"this is not a database, just some text that is long enough to look like a header",
+    )
+    .unwrap();
+    let o = host_with(&state, &["runs"]);
+    assert_eq!(o.status.code(), Some(11), "garbage: {}", stderr(&o));
+    assert!(stderr(&o).contains("is damaged"), "{}", stderr(&o));
+    assert!(!stderr(&o).contains("panicked"), "{}", stderr(&o));
+}
+
+#[test]
+fn unknown_runs_and_stages_are_named() {
+    let scratch = Scratch::new("unknown");
+    let state = scratch.path("state");
+    let o = host_with(&state, &["status", "no-such-run"]);
+    assert_eq!(o.status.code(), Some(10));
+    assert!(
+        stderr(&o).contains("no run 'no-such-run'"),
+        "{}",
+        stderr(&o)
+    );
+}
