@@ -219,3 +219,47 @@ config = {{ behaviour = "fatal" }}
         "{events}"
     );
 }
+
+#[test]
+fn kv_checkpoints_survive_from_one_attempt_to_the_next() {
+    let faulty = plugin("faulty");
+    let scratch = Scratch::new("kv");
+    let manifest = scratch.write(
+        "pipeline.toml",
+        &format!(
+            r#"
+[pipeline]
+name = "kv"
+task = "count"
+
+[plugins.faulty]
+wasm = "{}"
+
+[[stage]]
+id = "counter"
+plugin = "faulty"
+retries = 2
+config = {{ behaviour = {{ checkpoint = {{ succeed_at = 2 }} }} }}
+
+[[stage]]
+id = "other-counter"
+plugin = "faulty"
+config = {{ behaviour = {{ checkpoint = {{ succeed_at = 1 }} }} }}
+"#,
+            faulty.display()
+        ),
+    );
+    let o = host(&["run", "--json", manifest.to_str().unwrap()]);
+    assert!(o.status.success(), "{}\n{}", stdout(&o), stderr(&o));
+    let s = summary(&o);
+    assert_eq!(stage(&s, "counter")["attempts"], 2, "{s}");
+    assert_eq!(
+        stage(&s, "counter")["summary"],
+        "succeeded after 2 attempts"
+    );
+    // Checkpoints are private to a stage: the other stage starts from zero.
+    assert_eq!(
+        stage(&s, "other-counter")["summary"],
+        "succeeded after 1 attempts"
+    );
+}

@@ -28,6 +28,9 @@ enum Behaviour {
     BigOutput { bytes: usize },
     /// Log `count` lines.
     LogFlood { count: u64 },
+    /// Count attempts in a kv checkpoint; fail retryably until the count
+    /// reaches `succeed_at`.
+    Checkpoint { succeed_at: u64 },
 }
 
 #[derive(Deserialize)]
@@ -92,6 +95,17 @@ impl Stage for Faulty {
                 "application/octet-stream",
                 vec![7u8; bytes],
             )),
+            Behaviour::Checkpoint { succeed_at } => {
+                let seen: u64 = plugin_sdk::kv::load("attempts")?.unwrap_or(0) + 1;
+                plugin_sdk::kv::save("attempts", &seen)?;
+                if seen < succeed_at {
+                    return Err(StageError::retryable(format!(
+                        "checkpoint says attempt {seen}"
+                    )));
+                }
+                Ok(Output::new(format!("succeeded after {seen} attempts"))
+                    .metric("attempts_seen", seen as f64))
+            }
             Behaviour::LogFlood { count } => {
                 for i in 0..count {
                     plugin_sdk::log::info(&format!("line {i}"));
