@@ -34,6 +34,19 @@ pub struct ModelCall {
     pub error: Option<String>,
 }
 
+/// Tokens in and out of `calls`, summed.
+pub fn total_tokens(calls: &[ModelCall]) -> u64 {
+    calls
+        .iter()
+        .map(|c| u64::from(c.input_tokens) + u64::from(c.output_tokens))
+        .sum()
+}
+
+/// Cost of `calls` in US dollars (a fold: an empty float sum would be -0.0).
+pub fn total_cost_usd(calls: &[ModelCall]) -> f64 {
+    calls.iter().fold(0.0, |acc, c| acc + c.cost_usd)
+}
+
 /// Most model calls one attempt may make: a runaway loop in a plugin must not
 /// run up an unbounded bill.
 pub const MAX_CALLS_PER_ATTEMPT: usize = 1000;

@@ -235,6 +235,23 @@ impl Store {
         Ok(())
     }
 
+    fn append_model_calls(
+        &self,
+        txn: &redb::WriteTransaction,
+        run: &str,
+        stage: &str,
+        calls: &[ModelCall],
+    ) -> Result<()> {
+        for call in calls {
+            let event = Event::ModelCalled {
+                stage: stage.into(),
+                call: call.clone(),
+            };
+            self.append_event(txn, run, event)?;
+        }
+        Ok(())
+    }
+
     fn load_stage(
         &self,
         txn: &redb::WriteTransaction,
@@ -494,16 +511,7 @@ impl Store {
                 artifacts: refs.clone(),
                 produced_by: (run.to_string(), stage.to_string()),
             };
-            for call in calls {
-                self.append_event(
-                    txn,
-                    run,
-                    Event::ModelCalled {
-                        stage: stage.into(),
-                        call: call.clone(),
-                    },
-                )?;
-            }
+            self.append_model_calls(txn, run, stage, calls)?;
             let out = record.clone();
             let calls = calls.to_vec();
             let saved = self.transition(
@@ -543,16 +551,7 @@ impl Store {
         calls: &[ModelCall],
     ) -> Result<()> {
         self.write(|txn| {
-            for call in calls {
-                self.append_event(
-                    txn,
-                    run,
-                    Event::ModelCalled {
-                        stage: stage.into(),
-                        call: call.clone(),
-                    },
-                )?;
-            }
+            self.append_model_calls(txn, run, stage, calls)?;
             // A failure that will be retried keeps the stage running.
             let to = if will_retry {
                 StageStatus::Running

@@ -123,14 +123,11 @@ impl StageRecord {
     }
 
     pub fn tokens(&self) -> u64 {
-        self.model_calls
-            .iter()
-            .map(|c| u64::from(c.input_tokens) + u64::from(c.output_tokens))
-            .sum()
+        crate::capabilities::models::total_tokens(&self.model_calls)
     }
 
     pub fn cost_usd(&self) -> f64 {
-        self.model_calls.iter().fold(0.0, |acc, c| acc + c.cost_usd)
+        crate::capabilities::models::total_cost_usd(&self.model_calls)
     }
 
     pub fn elapsed_ms(&self) -> Option<u64> {
