@@ -1,6 +1,7 @@
 //! The `host` orchestrator as a library: the binary in `main.rs` is only its
 //! command-line face.
 
+pub mod bench;
 pub mod bindings;
 pub mod builder;
 pub mod capabilities;

@@ -4,7 +4,7 @@
 mod commands;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use commands::{Exit, Globals, inspect, run};
+use commands::{Exit, Globals, bench, inspect, run};
 use host::builder::BuildPolicy;
 use host::runtime::ComponentCache;
 use std::path::PathBuf;
@@ -127,6 +127,8 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Measure the host's own overhead: commits, instantiation, loads, resume, a large DAG.
+    Bench(bench::BenchArgs),
     /// Stream a run's records (run, stages, events) out.
     Export {
         run_id: String,
@@ -159,7 +161,22 @@ fn main() -> ExitCode {
         }
     };
     let exit = runtime.block_on(dispatch(cli));
+    if std::env::var_os("HOST_REPORT_PEAK_MEMORY").is_some() {
+        report_peak_memory();
+    }
     ExitCode::from(exit as u8)
+}
+
+/// For `host bench`: the process's peak resident memory, as Linux counts it.
+fn report_peak_memory() {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    if let Some(kib) = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+    {
+        eprintln!("peak memory: {kib} KiB");
+    }
 }
 
 fn init_tracing() {
@@ -228,6 +245,7 @@ async fn dispatch(cli: Cli) -> Exit {
             run::validate(&globals, &pipeline, policy).await
         }
         Command::Build { pipeline } => run::build(&pipeline),
+        Command::Bench(args) => bench::bench(args).await,
         Command::Runs { json } => inspect::runs(&globals, json),
         Command::Status { run_id, json } => inspect::status(&globals, &run_id, json),
         Command::Show {

@@ -44,6 +44,8 @@ pub fn plugin(name: &str) -> PathBuf {
                 "hello",
                 "-p",
                 "faulty",
+                "-p",
+                "noop",
             ])
             .current_dir(workspace_root())
             .status()

@@ -1,5 +1,6 @@
 //! One module per group of subcommands; `main.rs` only parses and dispatches.
 
+pub mod bench;
 pub mod inspect;
 pub mod run;
 

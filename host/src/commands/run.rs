@@ -233,10 +233,9 @@ async fn resume_with(globals: &Globals, store: Arc<Store>, args: ResumeArgs) -> 
         Ok(s) => s,
         Err(exit) => return exit,
     };
-    let reset = match store.resume_run(&record.id, Owner::current()) {
-        Ok(r) => r,
-        Err(e) => return report_store_error(&e),
-    };
+    if let Err(e) = store.resume_run(&record.id, Owner::current()) {
+        return report_store_error(&e);
+    }
     let stages = match store.stages(&record) {
         Ok(s) => s,
         Err(e) => return report_store_error(&e),
@@ -261,11 +260,11 @@ async fn resume_with(globals: &Globals, store: Arc<Store>, args: ResumeArgs) -> 
         "resuming run {}: {} stage(s) already done, {} to run",
         record.id,
         done.len(),
-        reset.len()
-            + stages
-                .iter()
-                .filter(|s| s.status == StageStatus::Pending)
-                .count()
+        // Read after the reset: every stage that will run is pending now.
+        stages
+            .iter()
+            .filter(|s| s.status == StageStatus::Pending)
+            .count()
     );
     let ctx = RunContext {
         run_id: record.id.clone(),

@@ -1,0 +1,87 @@
+//! In-process figures for the runtime: a no-op stage's instantiate-and-call,
+//! and loading a component whose compiled form is already cached.
+
+use super::stats::Summary;
+use crate::bindings::StageInput;
+use crate::capabilities::kv::KvGrant;
+use crate::capabilities::models::ModelsGrant;
+use crate::runtime::{AttemptSpec, Runtime};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+fn spec(i: u32) -> AttemptSpec {
+    AttemptSpec {
+        input: StageInput {
+            run_id: "bench".into(),
+            stage_id: "noop".into(),
+            task: "nothing".into(),
+            config_json: "{}".into(),
+            inputs: Vec::new(),
+            attempt: 1,
+            iteration: i,
+            feedback: None,
+        },
+        models: ModelsGrant::empty("noop"),
+        kv: KvGrant::none(),
+        timeout: Duration::from_secs(10),
+        memory_limit: 64 << 20,
+    }
+}
+
+/// Instantiates `noop` and calls its `run`, `iterations` times, after a
+/// warm-up; fails if the stage does not succeed.
+pub async fn call_noop(
+    cache_dir: &Path,
+    noop: &Path,
+    iterations: usize,
+) -> Result<Summary, String> {
+    let runtime = Runtime::new(Some(cache_dir.to_path_buf())).map_err(|e| format!("{e:#}"))?;
+    let plugin = runtime
+        .load("noop", noop)
+        .await
+        .map_err(|e| e.to_string())?;
+    for i in 0..50 {
+        let report = runtime.run_attempt(&plugin, spec(i)).await;
+        report
+            .outcome
+            .map_err(|e| format!("the no-op stage failed: {e}"))?;
+    }
+    let mut samples = Vec::with_capacity(iterations);
+    for i in 0..iterations {
+        let t = Instant::now();
+        let report = runtime.run_attempt(&plugin, spec(i as u32)).await;
+        samples.push(t.elapsed());
+        if let Err(e) = report.outcome {
+            return Err(format!("the no-op stage failed: {e}"));
+        }
+    }
+    Summary::of(&samples).ok_or_else(|| "no iterations".into())
+}
+
+/// Loads `component` (read, hash, cached compiled code, import checks,
+/// `info()`) `iterations` times after one load that fills the cache.
+pub async fn cached_load(
+    cache_dir: &Path,
+    component: &Path,
+    iterations: usize,
+) -> Result<(Summary, Duration), String> {
+    let runtime = Runtime::new(Some(cache_dir.to_path_buf())).map_err(|e| format!("{e:#}"))?;
+    let first = Instant::now();
+    runtime
+        .load("bench", component)
+        .await
+        .map_err(|e| e.to_string())?;
+    let first = first.elapsed();
+    let mut samples = Vec::with_capacity(iterations);
+    for _ in 0..iterations {
+        let t = Instant::now();
+        runtime
+            .load("bench", component)
+            .await
+            .map_err(|e| e.to_string())?;
+        samples.push(t.elapsed());
+    }
+    Summary::of(&samples)
+        .map(|s| (s, first))
+        .ok_or_else(|| "no iterations".into())
+}

@@ -1,0 +1,244 @@
+//! `host bench`: the host's own overhead, measured. Each scenario runs
+//! several times and reports medians (and tails where they matter), next to
+//! the target it is held to. Figures, never assertions: a slow machine prints
+//! slow numbers, it does not fail a build.
+
+mod instantiate;
+mod pipelines;
+mod stats;
+mod store_commit;
+
+pub use pipelines::dag_manifest;
+pub use stats::{Summary, human};
+
+use serde::Serialize;
+use std::path::PathBuf;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, clap::ValueEnum)]
+pub enum Scenario {
+    /// One durable stage transition, fsync on (median, p99), and throughput.
+    Commit,
+    /// Instantiate and call a no-op stage.
+    Instantiate,
+    /// Load a component whose compiled code is cached.
+    CachedLoad,
+    /// Resume a run with many finished stages.
+    Resume,
+    /// A large DAG of no-op stages end to end, with durable state.
+    Dag,
+}
+
+pub struct Options {
+    pub scenarios: Vec<Scenario>,
+    /// The real `host` binary, for the end-to-end scenarios.
+    pub host: PathBuf,
+    pub noop: PathBuf,
+    /// A large component (e.g. a Python plugin) for the cached-load figure.
+    pub large: Option<PathBuf>,
+    /// Scratch space on the disk whose fsync is being measured.
+    pub dir: PathBuf,
+    pub commit_stages: usize,
+    pub resume_stages: usize,
+    pub dag_stages: usize,
+    pub repeats: usize,
+}
+
+/// One line of the report.
+#[derive(Debug, Clone, Serialize)]
+pub struct Row {
+    pub scenario: String,
+    pub figure: String,
+    /// The figure as a number, in `unit`.
+    pub value: f64,
+    pub unit: &'static str,
+    pub target: Option<String>,
+    pub detail: String,
+}
+
+fn time_row(
+    scenario: impl Into<String>,
+    s: &Summary,
+    target: Option<&str>,
+    detail: impl Into<String>,
+) -> Row {
+    Row {
+        scenario: scenario.into(),
+        figure: format!("{} (p99 {})", human(s.median), human(s.p99)),
+        value: s.median.as_secs_f64() * 1e6,
+        unit: "µs",
+        target: target.map(str::to_string),
+        detail: format!("{} samples; {}", s.samples, detail.into()),
+    }
+}
+
+fn error_row(scenario: Scenario, error: String) -> Row {
+    Row {
+        scenario: format!("{scenario:?}").to_lowercase(),
+        figure: "failed".into(),
+        value: f64::NAN,
+        unit: "",
+        target: None,
+        detail: error,
+    }
+}
+
+/// Runs the chosen scenarios; a scenario that cannot run is reported as a
+/// failed row, and the others still run.
+pub async fn run(options: &Options, mut on_row: impl FnMut(&Row)) -> Vec<Row> {
+    let mut rows = Vec::new();
+    let cache_dir = options.dir.join("component-cache");
+    for &scenario in &options.scenarios {
+        let produced = match scenario {
+            Scenario::Commit => commit(options),
+            Scenario::Instantiate => instantiate(options, &cache_dir).await,
+            Scenario::CachedLoad => cached_load(options, &cache_dir).await,
+            Scenario::Resume => resume(options, &cache_dir),
+            Scenario::Dag => dag(options, &cache_dir),
+        };
+        let produced = produced.unwrap_or_else(|e| vec![error_row(scenario, e)]);
+        for row in produced {
+            on_row(&row);
+            rows.push(row);
+        }
+    }
+    rows
+}
+
+fn commit(o: &Options) -> Result<Vec<Row>, String> {
+    let dir = o.dir.join("commit-state");
+    let _ = std::fs::remove_dir_all(&dir);
+    let f = store_commit::measure(&dir, o.commit_stages, 4).map_err(|e| e.to_string())?;
+    let mut rows = vec![
+        time_row(
+            "durable commit",
+            &f.commit,
+            None,
+            "one redb write transaction (a stage start or success), fsync on",
+        ),
+        time_row(
+            "durable stage transition",
+            &f.stage,
+            Some("< 2 ms"),
+            "start and success records of one stage, both committed",
+        ),
+    ];
+    for (writers, rate) in f.throughput {
+        rows.push(Row {
+            scenario: format!("stage transitions, {writers} writer(s)"),
+            figure: format!("{rate:.0} stages/s"),
+            value: rate,
+            unit: "stages/s",
+            target: None,
+            detail: format!("{} stages", o.commit_stages),
+        });
+    }
+    Ok(rows)
+}
+
+async fn instantiate(o: &Options, cache_dir: &std::path::Path) -> Result<Vec<Row>, String> {
+    let iterations = 200 * o.repeats.max(1);
+    let s = instantiate::call_noop(cache_dir, &o.noop, iterations).await?;
+    Ok(vec![time_row(
+        "no-op stage: instantiate + call",
+        &s,
+        Some("< 20 µs"),
+        "fresh store and instance per attempt, from a pre-linked InstancePre",
+    )])
+}
+
+async fn cached_load(o: &Options, cache_dir: &std::path::Path) -> Result<Vec<Row>, String> {
+    let mut rows = Vec::new();
+    let mut components = vec![("no-op component", o.noop.clone())];
+    if let Some(large) = &o.large {
+        components.push(("large component", large.clone()));
+    }
+    for (label, path) in components {
+        let size = std::fs::metadata(&path)
+            .map_err(|e| format!("{}: {e}", path.display()))?
+            .len();
+        let (s, first) = instantiate::cached_load(cache_dir, &path, 5 * o.repeats.max(1)).await?;
+        rows.push(time_row(
+            format!("load {label} (cached)"),
+            &s,
+            (label == "large component").then_some("< 100 ms"),
+            format!(
+                "{:.1} MB; first load {} (compiled or cached before)",
+                size as f64 / 1e6,
+                human(first)
+            ),
+        ));
+    }
+    Ok(rows)
+}
+
+fn bench<'a>(o: &'a Options, cache_dir: &'a std::path::Path) -> pipelines::Bench<'a> {
+    pipelines::Bench {
+        host: &o.host,
+        noop: &o.noop,
+        dir: &o.dir,
+        cache_dir,
+    }
+}
+
+fn resume(o: &Options, cache_dir: &std::path::Path) -> Result<Vec<Row>, String> {
+    let s = bench(o, cache_dir).resume(o.resume_stages, o.repeats.max(1))?;
+    Ok(vec![time_row(
+        format!("resume a run with {} finished stages", o.resume_stages),
+        &s,
+        None,
+        "`host resume` end to end: process start, state load, one stage re-run",
+    )])
+}
+
+fn dag(o: &Options, cache_dir: &std::path::Path) -> Result<Vec<Row>, String> {
+    let mut samples = Vec::new();
+    let mut peak = 0;
+    for _ in 0..o.repeats.clamp(1, 3) {
+        let f = bench(o, cache_dir).dag(o.dag_stages, 50)?;
+        samples.push(f.elapsed);
+        peak = peak.max(f.peak_kib.unwrap_or(0));
+        // A fresh state directory per repeat: each run starts from nothing.
+        let _ = std::fs::remove_dir_all(o.dir.join(format!("dag-{}-state", o.dag_stages)));
+    }
+    let s = Summary::of(&samples).ok_or("no repeats")?;
+    let rate = o.dag_stages as f64 / s.median.as_secs_f64().max(1e-9);
+    Ok(vec![
+        time_row(
+            format!("{}-stage DAG end to end", o.dag_stages),
+            &s,
+            Some("< 5 s"),
+            "`host run`, layers of 50, max_parallel 2, durable state",
+        ),
+        Row {
+            scenario: format!("{}-stage DAG throughput", o.dag_stages),
+            figure: format!("{rate:.0} stages/s, peak {:.1} MB", peak as f64 / 1024.0),
+            value: rate,
+            unit: "stages/s",
+            target: None,
+            detail: "peak resident memory of the host process".into(),
+        },
+    ])
+}
+
+/// Prints rows as an aligned table.
+pub fn print_table(rows: &[Row]) {
+    let width = rows.iter().map(|r| r.scenario.len()).max().unwrap_or(8);
+    let fig = rows
+        .iter()
+        .map(|r| r.figure.chars().count())
+        .max()
+        .unwrap_or(6);
+    println!(
+        "{:<width$}  {:<fig$}  {:<8}  detail",
+        "scenario", "median", "target"
+    );
+    for r in rows {
+        println!(
+            "{:<width$}  {:<fig$}  {:<8}  {}",
+            r.scenario,
+            r.figure,
+            r.target.as_deref().unwrap_or("-"),
+            r.detail
+        );
+    }
+}

@@ -1,0 +1,166 @@
+//! End-to-end figures from the real `host` binary in a child process: a big
+//! DAG of no-op stages, and resuming a run with many finished stages.
+
+use super::stats::Summary;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+/// What one child `host` process cost.
+#[derive(Debug, Clone, Copy)]
+pub struct ProcessFigures {
+    pub elapsed: Duration,
+    /// Peak resident memory, when the child reported it.
+    pub peak_kib: Option<u64>,
+    pub exit: i32,
+}
+
+pub struct Bench<'a> {
+    pub host: &'a Path,
+    pub noop: &'a Path,
+    pub dir: &'a Path,
+    pub cache_dir: &'a Path,
+}
+
+/// A pipeline of `stages` no-op stages in layers of `width` (each stage
+/// depends on one stage of the layer before), plus an optional last stage
+/// that always fails.
+pub fn dag_manifest(noop: &Path, stages: usize, width: usize, failing_tail: bool) -> String {
+    let mut text = format!(
+        "[pipeline]\nname = \"bench-dag\"\ntask = \"nothing\"\nmax_parallel = 2\n\n\
+         [plugins.noop]\nwasm = {:?}\n",
+        noop.display().to_string()
+    );
+    let width = width.max(1);
+    for i in 0..stages {
+        let _ = write!(text, "\n[[stage]]\nid = \"s{i:05}\"\nplugin = \"noop\"\n");
+        if i >= width {
+            let _ = writeln!(text, "after = [\"s{:05}\"]", i - width);
+        }
+    }
+    if failing_tail {
+        let _ = write!(
+            text,
+            "\n[[stage]]\nid = \"tail\"\nplugin = \"noop\"\nconfig = {{ fail = true }}\n"
+        );
+        if stages > 0 {
+            let _ = writeln!(text, "after = [\"s{:05}\"]", stages - 1);
+        }
+    }
+    text
+}
+
+impl Bench<'_> {
+    fn host(&self, state: &Path, args: &[&str]) -> Result<ProcessFigures, String> {
+        let started = Instant::now();
+        let out = Command::new(self.host)
+            .args(args)
+            .arg("--state-dir")
+            .arg(state)
+            .arg("--cache-dir")
+            .arg(self.cache_dir)
+            .env("HOST_REPORT_PEAK_MEMORY", "1")
+            .output()
+            .map_err(|e| format!("cannot start {}: {e}", self.host.display()))?;
+        let elapsed = started.elapsed();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let peak_kib = stderr
+            .lines()
+            .find_map(|l| l.strip_prefix("peak memory: "))
+            .and_then(|v| v.trim_end_matches(" KiB").parse().ok());
+        Ok(ProcessFigures {
+            elapsed,
+            peak_kib,
+            exit: out.status.code().unwrap_or(-1),
+        })
+    }
+
+    fn write_manifest(&self, name: &str, text: &str) -> Result<PathBuf, String> {
+        let path = self.dir.join(name);
+        std::fs::write(&path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        Ok(path)
+    }
+
+    /// Runs a DAG of `stages` no-op stages end to end with durable state.
+    pub fn dag(&self, stages: usize, width: usize) -> Result<ProcessFigures, String> {
+        let manifest = self.write_manifest(
+            &format!("dag-{stages}.toml"),
+            &dag_manifest(self.noop, stages, width, false),
+        )?;
+        let state = self.dir.join(format!("dag-{stages}-state"));
+        let figures = self.host(&state, &["run", "--json", &manifest.to_string_lossy()])?;
+        if figures.exit != 0 {
+            return Err(format!(
+                "the {stages}-stage run failed with exit code {}",
+                figures.exit
+            ));
+        }
+        Ok(figures)
+    }
+
+    /// Leaves a run with `stages` finished stages and one failed one, then
+    /// resumes it `repeats` times (the failing stage fails again each time,
+    /// so every resume starts from the same state).
+    pub fn resume(&self, stages: usize, repeats: usize) -> Result<Summary, String> {
+        let manifest = self.write_manifest(
+            &format!("resume-{stages}.toml"),
+            &dag_manifest(self.noop, stages, 4, true),
+        )?;
+        let state = self.dir.join(format!("resume-{stages}-state"));
+        let first = self.host(&state, &["run", "--json", &manifest.to_string_lossy()])?;
+        if first.exit != 1 {
+            return Err(format!(
+                "expected the seeded run to fail its last stage (exit 1), got exit {}",
+                first.exit
+            ));
+        }
+        let run_id = self.only_run(&state)?;
+        let mut samples = Vec::with_capacity(repeats);
+        for _ in 0..repeats {
+            let f = self.host(&state, &["resume", "--json", &run_id])?;
+            if f.exit != 1 {
+                return Err(format!("resume exited with {}, expected 1", f.exit));
+            }
+            samples.push(f.elapsed);
+        }
+        Summary::of(&samples).ok_or_else(|| "no repeats".into())
+    }
+
+    fn only_run(&self, state: &Path) -> Result<String, String> {
+        let out = Command::new(self.host)
+            .args(["runs", "--json", "--state-dir"])
+            .arg(state)
+            .output()
+            .map_err(|e| e.to_string())?;
+        // One JSON object per line, one line per run.
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let first = stdout.lines().next().unwrap_or_default();
+        let run: serde_json::Value = serde_json::from_str(first)
+            .map_err(|e| format!("`host runs --json` printed no JSON: {e}"))?;
+        run.get("id")
+            .and_then(|id| id.as_str())
+            .map(str::to_string)
+            .ok_or_else(|| "the seeded run is not listed".into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dag_manifest_is_a_valid_pipeline() {
+        let text = dag_manifest(Path::new("/x/noop.wasm"), 10, 3, true);
+        let dir = std::env::temp_dir().join(format!("bench-manifest-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("noop.wasm"), b"\0asm").unwrap();
+        let text = text.replace("/x/noop.wasm", &dir.join("noop.wasm").to_string_lossy());
+        let p = crate::manifest::parse(&dir.join("p.toml"), text).expect("valid manifest");
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(p.stages.len(), 11);
+        assert_eq!(p.stages[5].after, vec!["s00002".to_string()]);
+        assert!(p.stages[2].after.is_empty());
+        assert_eq!(p.stages[10].after, vec!["s00009".to_string()]);
+    }
+}

@@ -1,0 +1,118 @@
+//! `host bench`: runs the benchmark scenarios and prints their figures.
+
+use super::Exit;
+use host::bench::{self, Options, Scenario};
+use std::path::PathBuf;
+
+#[derive(clap::Args)]
+pub struct BenchArgs {
+    /// Scenarios to run (default: all).
+    #[arg(value_enum)]
+    scenarios: Vec<Scenario>,
+    /// The no-op stage component (default: target/wasm32-wasip2/release/noop.wasm).
+    #[arg(long, value_name = "WASM")]
+    noop: Option<PathBuf>,
+    /// A large component (e.g. a Python plugin) to time cached loads of.
+    #[arg(long, value_name = "WASM")]
+    large: Option<PathBuf>,
+    /// Scratch directory, on the disk to measure (default: a temporary one).
+    #[arg(long, value_name = "DIR")]
+    dir: Option<PathBuf>,
+    /// Stages in the resume scenario's finished run.
+    #[arg(long, default_value_t = 1000)]
+    resume_stages: usize,
+    /// Stages in the DAG scenario.
+    #[arg(long, default_value_t = 10_000)]
+    dag_stages: usize,
+    /// Stage transitions timed in the commit scenario.
+    #[arg(long, default_value_t = 500)]
+    commit_stages: usize,
+    /// Repetitions of each end-to-end scenario.
+    #[arg(long, default_value_t = 5)]
+    repeats: usize,
+    /// Print rows as JSON lines.
+    #[arg(long)]
+    json: bool,
+}
+
+fn default_noop() -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("target"));
+    target.join("wasm32-wasip2/release/noop.wasm")
+}
+
+pub async fn bench(args: BenchArgs) -> Exit {
+    let noop = args.noop.unwrap_or_else(default_noop);
+    if !noop.is_file() {
+        eprintln!(
+            "error: the no-op component {} does not exist; build it with\n  \
+             cargo build --release --target wasm32-wasip2 -p noop\nor pass --noop FILE",
+            noop.display()
+        );
+        return Exit::InvalidInput;
+    }
+    // Generated pipelines live elsewhere: they need an absolute path.
+    let noop = std::path::absolute(&noop).unwrap_or(noop);
+    let host = match std::env::current_exe() {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("error: cannot find the host binary itself: {e}");
+            return Exit::HostError;
+        }
+    };
+    let (dir, temporary) = match args.dir {
+        Some(d) => (d, false),
+        None => (
+            std::env::temp_dir().join(format!("host-bench-{}", std::process::id())),
+            true,
+        ),
+    };
+    if let Err(e) = std::fs::create_dir_all(&dir) {
+        eprintln!("error: cannot create {}: {e}", dir.display());
+        return Exit::HostError;
+    }
+    let scenarios = if args.scenarios.is_empty() {
+        vec![
+            Scenario::Commit,
+            Scenario::Instantiate,
+            Scenario::CachedLoad,
+            Scenario::Resume,
+            Scenario::Dag,
+        ]
+    } else {
+        args.scenarios
+    };
+    let options = Options {
+        scenarios,
+        host,
+        noop,
+        large: args.large,
+        dir: dir.clone(),
+        commit_stages: args.commit_stages.max(1),
+        resume_stages: args.resume_stages,
+        dag_stages: args.dag_stages.max(1),
+        repeats: args.repeats.max(1),
+    };
+    let json = args.json;
+    let rows = bench::run(&options, |row| {
+        if json {
+            println!("{}", serde_json::to_string(row).unwrap_or_default());
+        } else {
+            eprintln!("  {}: {}", row.scenario, row.figure);
+        }
+    })
+    .await;
+    if temporary {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    if !json {
+        println!();
+        bench::print_table(&rows);
+    }
+    if rows.iter().any(|r| r.value.is_nan()) {
+        Exit::HostError
+    } else {
+        Exit::Success
+    }
+}

@@ -1,0 +1,70 @@
+//! `host bench` runs its scenarios in the real binary and prints figures a
+//! script can read. Small sizes: this checks the harness, not the machine.
+
+mod common;
+
+use common::{Scratch, host, plugin};
+
+#[test]
+fn bench_prints_a_finite_figure_for_every_scenario() {
+    let noop = plugin("noop");
+    let scratch = Scratch::new("bench");
+    let out = host(&[
+        "bench",
+        "commit",
+        "instantiate",
+        "cached-load",
+        "resume",
+        "dag",
+        "--json",
+        "--noop",
+        noop.to_str().unwrap(),
+        "--dir",
+        scratch.dir.to_str().unwrap(),
+        "--commit-stages",
+        "20",
+        "--resume-stages",
+        "30",
+        "--dag-stages",
+        "60",
+        "--repeats",
+        "1",
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "bench failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rows: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("one JSON row per line"))
+        .collect();
+    let scenario = |needle: &str| {
+        rows.iter()
+            .find(|r| r["scenario"].as_str().unwrap().contains(needle))
+            .unwrap_or_else(|| panic!("no row for {needle}: {stdout}"))
+    };
+    for needle in [
+        "durable commit",
+        "durable stage transition",
+        "instantiate + call",
+        "load no-op component",
+        "resume a run with 30 finished stages",
+        "60-stage DAG end to end",
+        "60-stage DAG throughput",
+    ] {
+        let value = scenario(needle)["value"].as_f64().unwrap();
+        assert!(value.is_finite() && value > 0.0, "{needle}: {value}");
+    }
+}
+
+#[test]
+fn bench_without_its_component_says_how_to_build_it() {
+    let scratch = Scratch::new("bench-missing");
+    let missing = scratch.dir.join("nope.wasm");
+    let out = host(&["bench", "commit", "--noop", missing.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(10));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("cargo build --release --target wasm32-wasip2 -p noop"), "{stderr}");
+}
