@@ -159,8 +159,9 @@ mod tests {
         let p = crate::manifest::parse(&dir.join("p.toml"), text).expect("valid manifest");
         std::fs::remove_dir_all(&dir).unwrap();
         assert_eq!(p.stages.len(), 11);
-        assert_eq!(p.stages[5].after, vec!["s00002".to_string()]);
-        assert!(p.stages[2].after.is_empty());
-        assert_eq!(p.stages[10].after, vec!["s00009".to_string()]);
+        let after = |id: &str| &p.stages.iter().find(|s| s.id == id).unwrap().after;
+        assert_eq!(after("s00005"), &["s00002".to_string()]);
+        assert!(after("s00002").is_empty());
+        assert_eq!(after("tail"), &["s00009".to_string()]);
     }
 }
