@@ -66,5 +66,8 @@ fn bench_without_its_component_says_how_to_build_it() {
     let out = host(&["bench", "commit", "--noop", missing.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(10));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("cargo build --release --target wasm32-wasip2 -p noop"), "{stderr}");
+    assert!(
+        stderr.contains("cargo build --release --target wasm32-wasip2 -p noop"),
+        "{stderr}"
+    );
 }

@@ -152,3 +152,16 @@ plugin = "p"
         stderr(&o)
     );
 }
+
+#[test]
+fn a_plugin_built_against_an_older_compatible_wit_keeps_working() {
+    // tests/fixtures/noop-wit-0.1.0.wasm was built against
+    // orchestrator:stage@0.1.0, before the 0.1.1 patch added `gates`.
+    let old = workspace_root().join("tests/fixtures/noop-wit-0.1.0.wasm");
+    let scratch = Scratch::new("old-wit");
+    let manifest = pipeline_with_plugins(&scratch, &[("old", &old)]);
+    let out = host(&["run", "--json", manifest.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let summary = summary(&out);
+    assert_eq!(stage(&summary, "old")["summary"], "old done");
+}

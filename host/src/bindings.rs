@@ -11,4 +11,4 @@ pub use orchestrator::stage::types::{PluginInfo, StageError, StageInput, StageOu
 
 /// The WIT package version this host implements.
 pub const WIT_PACKAGE: &str = "orchestrator:stage";
-pub const WIT_VERSION: &str = "0.1.0";
+pub const WIT_VERSION: &str = "0.1.1";

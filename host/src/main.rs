@@ -4,7 +4,7 @@
 mod commands;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use commands::{Exit, Globals, bench, inspect, run};
+use commands::{Exit, Globals, bench, gates, inspect, run};
 use host::builder::BuildPolicy;
 use host::runtime::ComponentCache;
 use std::path::PathBuf;
@@ -97,6 +97,15 @@ enum Command {
         /// Never run build commands: a missing component is an error.
         #[arg(long)]
         no_build: bool,
+    },
+    /// Run every gate the pipeline declares once, on its workspace, and print a table.
+    Gates {
+        pipeline: PathBuf,
+        /// Print each gate's output, not only that of failed gates.
+        #[arg(long)]
+        output: bool,
+        #[arg(long)]
+        json: bool,
     },
     /// Run the build command of every plugin the pipeline uses.
     Build { pipeline: PathBuf },
@@ -245,6 +254,11 @@ async fn dispatch(cli: Cli) -> Exit {
             run::validate(&globals, &pipeline, policy).await
         }
         Command::Build { pipeline } => run::build(&pipeline),
+        Command::Gates {
+            pipeline,
+            output,
+            json,
+        } => gates::gates(&pipeline, json, output).await,
         Command::Bench(args) => bench::bench(args).await,
         Command::Runs { json } => inspect::runs(&globals, json),
         Command::Status { run_id, json } => inspect::status(&globals, &run_id, json),

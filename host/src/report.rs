@@ -167,6 +167,23 @@ pub fn print_plan(p: &Pipeline) {
             );
         }
     }
+    if let Some(w) = &p.workspace {
+        println!("workspace: {}", w.display());
+    }
+    if !p.gates.is_empty() {
+        println!("gates:");
+        for g in p.gates.values() {
+            println!(
+                "  {:<12} {:?} in ./{} (timeout {}, env {:?}, passes on exit {:?})",
+                g.name,
+                g.command,
+                g.dir.display(),
+                display_duration(g.timeout),
+                g.env,
+                g.pass_exit_codes
+            );
+        }
+    }
     println!("stages, in order:");
     for (i, s) in p.stages.iter().enumerate() {
         let plugin = &p.plugins[&s.plugin];
@@ -194,7 +211,9 @@ pub fn print_plan(p: &Pipeline) {
             s.models.join(", ")
         };
         println!(
-            "       grants: models [{models}], files none   limits: timeout {}, memory {}MiB, retries {}",
+            "       grants: models [{models}], gates [{}], workspace {}   limits: timeout {}, memory {}MiB, retries {}",
+            s.gates.join(", "),
+            s.workspace.as_str(),
             display_duration(s.timeout),
             s.memory_limit >> 20,
             s.retries

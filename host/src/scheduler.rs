@@ -6,12 +6,14 @@
 
 use crate::bindings::orchestrator::stage::types as wit;
 use crate::bindings::{StageInput, StageOutput};
+use crate::capabilities::gates::GatesCapability;
 use crate::capabilities::kv::KvGrant;
 use crate::capabilities::models::{ModelCall, ModelsCapability};
 use crate::events::{RunEvent, RunObserver};
 use crate::manifest::{Pipeline, StageSpec};
 use crate::runtime::{AttemptSpec, LoadedPlugin, Runtime, StageFailure};
-use crate::store::{OutputRecord, RunStatus, Store, StoreError};
+use crate::store::{Activity, OutputRecord, RunStatus, Store, StoreError};
+use crate::workspace::FileChange;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -128,6 +130,7 @@ pub struct RunContext {
 pub struct Scheduler {
     pub runtime: Arc<Runtime>,
     pub models: Arc<ModelsCapability>,
+    pub gates: Arc<GatesCapability>,
     pub plugins: HashMap<String, Arc<LoadedPlugin>>,
     pub store: Arc<Store>,
 }
@@ -227,6 +230,7 @@ impl Scheduler {
                 let job = StageJob {
                     runtime: self.runtime.clone(),
                     models: self.models.clone(),
+                    gates: self.gates.clone(),
                     store: self.store.clone(),
                     plugin,
                     stage: stage.clone(),
@@ -307,13 +311,17 @@ fn blocked_by(stage: &StageSpec, results: &HashMap<String, StageResult>) -> Opti
 }
 
 /// The result-cache key of a stage attempt: everything its output may depend
-/// on. `None` (no reuse) when an input's content is unknown.
+/// on. `None` (no reuse) when an input's content is unknown, or when the stage
+/// sees the workspace or runs gates: their state is outside the key.
 fn cache_key(
     pipeline: &Pipeline,
     stage: &StageSpec,
     plugin: &LoadedPlugin,
     upstream: &[&StageResult],
 ) -> Option<String> {
+    if stage.workspace != crate::manifest::WorkspaceAccess::None || !stage.gates.is_empty() {
+        return None;
+    }
     let inputs: Option<Vec<(&str, &str)>> = upstream
         .iter()
         .map(|u| Some((u.id.as_str(), u.output_hash.as_deref()?)))
@@ -341,6 +349,26 @@ fn cache_key(
     )
 }
 
+/// Name of the artifact the host adds to a read-write stage's output.
+pub const CHANGES_ARTIFACT: &str = "workspace-changes.json";
+
+/// Adds the workspace changes to a stage's output, so later stages (and a
+/// ship stage) see what changed as an ordinary input.
+fn attach_changes(stage: &str, output: &mut wit::StageOutput, changes: &[FileChange]) {
+    if changes.is_empty() {
+        return;
+    }
+    if output.artifacts.iter().any(|a| a.name == CHANGES_ARTIFACT) {
+        tracing::warn!(%stage, "the plugin returned its own {CHANGES_ARTIFACT}; keeping the plugin's");
+        return;
+    }
+    output.artifacts.push(wit::Artifact {
+        name: CHANGES_ARTIFACT.into(),
+        media_type: "application/json".into(),
+        bytes: serde_json::to_vec_pretty(changes).unwrap_or_default(),
+    });
+}
+
 fn upstream_inputs(
     stage: &StageSpec,
     results: &HashMap<String, StageResult>,
@@ -365,6 +393,7 @@ fn upstream_inputs(
 struct StageJob {
     runtime: Arc<Runtime>,
     models: Arc<ModelsCapability>,
+    gates: Arc<GatesCapability>,
     store: Arc<Store>,
     plugin: Arc<LoadedPlugin>,
     stage: StageSpec,
@@ -442,15 +471,22 @@ impl StageJob {
                     feedback: feedback.clone(),
                 },
                 models: self.models.grant(&self.stage),
+                gates: self.gates.grant(&self.stage),
+                workspace: self.gates.workspace_for(&self.stage),
                 kv: KvGrant::new(self.store.clone(), &self.run_id, &self.stage.id),
                 timeout: self.stage.timeout,
                 memory_limit: self.stage.memory_limit,
             };
             let report = self.runtime.run_attempt(&self.plugin, spec).await;
-            let calls = report.model_calls.clone();
+            let activity = Activity {
+                model_calls: report.model_calls.clone(),
+                gate_runs: report.gate_runs,
+                file_changes: report.file_changes,
+            };
             model_calls.extend(report.model_calls);
             match report.outcome {
-                Ok(output) => {
+                Ok(mut output) => {
+                    attach_changes(&self.stage.id, &mut output, &activity.file_changes);
                     let (run, stage, out, used) = (
                         self.run_id.clone(),
                         self.stage.id.clone(),
@@ -458,7 +494,7 @@ impl StageJob {
                         consumed.clone(),
                     );
                     let record = stored(&self.store, move |s| {
-                        s.stage_succeeded(&run, &stage, attempt, &out, &used, &calls)
+                        s.stage_succeeded(&run, &stage, attempt, &out, &used, &activity)
                     })
                     .await?;
                     let result = StageResult {
@@ -478,7 +514,7 @@ impl StageJob {
                     let (run, stage, f) =
                         (self.run_id.clone(), self.stage.id.clone(), failure.clone());
                     stored(&self.store, move |s| {
-                        s.stage_failed(&run, &stage, attempt, &f, will_retry, &calls)
+                        s.stage_failed(&run, &stage, attempt, &f, will_retry, &activity)
                     })
                     .await?;
                     if will_retry {

@@ -2,6 +2,7 @@
 //! every plugin loaded and checked, and its model providers.
 
 use crate::builder::{self, BuildPolicy};
+use crate::capabilities::gates::GatesCapability;
 use crate::capabilities::models::ModelsCapability;
 use crate::manifest::Pipeline;
 use crate::runtime::{LoadError, LoadedPlugin, Runtime};
@@ -72,6 +73,7 @@ impl Session {
             store,
             runtime: self.runtime.clone(),
             models: Arc::new(ModelsCapability::new(pipeline, http)),
+            gates: Arc::new(GatesCapability::new(pipeline)),
             plugins: self.plugins.clone(),
         }
     }

@@ -21,6 +21,7 @@
 //! plugin_sdk::export_stage!(Echo);
 //! ```
 
+pub mod gates;
 pub mod input;
 pub mod json;
 pub mod kv;

@@ -187,3 +187,40 @@ pub fn local_llm() -> String {
     })
     .clone()
 }
+
+/// A virtualenv with real ruff and pytest, installed from PyPI on first use;
+/// returns its `bin` directory, to be put first on the host's PATH.
+pub fn gate_tools() -> PathBuf {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let venv = target_dir().join("gate-tools-venv");
+        let bin = venv.join("bin");
+        if !(bin.join("ruff").is_file() && bin.join("pytest").is_file()) {
+            let ok = Command::new("python3")
+                .args(["-m", "venv"])
+                .arg(&venv)
+                .status()
+                .is_ok_and(|s| s.success())
+                && Command::new(bin.join("pip"))
+                    .args(["install", "-q", "ruff==0.14.5", "pytest==8.4.2"])
+                    .status()
+                    .is_ok_and(|s| s.success());
+            assert!(
+                ok,
+                "installing ruff and pytest into {} failed",
+                venv.display()
+            );
+        }
+        bin
+    })
+    .clone()
+}
+
+/// PATH with `first` in front of the current one.
+pub fn path_with(first: &Path) -> std::ffi::OsString {
+    let mut paths = vec![first.to_path_buf()];
+    paths.extend(std::env::split_paths(
+        &std::env::var_os("PATH").unwrap_or_default(),
+    ));
+    std::env::join_paths(paths).unwrap()
+}

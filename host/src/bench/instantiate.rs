@@ -3,6 +3,7 @@
 
 use super::stats::Summary;
 use crate::bindings::StageInput;
+use crate::capabilities::gates::GatesGrant;
 use crate::capabilities::kv::KvGrant;
 use crate::capabilities::models::ModelsGrant;
 use crate::runtime::{AttemptSpec, Runtime};
@@ -23,6 +24,8 @@ fn spec(i: u32) -> AttemptSpec {
         },
         models: ModelsGrant::empty("noop"),
         kv: KvGrant::none(),
+        gates: GatesGrant::none("noop"),
+        workspace: None,
         timeout: Duration::from_secs(10),
         memory_limit: 64 << 20,
     }

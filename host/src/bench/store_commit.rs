@@ -3,7 +3,7 @@
 
 use super::stats::Summary;
 use crate::bindings::orchestrator::stage::types::{Artifact, Metric, StageOutput};
-use crate::store::{Owner, RunRecord, RunStatus, Store, StoreError, now_ms};
+use crate::store::{Activity, Owner, RunRecord, RunStatus, Store, StoreError, now_ms};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -63,7 +63,7 @@ pub fn measure(dir: &Path, stages: usize, parallel: usize) -> Result<CommitFigur
         let t0 = Instant::now();
         store.stage_started("serial", stage, 1, None)?;
         let t1 = Instant::now();
-        store.stage_succeeded("serial", stage, 1, &output(i), &[], &[])?;
+        store.stage_succeeded("serial", stage, 1, &output(i), &[], &Activity::default())?;
         let t2 = Instant::now();
         commits.push(t1 - t0);
         commits.push(t2 - t1);
@@ -87,7 +87,14 @@ pub fn measure(dir: &Path, stages: usize, parallel: usize) -> Result<CommitFigur
                     scope.spawn(move || {
                         for (i, stage) in chunk.iter().enumerate() {
                             store.stage_started("parallel", stage, 1, None)?;
-                            store.stage_succeeded("parallel", stage, 1, &output(i), &[], &[])?;
+                            store.stage_succeeded(
+                                "parallel",
+                                stage,
+                                1,
+                                &output(i),
+                                &[],
+                                &Activity::default(),
+                            )?;
                         }
                         Ok(())
                     })

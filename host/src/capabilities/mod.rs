@@ -6,6 +6,7 @@
 //! WIT host functions are implemented on the grant, so the check sits in the
 //! one place every call passes through.
 
+pub mod gates;
 pub mod kv;
 pub mod log;
 pub mod models;
@@ -21,6 +22,7 @@ pub fn add_to_linker(linker: &mut Linker<StageState>) -> wasmtime::Result<()> {
     })?;
     wit::log::add_to_linker::<StageState, HasSelf<log::LogGrant>>(linker, |s| &mut s.log)?;
     wit::kv::add_to_linker::<StageState, HasSelf<kv::KvGrant>>(linker, |s| &mut s.kv)?;
+    wit::gates::add_to_linker::<StageState, HasSelf<gates::GatesGrant>>(linker, |s| &mut s.gates)?;
     wit::types::add_to_linker::<StageState, HasSelf<StageState>>(linker, |s| s)?;
     Ok(())
 }

@@ -157,6 +157,9 @@ pub fn show(
         return Exit::InvalidInput;
     };
     let Some(output) = &stage.output else {
+        if !json {
+            print_activity(&stage);
+        }
         eprintln!(
             "stage '{stage_id}' has no output ({})",
             stage.status.as_str()
@@ -203,6 +206,7 @@ pub fn show(
     for (name, value) in &output.metrics {
         println!("metric {name} = {value}");
     }
+    print_activity(&stage);
     for a in &output.artifacts {
         println!(
             "\n--- {} ({}, {} bytes, blake3 {})",
@@ -223,6 +227,33 @@ pub fn show(
         }
     }
     Exit::Success
+}
+
+/// The gates a stage ran and the workspace files it changed.
+fn print_activity(stage: &StageRecord) {
+    for g in &stage.gate_runs {
+        println!(
+            "gate {} {}: {} ({:.2}s, {} bytes of output)",
+            g.gate,
+            if g.passed { "passed" } else { "FAILED" },
+            g.reason(),
+            g.duration_ms as f64 / 1000.0,
+            g.output_bytes
+        );
+    }
+    if !stage.file_changes.is_empty() {
+        println!("workspace changes:");
+        for c in &stage.file_changes {
+            let short = |h: &String| h.get(..12).unwrap_or(h).to_string();
+            let (mark, hashes) = match (&c.before, &c.after) {
+                (None, Some(a)) => ("A", short(a)),
+                (Some(b), None) => ("D", short(b)),
+                (Some(b), Some(a)) => ("M", format!("{} -> {}", short(b), short(a))),
+                (None, None) => ("?", String::new()),
+            };
+            println!("  {mark} {}  {hashes}", c.path);
+        }
+    }
 }
 
 fn describe(e: &EventRecord) -> String {

@@ -19,8 +19,12 @@ pub struct Pipeline {
     pub max_parallel: usize,
     /// `[pipeline] state_dir`, resolved; `None` means the host's default.
     pub state_dir: Option<PathBuf>,
+    /// `[pipeline] workspace`, resolved: the directory stages may be granted
+    /// and gates run in.
+    pub workspace: Option<PathBuf>,
     pub models: BTreeMap<String, ModelSpec>,
     pub plugins: BTreeMap<String, PluginSpec>,
+    pub gates: BTreeMap<String, GateSpec>,
     pub stages: Vec<StageSpec>,
 }
 
@@ -81,6 +85,55 @@ pub struct BuildSpec {
     pub watch: Vec<PathBuf>,
 }
 
+/// A preflight gate: a command the host runs in the workspace on a granted
+/// stage's request. The plugin names it; it never supplies any part of it.
+#[derive(Debug, Clone, Serialize)]
+pub struct GateSpec {
+    pub name: String,
+    /// Program and arguments, run without a shell.
+    pub command: Vec<String>,
+    pub timeout: Duration,
+    /// Working directory, relative to the workspace (never outside it).
+    pub dir: PathBuf,
+    /// Names of the host environment variables passed through; nothing else is.
+    pub env: Vec<String>,
+    /// Exit codes that count as a pass.
+    pub pass_exit_codes: Vec<i32>,
+    /// Bytes of output kept (half from the start, half from the end).
+    pub max_output: usize,
+}
+
+pub const DEFAULT_GATE_TIMEOUT: Duration = Duration::from_secs(300);
+pub const DEFAULT_GATE_OUTPUT: usize = 64 << 10;
+
+/// What a stage may do with the workspace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum WorkspaceAccess {
+    /// The stage sees no file system at all.
+    #[default]
+    None,
+    ReadOnly,
+    ReadWrite,
+}
+
+impl WorkspaceAccess {
+    pub const NAMES: &'static [&'static str] = &["none", "read-only", "read-write"];
+
+    pub fn parse(name: &str) -> Option<Self> {
+        match name {
+            "none" => Some(WorkspaceAccess::None),
+            "read-only" => Some(WorkspaceAccess::ReadOnly),
+            "read-write" => Some(WorkspaceAccess::ReadWrite),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        Self::NAMES[self as usize]
+    }
+}
+
 /// One stage, with its grants and limits.
 #[derive(Debug, Clone, Serialize)]
 pub struct StageSpec {
@@ -89,6 +142,9 @@ pub struct StageSpec {
     pub after: Vec<String>,
     /// Model aliases this stage may call.
     pub models: Vec<String>,
+    /// Gates this stage may run.
+    pub gates: Vec<String>,
+    pub workspace: WorkspaceAccess,
     pub timeout: Duration,
     /// How many times a retryable failure is tried again.
     pub retries: u32,

@@ -14,6 +14,7 @@ pub struct PipelineSection {
     pub task_file: Option<Spanned<String>>,
     pub max_parallel: Option<Spanned<usize>>,
     pub state_dir: Option<String>,
+    pub workspace: Option<Spanned<String>>,
 }
 
 /// `[models.ALIAS]`
@@ -41,6 +42,18 @@ pub struct PluginSection {
     pub watch: Vec<String>,
 }
 
+/// `[gates.NAME]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GateSection {
+    pub command: Spanned<Vec<String>>,
+    pub timeout: Option<Spanned<String>>,
+    pub dir: Option<Spanned<String>>,
+    pub env: Option<Vec<String>>,
+    pub pass_exit_codes: Option<Spanned<Vec<i32>>>,
+    pub max_output: Option<Spanned<String>>,
+}
+
 /// `[[stage]]`
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -51,6 +64,9 @@ pub struct StageSection {
     pub after: Vec<Spanned<String>>,
     #[serde(default)]
     pub models: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub gates: Vec<Spanned<String>>,
+    pub workspace: Option<Spanned<String>>,
     pub timeout: Option<Spanned<String>>,
     pub retries: Option<u32>,
     pub memory: Option<Spanned<String>>,

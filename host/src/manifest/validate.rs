@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use toml::Spanned;
 use toml::de::{DeTable, DeValue, ValueDeserializer};
 
-const TOP_LEVEL_KEYS: &[&str] = &["pipeline", "models", "plugins", "stage"];
+const TOP_LEVEL_KEYS: &[&str] = &["pipeline", "models", "plugins", "gates", "stage"];
 
 struct Checker<'s> {
     source: &'s Source,
@@ -94,6 +94,11 @@ pub fn validate(source: &Source) -> Result<Pipeline, Diagnostics> {
     // one is not reported again as referring to something unknown.
     let declared_models = declared_names(root, "models");
     let declared_plugins = declared_names(root, "plugins");
+    let declared_gates = declared_names(root, "gates");
+    let workspace = pipeline
+        .as_ref()
+        .and_then(|p| p.workspace.as_ref())
+        .and_then(|w| check_workspace(&mut c, w, &base_dir));
     let models = named_sections::<ModelSection>(&mut c, root, "models")
         .into_iter()
         .filter_map(|(alias, span, m)| check_model(&mut c, alias, span, m))
@@ -103,6 +108,12 @@ pub fn validate(source: &Source) -> Result<Pipeline, Diagnostics> {
         .into_iter()
         .filter_map(|(name, span, p)| check_plugin(&mut c, name, span, p, &base_dir))
         .map(|p| (p.name.clone(), p))
+        .collect::<BTreeMap<_, _>>();
+
+    let gates = named_sections::<GateSection>(&mut c, root, "gates")
+        .into_iter()
+        .filter_map(|(name, span, g)| check_gate(&mut c, name, span, g, workspace.is_some()))
+        .map(|g| (g.name.clone(), g))
         .collect::<BTreeMap<_, _>>();
 
     let stage_sections: Vec<StageSection> = match root.get("stage") {
@@ -132,6 +143,8 @@ pub fn validate(source: &Source) -> Result<Pipeline, Diagnostics> {
     let declared = Declared {
         models: declared_models,
         plugins: declared_plugins,
+        gates: declared_gates,
+        workspace: workspace.is_some(),
     };
     let stages = check_stages(&mut c, stage_sections, &declared, &mut plugins, &base_dir);
     let stages = order_stages(&mut c, stages);
@@ -144,8 +157,10 @@ pub fn validate(source: &Source) -> Result<Pipeline, Diagnostics> {
             manifest: source.path.clone(),
             base_dir,
             max_parallel: p.max_parallel.map_or(4, Spanned::into_inner),
+            workspace,
             models,
             plugins,
+            gates,
             stages,
         }),
         _ => {
@@ -167,6 +182,9 @@ fn declared_names(root: &DeTable<'_>, key: &str) -> Vec<String> {
 struct Declared {
     models: Vec<String>,
     plugins: Vec<String>,
+    gates: Vec<String>,
+    /// Whether `[pipeline] workspace` names a usable directory.
+    workspace: bool,
 }
 
 /// "stage 'ID'" when the table has a readable id, else "stage #N".
@@ -356,7 +374,8 @@ fn check_plugin(
     Some(PluginSpec { name, wasm, build })
 }
 
-fn parse_memory(text: &str) -> Option<u64> {
+/// "64KiB", "256MiB", "1GiB": a size in bytes.
+fn parse_size(text: &str) -> Option<u64> {
     let text = text.trim();
     let split = text
         .find(|c: char| !c.is_ascii_digit())
@@ -369,7 +388,119 @@ fn parse_memory(text: &str) -> Option<u64> {
         "GiB" => 1 << 30,
         _ => return None,
     };
-    n.checked_mul(mult).filter(|&b| b >= 1 << 20)
+    n.checked_mul(mult)
+}
+
+fn parse_memory(text: &str) -> Option<u64> {
+    parse_size(text).filter(|&b| b >= 1 << 20)
+}
+
+/// The workspace directory: it must exist, so a typo is caught before a run.
+fn check_workspace(c: &mut Checker, w: &Spanned<String>, base_dir: &Path) -> Option<PathBuf> {
+    let dir = base_dir.join(w.get_ref());
+    if !dir.is_dir() {
+        c.error(
+            Some(w.span()),
+            format!("[pipeline] workspace {} is not a directory", dir.display()),
+        );
+        return None;
+    }
+    Some(std::path::absolute(&dir).unwrap_or(dir))
+}
+
+/// Whether `path` stays inside the directory it is relative to.
+fn is_contained(path: &Path) -> bool {
+    path.components().all(|c| {
+        matches!(
+            c,
+            std::path::Component::Normal(_) | std::path::Component::CurDir
+        )
+    })
+}
+
+fn check_gate(
+    c: &mut Checker,
+    name: String,
+    span: Range<usize>,
+    g: GateSection,
+    has_workspace: bool,
+) -> Option<GateSpec> {
+    if !is_valid_name(&name) {
+        c.error(Some(span.clone()), format!("invalid gate name '{name}'"));
+    }
+    if !has_workspace {
+        c.error(
+            Some(span),
+            format!(
+                "[gates.{name}] gates run in the workspace: set [pipeline] workspace = \"DIR\""
+            ),
+        );
+    }
+    if g.command.get_ref().is_empty() || g.command.get_ref()[0].is_empty() {
+        c.error(
+            Some(g.command.span()),
+            format!("[gates.{name}] command is empty: give the program and its arguments"),
+        );
+    }
+    let timeout = match &g.timeout {
+        None => DEFAULT_GATE_TIMEOUT,
+        Some(t) => HumanDuration::parse(t.get_ref())
+            .map(|d| d.0)
+            .unwrap_or_else(|e| {
+                c.error(Some(t.span()), format!("[gates.{name}] timeout: {e}"));
+                DEFAULT_GATE_TIMEOUT
+            }),
+    };
+    let dir = match &g.dir {
+        None => PathBuf::from("."),
+        Some(d) if is_contained(Path::new(d.get_ref())) => PathBuf::from(d.get_ref()),
+        Some(d) => {
+            c.error(
+                Some(d.span()),
+                format!(
+                    "[gates.{name}] dir '{}' must be a relative path inside the workspace (no '..', not absolute)",
+                    d.get_ref()
+                ),
+            );
+            PathBuf::from(".")
+        }
+    };
+    let max_output = match &g.max_output {
+        None => DEFAULT_GATE_OUTPUT,
+        Some(m) => match parse_size(m.get_ref()).filter(|&b| (1 << 10..=16 << 20).contains(&b)) {
+            Some(b) => b as usize,
+            None => {
+                c.error(
+                    Some(m.span()),
+                    format!(
+                        "[gates.{name}] max_output '{}' must be like \"64KiB\" (1KiB to 16MiB)",
+                        m.get_ref()
+                    ),
+                );
+                DEFAULT_GATE_OUTPUT
+            }
+        },
+    };
+    let pass_exit_codes = match g.pass_exit_codes {
+        Some(codes) if codes.get_ref().is_empty() => {
+            c.error(
+                Some(codes.span()),
+                format!("[gates.{name}] pass_exit_codes is empty: the gate could never pass"),
+            );
+            vec![0]
+        }
+        Some(codes) => codes.into_inner(),
+        None => vec![0],
+    };
+    Some(GateSpec {
+        name,
+        command: g.command.into_inner(),
+        timeout,
+        dir,
+        env: g.env.unwrap_or_else(|| vec!["PATH".into()]),
+        pass_exit_codes,
+        max_output,
+    })
 }
 
 fn check_stages(
@@ -426,6 +557,46 @@ fn check_stages(
                 );
             }
         }
+        for gate in &s.gates {
+            if !declared.gates.contains(gate.get_ref()) {
+                c.error(
+                    Some(gate.span()),
+                    format!(
+                        "stage '{id}' is granted unknown gate '{}' (declared: {})",
+                        gate.get_ref(),
+                        if declared.gates.is_empty() {
+                            "none".to_string()
+                        } else {
+                            declared.gates.join(", ")
+                        }
+                    ),
+                );
+            }
+        }
+        let workspace = match &s.workspace {
+            None => WorkspaceAccess::None,
+            Some(w) => match WorkspaceAccess::parse(w.get_ref()) {
+                Some(access) if access != WorkspaceAccess::None && !declared.workspace => {
+                    c.error(
+                        Some(w.span()),
+                        format!("stage '{id}' is granted the workspace, but [pipeline] declares no usable workspace"),
+                    );
+                    access
+                }
+                Some(access) => access,
+                None => {
+                    c.error(
+                        Some(w.span()),
+                        format!(
+                            "stage '{id}' workspace '{}' must be one of: {}",
+                            w.get_ref(),
+                            WorkspaceAccess::NAMES.join(", ")
+                        ),
+                    );
+                    WorkspaceAccess::None
+                }
+            },
+        };
         let plugin = resolve_plugin(c, &s.plugin, plugins, &declared.plugins, base_dir);
         let timeout = match &s.timeout {
             None => DEFAULT_STAGE_TIMEOUT,
@@ -464,6 +635,8 @@ fn check_stages(
                 plugin: plugin.unwrap_or_default(),
                 after,
                 models: s.models.iter().map(|m| m.get_ref().clone()).collect(),
+                gates: s.gates.iter().map(|g| g.get_ref().clone()).collect(),
+                workspace,
                 timeout,
                 retries: s.retries.unwrap_or(0),
                 memory_limit,

@@ -3,11 +3,17 @@
 
 use super::engine::ticks;
 use super::loader::LoadedPlugin;
+use super::state::Grants;
 use super::{Runtime, StageState};
 use crate::bindings::{PluginInfo, StageError, StageInput, StageOutput, StagePre};
+use crate::capabilities::gates::GatesGrant;
 use crate::capabilities::kv::KvGrant;
 use crate::capabilities::log::LogGrant;
 use crate::capabilities::models::{ModelCall, ModelsGrant};
+use crate::gates::GateRun;
+use crate::manifest::WorkspaceAccess;
+use crate::workspace::{FileChange, Snapshot};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 use wasmtime::{FrameInfo, Store, Trap, WasmBacktrace};
 
@@ -53,6 +59,9 @@ impl StageFailure {
 pub struct AttemptReport {
     pub outcome: Result<StageOutput, StageFailure>,
     pub model_calls: Vec<ModelCall>,
+    pub gate_runs: Vec<GateRun>,
+    /// Files the attempt changed in the workspace (read-write grants only).
+    pub file_changes: Vec<FileChange>,
     pub stderr: String,
     pub log_lines_dropped: u64,
     pub elapsed: Duration,
@@ -62,8 +71,17 @@ pub struct AttemptSpec {
     pub input: StageInput,
     pub models: ModelsGrant,
     pub kv: KvGrant,
+    pub gates: GatesGrant,
+    pub workspace: Option<(PathBuf, WorkspaceAccess)>,
     pub timeout: Duration,
     pub memory_limit: u64,
+}
+
+/// Hashes the workspace off the async threads (it reads every file).
+async fn snapshot(dir: PathBuf) -> Snapshot {
+    tokio::task::spawn_blocking(move || Snapshot::take(&dir))
+        .await
+        .unwrap_or_default()
 }
 
 /// Extra wall-clock time past the epoch deadline before the host gives up on
@@ -79,10 +97,36 @@ impl Runtime {
             spec.input.attempt,
             MAX_LOG_LINES,
         );
-        let mut store = Store::new(
-            &self.engine,
-            StageState::new(spec.models, log, spec.kv, spec.memory_limit),
-        );
+        let writable = match &spec.workspace {
+            Some((dir, WorkspaceAccess::ReadWrite)) => Some(dir.clone()),
+            _ => None,
+        };
+        let before = match &writable {
+            Some(dir) => Some(snapshot(dir.clone()).await),
+            None => None,
+        };
+        let grants = Grants {
+            models: spec.models,
+            log,
+            kv: spec.kv,
+            gates: spec.gates,
+            workspace: spec.workspace,
+        };
+        let state = match StageState::new(grants, spec.memory_limit) {
+            Ok(state) => state,
+            Err(e) => {
+                return AttemptReport {
+                    outcome: Err(StageFailure::Instantiate(e)),
+                    model_calls: Vec::new(),
+                    gate_runs: Vec::new(),
+                    file_changes: Vec::new(),
+                    stderr: String::new(),
+                    log_lines_dropped: 0,
+                    elapsed: started.elapsed(),
+                };
+            }
+        };
+        let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limiter);
         store.set_epoch_deadline(ticks(spec.timeout));
         store.epoch_deadline_trap();
@@ -114,10 +158,16 @@ impl Runtime {
             }),
             Ok(Ok(Ok(output))) => check_output_size(output),
         };
+        let file_changes = match (writable, before) {
+            (Some(dir), Some(before)) => before.changes(&snapshot(dir).await),
+            _ => Vec::new(),
+        };
         let state = store.data_mut();
         AttemptReport {
             outcome,
             model_calls: state.models.take_calls(),
+            gate_runs: state.gates.take_runs(),
+            file_changes,
             stderr: state.stderr.text(),
             log_lines_dropped: state.log.dropped(),
             elapsed: started.elapsed(),
@@ -129,10 +179,14 @@ impl Runtime {
         let timeout = Duration::from_secs(5);
         let models = ModelsGrant::empty("(info)");
         let log = LogGrant::new("-", "(info)", 0, 100);
-        let mut store = Store::new(
-            &self.engine,
-            StageState::new(models, log, KvGrant::none(), 64 << 20),
-        );
+        let grants = Grants {
+            models,
+            log,
+            kv: KvGrant::none(),
+            gates: GatesGrant::none("(info)"),
+            workspace: None,
+        };
+        let mut store = Store::new(&self.engine, StageState::new(grants, 64 << 20)?);
         store.limiter(|s| &mut s.limiter);
         store.set_epoch_deadline(ticks(timeout));
         store.epoch_deadline_trap();

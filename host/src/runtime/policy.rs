@@ -18,7 +18,7 @@ const WASI_ALLOWED: &[&str] = &[
 ];
 
 /// Interfaces of this host's own package a plugin may import.
-const HOST_INTERFACES: &[&str] = &["types", "models", "log", "kv"];
+const HOST_INTERFACES: &[&str] = &["types", "models", "log", "kv", "gates"];
 
 /// Why one import or export is unacceptable.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -141,7 +141,7 @@ mod tests {
             Err(PolicyViolation::IncompatibleVersion { .. })
         ));
         assert!(matches!(
-            check_import("orchestrator:stage/gates@0.1.0"),
+            check_import("orchestrator:stage/secrets@0.1.1"),
             Err(PolicyViolation::Unknown(_))
         ));
     }

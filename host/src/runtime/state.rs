@@ -2,9 +2,24 @@
 
 use super::limits::MemoryLimiter;
 use super::output_capture::CapturedOutput;
-use crate::capabilities::{kv::KvGrant, log::LogGrant, models::ModelsGrant};
+use crate::capabilities::{gates::GatesGrant, kv::KvGrant, log::LogGrant, models::ModelsGrant};
+use crate::manifest::WorkspaceAccess;
+use std::path::PathBuf;
 use wasmtime::component::ResourceTable;
-use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxView, WasiView};
+
+/// Where a granted stage sees the workspace.
+pub const WORKSPACE_GUEST_PATH: &str = "/workspace";
+
+/// Everything one attempt is granted.
+pub struct Grants {
+    pub models: ModelsGrant,
+    pub log: LogGrant,
+    pub kv: KvGrant,
+    pub gates: GatesGrant,
+    /// The workspace directory and the access to it; `None`: no file system.
+    pub workspace: Option<(PathBuf, WorkspaceAccess)>,
+}
 
 pub struct StageState {
     pub wasi: WasiCtx,
@@ -13,30 +28,43 @@ pub struct StageState {
     pub models: ModelsGrant,
     pub log: LogGrant,
     pub kv: KvGrant,
+    pub gates: GatesGrant,
     pub stdout: CapturedOutput,
     pub stderr: CapturedOutput,
 }
 
 impl StageState {
     /// A state with no file system, no environment, no arguments, no network:
-    /// a plugin gets exactly what its grants add.
-    pub fn new(models: ModelsGrant, log: LogGrant, kv: KvGrant, memory_limit: u64) -> Self {
+    /// a plugin gets exactly what its grants add. Fails when the workspace
+    /// cannot be opened.
+    pub fn new(grants: Grants, memory_limit: u64) -> Result<Self, String> {
         let stdout = CapturedOutput::new(64 << 10);
         let stderr = CapturedOutput::new(64 << 10);
-        let wasi = WasiCtx::builder()
-            .stdout(stdout.clone())
-            .stderr(stderr.clone())
-            .build();
-        StageState {
-            wasi,
+        let mut builder = WasiCtx::builder();
+        builder.stdout(stdout.clone()).stderr(stderr.clone());
+        if let Some((dir, access)) = &grants.workspace {
+            let perms = match access {
+                WorkspaceAccess::None => None,
+                WorkspaceAccess::ReadOnly => Some(FsPerms::ReadOnly),
+                WorkspaceAccess::ReadWrite => Some(FsPerms::ReadWrite),
+            };
+            if let Some(perms) = perms {
+                builder
+                    .preopened_dir(dir, WORKSPACE_GUEST_PATH, perms)
+                    .map_err(|e| format!("cannot open the workspace {}: {e:#}", dir.display()))?;
+            }
+        }
+        Ok(StageState {
+            wasi: builder.build(),
             table: ResourceTable::new(),
             limiter: MemoryLimiter::new(memory_limit),
-            models,
-            log,
-            kv,
+            models: grants.models,
+            log: grants.log,
+            kv: grants.kv,
+            gates: grants.gates,
             stdout,
             stderr,
-        }
+        })
     }
 }
 

@@ -16,7 +16,6 @@ pub use status::{IllegalTransition, RunStatus, StageStatus};
 
 use crate::bindings::StageOutput;
 use crate::bindings::orchestrator::stage::types as wit;
-use crate::capabilities::models::ModelCall;
 use crate::runtime::StageFailure;
 use guard::guard;
 use redb::{ConcurrencyMode, Database, ReadableDatabase, ReadableTable, TableDefinition};
@@ -235,17 +234,38 @@ impl Store {
         Ok(())
     }
 
-    fn append_model_calls(
+    /// One event per model call and gate run, one for the file changes.
+    fn append_activity(
         &self,
         txn: &redb::WriteTransaction,
         run: &str,
         stage: &str,
-        calls: &[ModelCall],
+        attempt: u32,
+        activity: &Activity,
     ) -> Result<()> {
-        for call in calls {
+        for call in &activity.model_calls {
             let event = Event::ModelCalled {
                 stage: stage.into(),
                 call: call.clone(),
+            };
+            self.append_event(txn, run, event)?;
+        }
+        for gate in &activity.gate_runs {
+            let event = Event::GateRan {
+                stage: stage.into(),
+                attempt,
+                gate: gate.gate.clone(),
+                passed: gate.passed,
+                reason: gate.reason(),
+                duration_ms: gate.duration_ms,
+            };
+            self.append_event(txn, run, event)?;
+        }
+        if !activity.file_changes.is_empty() {
+            let event = Event::WorkspaceChanged {
+                stage: stage.into(),
+                attempt,
+                changes: activity.file_changes.clone(),
             };
             self.append_event(txn, run, event)?;
         }
@@ -463,7 +483,7 @@ impl Store {
         attempt: u32,
         output: &StageOutput,
         consumed: &[String],
-        calls: &[ModelCall],
+        activity: &Activity,
     ) -> Result<OutputRecord> {
         self.write(|txn| {
             let refs: Vec<ArtifactRef> = output
@@ -511,9 +531,9 @@ impl Store {
                 artifacts: refs.clone(),
                 produced_by: (run.to_string(), stage.to_string()),
             };
-            self.append_model_calls(txn, run, stage, calls)?;
+            self.append_activity(txn, run, stage, attempt, activity)?;
             let out = record.clone();
-            let calls = calls.to_vec();
+            let activity = activity.clone();
             let saved = self.transition(
                 txn,
                 run,
@@ -522,7 +542,9 @@ impl Store {
                 |r| {
                     r.finished_ms = Some(now_ms());
                     r.output = Some(out);
-                    r.model_calls.extend(calls);
+                    r.model_calls.extend(activity.model_calls);
+                    r.gate_runs.extend(activity.gate_runs);
+                    r.file_changes = activity.file_changes;
                 },
                 Event::StageSucceeded {
                     stage: stage.into(),
@@ -548,17 +570,17 @@ impl Store {
         attempt: u32,
         failure: &StageFailure,
         will_retry: bool,
-        calls: &[ModelCall],
+        activity: &Activity,
     ) -> Result<()> {
         self.write(|txn| {
-            self.append_model_calls(txn, run, stage, calls)?;
+            self.append_activity(txn, run, stage, attempt, activity)?;
             // A failure that will be retried keeps the stage running.
             let to = if will_retry {
                 StageStatus::Running
             } else {
                 StageStatus::Failed
             };
-            let calls = calls.to_vec();
+            let activity = activity.clone();
             let f = failure.clone();
             self.transition(
                 txn,
@@ -566,7 +588,9 @@ impl Store {
                 stage,
                 to,
                 |r| {
-                    r.model_calls.extend(calls);
+                    r.model_calls.extend(activity.model_calls);
+                    r.gate_runs.extend(activity.gate_runs);
+                    r.file_changes = activity.file_changes;
                     if !will_retry {
                         r.finished_ms = Some(now_ms());
                         r.failure = Some(f);

@@ -3,7 +3,9 @@
 
 use super::status::{RunStatus, StageStatus};
 use crate::capabilities::models::ModelCall;
+use crate::gates::GateRun;
 use crate::runtime::StageFailure;
+use crate::workspace::FileChange;
 use serde::{Deserialize, Serialize};
 
 /// Milliseconds since the Unix epoch.
@@ -103,6 +105,21 @@ pub struct StageRecord {
     /// Set when the output came from an earlier run's identical stage.
     pub reused_from: Option<String>,
     pub model_calls: Vec<ModelCall>,
+    #[serde(default)]
+    pub gate_runs: Vec<GateRun>,
+    /// Files changed in the workspace, by the attempt that succeeded or
+    /// failed last.
+    #[serde(default)]
+    pub file_changes: Vec<FileChange>,
+}
+
+/// What one attempt did besides returning: the model calls it made, the
+/// gates it ran, the workspace files it changed.
+#[derive(Debug, Clone, Default)]
+pub struct Activity {
+    pub model_calls: Vec<ModelCall>,
+    pub gate_runs: Vec<GateRun>,
+    pub file_changes: Vec<FileChange>,
 }
 
 impl StageRecord {
@@ -119,6 +136,8 @@ impl StageRecord {
             skip_reason: None,
             reused_from: None,
             model_calls: Vec::new(),
+            gate_runs: Vec::new(),
+            file_changes: Vec::new(),
         }
     }
 
@@ -189,6 +208,19 @@ pub enum Event {
     ModelCalled {
         stage: String,
         call: ModelCall,
+    },
+    GateRan {
+        stage: String,
+        attempt: u32,
+        gate: String,
+        passed: bool,
+        reason: String,
+        duration_ms: u64,
+    },
+    WorkspaceChanged {
+        stage: String,
+        attempt: u32,
+        changes: Vec<FileChange>,
     },
     RunFinished {
         status: RunStatus,

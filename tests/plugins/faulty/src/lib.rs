@@ -31,6 +31,18 @@ enum Behaviour {
     /// Count attempts in a kv checkpoint; fail retryably until the count
     /// reaches `succeed_at`.
     Checkpoint { succeed_at: u64 },
+    /// Run these gates; report their results in gates.json.
+    RunGates { names: Vec<String> },
+    /// Try file operations and report each outcome in probe.json, as
+    /// "ok: ..." or "error: ...".
+    Probe {
+        #[serde(default)]
+        read: Vec<String>,
+        #[serde(default)]
+        write: Vec<String>,
+        #[serde(default)]
+        list: Vec<String>,
+    },
 }
 
 #[derive(Deserialize)]
@@ -105,6 +117,49 @@ impl Stage for Faulty {
                 }
                 Ok(Output::new(format!("succeeded after {seen} attempts"))
                     .metric("attempts_seen", seen as f64))
+            }
+            Behaviour::RunGates { names } => {
+                let results = plugin_sdk::gates::run_all(names.iter().map(String::as_str))?;
+                let passed = results.iter().filter(|r| r.passed).count();
+                let json: Vec<serde_json::Value> = results
+                    .iter()
+                    .map(|r| {
+                        serde_json::json!({
+                            "name": r.name, "passed": r.passed, "exit_code": r.exit_code,
+                            "reason": r.reason, "output": r.output,
+                        })
+                    })
+                    .collect();
+                Output::new(format!("{passed}/{} gates passed", results.len()))
+                    .json("gates.json", &json)
+            }
+            Behaviour::Probe { read, write, list } => {
+                let outcome = |r: std::io::Result<String>| match r {
+                    Ok(v) => format!("ok: {v}"),
+                    Err(e) => format!("error: {e}"),
+                };
+                let mut report = serde_json::Map::new();
+                for path in read {
+                    let r = outcome(std::fs::read_to_string(&path));
+                    report.insert(format!("read {path}"), r.into());
+                }
+                for path in write {
+                    let r =
+                        outcome(std::fs::write(&path, "written by probe").map(|()| String::new()));
+                    report.insert(format!("write {path}"), r.into());
+                }
+                for path in list {
+                    let r = outcome(std::fs::read_dir(&path).map(|entries| {
+                        let mut names: Vec<String> = entries
+                            .flatten()
+                            .map(|e| e.file_name().to_string_lossy().into_owned())
+                            .collect();
+                        names.sort();
+                        names.join(",")
+                    }));
+                    report.insert(format!("list {path}"), r.into());
+                }
+                Output::new("probed").json("probe.json", &report)
             }
             Behaviour::LogFlood { count } => {
                 for i in 0..count {

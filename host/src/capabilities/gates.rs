@@ -1,0 +1,109 @@
+//! The `gates` interface: a stage runs, by name, only the gates its grant
+//! lists; the command, its arguments, its environment and its directory all
+//! come from the manifest.
+
+use crate::bindings::orchestrator::stage::gates::{GateError, GateResult, Host};
+use crate::gates::{GateRun, run_gate};
+use crate::manifest::{GateSpec, Pipeline, StageSpec, WorkspaceAccess};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+/// Most gate runs one attempt may ask for: a plugin stuck in a loop must not
+/// keep the machine busy running test suites.
+pub const MAX_GATE_RUNS_PER_ATTEMPT: usize = 50;
+
+/// Every gate the pipeline declares, and the workspace they run in.
+pub struct GatesCapability {
+    gates: BTreeMap<String, GateSpec>,
+    workspace: Option<PathBuf>,
+}
+
+impl GatesCapability {
+    pub fn new(pipeline: &Pipeline) -> Self {
+        GatesCapability {
+            gates: pipeline.gates.clone(),
+            workspace: pipeline.workspace.clone(),
+        }
+    }
+
+    /// The gates `stage` is granted.
+    pub fn grant(&self, stage: &StageSpec) -> GatesGrant {
+        let granted = stage
+            .gates
+            .iter()
+            .filter_map(|name| self.gates.get(name))
+            .map(|g| (g.name.clone(), g.clone()))
+            .collect();
+        GatesGrant {
+            stage_id: stage.id.clone(),
+            granted,
+            workspace: self.workspace.clone(),
+            runs: Vec::new(),
+        }
+    }
+
+    /// The workspace and `stage`'s access to it, if it has any.
+    pub fn workspace_for(&self, stage: &StageSpec) -> Option<(PathBuf, WorkspaceAccess)> {
+        match (&self.workspace, stage.workspace) {
+            (_, WorkspaceAccess::None) | (None, _) => None,
+            (Some(dir), access) => Some((dir.clone(), access)),
+        }
+    }
+}
+
+pub struct GatesGrant {
+    stage_id: String,
+    granted: BTreeMap<String, GateSpec>,
+    workspace: Option<PathBuf>,
+    runs: Vec<GateRun>,
+}
+
+impl GatesGrant {
+    pub fn none(stage_id: &str) -> Self {
+        GatesGrant {
+            stage_id: stage_id.to_string(),
+            granted: BTreeMap::new(),
+            workspace: None,
+            runs: Vec::new(),
+        }
+    }
+
+    pub fn take_runs(&mut self) -> Vec<GateRun> {
+        std::mem::take(&mut self.runs)
+    }
+}
+
+impl Host for GatesGrant {
+    async fn run(&mut self, name: String) -> wasmtime::Result<Result<GateResult, GateError>> {
+        let (Some(gate), Some(workspace)) = (self.granted.get(&name), &self.workspace) else {
+            let granted: Vec<&str> = self.granted.keys().map(String::as_str).collect();
+            return Ok(Err(GateError::NotGranted(format!(
+                "stage '{}' is not granted gate '{name}' (granted: {})",
+                self.stage_id,
+                if granted.is_empty() {
+                    "none".to_string()
+                } else {
+                    granted.join(", ")
+                }
+            ))));
+        };
+        if self.runs.len() >= MAX_GATE_RUNS_PER_ATTEMPT {
+            return Ok(Err(GateError::LimitExceeded(format!(
+                "one attempt may run at most {MAX_GATE_RUNS_PER_ATTEMPT} gates"
+            ))));
+        }
+        tracing::info!(stage = %self.stage_id, gate = %name, "running gate");
+        let run = run_gate(gate, workspace).await;
+        tracing::info!(stage = %self.stage_id, gate = %name, passed = run.passed, "{}", run.reason());
+        let result = GateResult {
+            name,
+            passed: run.passed,
+            exit_code: run.exit_code(),
+            reason: run.reason(),
+            duration_ms: run.duration_ms,
+            output: run.output.clone(),
+        };
+        self.runs.push(run);
+        Ok(Ok(result))
+    }
+}

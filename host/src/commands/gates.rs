@@ -1,0 +1,62 @@
+//! `host gates PIPELINE.toml`: runs every declared gate once on the
+//! workspace, so a missing tool is found before a long run, not during it.
+
+use super::{Exit, load_manifest};
+use host::gates::run_gate;
+use std::path::Path;
+
+pub async fn gates(path: &Path, json: bool, show_output: bool) -> Exit {
+    let Some(pipeline) = load_manifest(path) else {
+        return Exit::InvalidInput;
+    };
+    let Some(workspace) = &pipeline.workspace else {
+        eprintln!(
+            "{}: the pipeline declares no workspace and no gates",
+            path.display()
+        );
+        return Exit::Success;
+    };
+    if pipeline.gates.is_empty() {
+        eprintln!("{}: the pipeline declares no gates", path.display());
+        return Exit::Success;
+    }
+    if !json {
+        println!("workspace: {}", workspace.display());
+        println!(
+            "{:<16} {:<6} {:>5} {:>9}  reason",
+            "gate", "result", "exit", "time"
+        );
+    }
+    let mut failed = 0;
+    for gate in pipeline.gates.values() {
+        let run = run_gate(gate, workspace).await;
+        if !run.passed {
+            failed += 1;
+        }
+        if json {
+            println!("{}", serde_json::to_string(&run).unwrap_or_default());
+            continue;
+        }
+        println!(
+            "{:<16} {:<6} {:>5} {:>8.2}s  {}",
+            run.gate,
+            if run.passed { "pass" } else { "FAIL" },
+            run.exit_code().map_or("-".into(), |c| c.to_string()),
+            run.duration_ms as f64 / 1000.0,
+            run.reason()
+        );
+        if show_output || !run.passed {
+            for line in run.output.lines() {
+                println!("    | {line}");
+            }
+        }
+    }
+    if failed > 0 {
+        if !json {
+            println!("{failed} of {} gate(s) failed", pipeline.gates.len());
+        }
+        Exit::StageFailed
+    } else {
+        Exit::Success
+    }
+}
