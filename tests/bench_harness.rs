@@ -16,6 +16,7 @@ fn bench_prints_a_finite_figure_for_every_scenario() {
         "cached-load",
         "resume",
         "dag",
+        "model-call",
         "--json",
         "--noop",
         noop.to_str().unwrap(),
@@ -53,6 +54,7 @@ fn bench_prints_a_finite_figure_for_every_scenario() {
         "resume a run with 30 finished stages",
         "60-stage DAG end to end",
         "60-stage DAG throughput",
+        "model call through the host",
     ] {
         let value = scenario(needle)["value"].as_f64().unwrap();
         assert!(value.is_finite() && value > 0.0, "{needle}: {value}");

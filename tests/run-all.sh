@@ -22,4 +22,4 @@ cargo fmt --all --check
 cargo build --release --target wasm32-wasip2 -p hello -p faulty -p noop
 cargo clippy --all-targets -- -D warnings
 cargo clippy --target wasm32-wasip2 -p plugin-sdk -p hello -p faulty -p noop -- -D warnings
-cargo test
+cargo test --no-fail-fast

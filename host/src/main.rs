@@ -78,6 +78,15 @@ enum Command {
         /// Start a new run even if an unfinished run of this pipeline exists.
         #[arg(long)]
         new: bool,
+        /// Point a model alias elsewhere: ALIAS=PROVIDER:MODEL[@BASE_URL] (repeatable).
+        #[arg(long = "model", value_name = "ALIAS=PROVIDER:MODEL[@URL]")]
+        models: Vec<String>,
+        /// Store every model request and response with the run, for --replay.
+        #[arg(long, conflicts_with = "replay")]
+        record: bool,
+        /// Answer model calls from RUN_ID's recordings: offline, deterministic, free.
+        #[arg(long, value_name = "RUN_ID")]
+        replay: Option<String>,
     },
     /// Resume an interrupted or failed run: finished stages are not run again.
     Resume {
@@ -217,6 +226,9 @@ async fn dispatch(cli: Cli) -> Exit {
             json,
             fresh,
             new,
+            models,
+            record,
+            replay,
         } => {
             let args = run::RunArgs {
                 pipeline,
@@ -226,6 +238,11 @@ async fn dispatch(cli: Cli) -> Exit {
                 json,
                 fresh,
                 new,
+                options: host::store::RunOptions {
+                    model_overrides: models,
+                    record,
+                    replay_from: replay,
+                },
             };
             run::run(&globals, args).await
         }

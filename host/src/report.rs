@@ -1,5 +1,6 @@
 //! What the user sees in the terminal: the plan, live progress, the summary.
 
+use crate::capabilities::models::ModelCall;
 use crate::events::{RunEvent, RunObserver};
 use crate::manifest::{Pipeline, display_duration};
 use crate::scheduler::{RunSummary, StageStatus};
@@ -122,6 +123,7 @@ pub fn print_summary(summary: &RunSummary) {
     let count = |st: StageStatus| summary.stages.iter().filter(|s| s.status == st).count();
     let tokens: u64 = summary.stages.iter().map(|s| s.tokens()).sum();
     let cost = summary.stages.iter().fold(0.0, |acc, s| acc + s.cost_usd());
+    print_model_totals(summary.stages.iter().flat_map(|s| &s.model_calls));
     println!(
         "\nrun {} {}: {} succeeded, {} failed, {} skipped in {} ({} tokens, ${:.4})",
         summary.run_id,
@@ -248,6 +250,62 @@ pub fn civil_from_days(z: i64) -> (i64, u32, u32) {
     let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
     let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
     (yoe + era * 400 + i64::from(m <= 2), m, d)
+}
+
+/// Totals per model alias: calls answered by the provider, tokens, cost,
+/// and how many were refused, failed, or answered from cache or replay.
+pub fn print_model_totals<'a>(calls: impl Iterator<Item = &'a ModelCall>) {
+    use crate::capabilities::models::CallSource;
+    #[derive(Default)]
+    struct Totals {
+        model: String,
+        calls: u64,
+        tokens: u64,
+        cost: f64,
+        refused: u64,
+        failed: u64,
+        free: u64,
+    }
+    let mut per_alias: std::collections::BTreeMap<String, Totals> = Default::default();
+    for call in calls {
+        let t = per_alias.entry(call.alias.clone()).or_default();
+        if t.model.is_empty() {
+            t.model = call.model.clone();
+        }
+        match (call.source, &call.error) {
+            (CallSource::Refused, _) => t.refused += 1,
+            (_, Some(_)) => t.failed += 1,
+            (CallSource::Cache | CallSource::Replay, None) => t.free += 1,
+            (CallSource::Provider, None) => t.calls += 1,
+        }
+        t.tokens += u64::from(call.input_tokens) + u64::from(call.output_tokens);
+        t.cost += call.cost_usd;
+    }
+    if per_alias.is_empty() {
+        return;
+    }
+    println!("\nmodel calls:");
+    for (alias, t) in per_alias {
+        let mut extra = Vec::new();
+        for (n, what) in [
+            (t.refused, "refused"),
+            (t.failed, "failed"),
+            (t.free, "from cache or replay"),
+        ] {
+            if n > 0 {
+                extra.push(format!("{n} {what}"));
+            }
+        }
+        let extra = if extra.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", extra.join(", "))
+        };
+        println!(
+            "  {alias} ({}): {} call(s){extra}, {} tokens, ${:.4}",
+            t.model, t.calls, t.tokens, t.cost
+        );
+    }
 }
 
 #[cfg(test)]

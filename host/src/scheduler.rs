@@ -151,6 +151,23 @@ async fn stored<T: Send + 'static>(
 }
 
 impl Scheduler {
+    /// Budgets count what a resumed run spent before this process.
+    async fn seed_budgets(&self, run_id: &str) -> Result<(), StoreError> {
+        let id = run_id.to_string();
+        let stages = stored(&self.store, move |s| {
+            let run = s.run(&id)?;
+            s.stages(&run)
+        })
+        .await?;
+        let (run, per_stage) = crate::capabilities::models::usage_by_stage(
+            stages
+                .iter()
+                .map(|s| (s.stage.as_str(), s.model_calls.as_slice())),
+        );
+        self.models.ledger().seed(run, per_stage);
+        Ok(())
+    }
+
     pub async fn run(
         &self,
         pipeline: &Pipeline,
@@ -159,6 +176,7 @@ impl Scheduler {
     ) -> Result<RunSummary, StoreError> {
         let started = Instant::now();
         let run_id = ctx.run_id.clone();
+        self.seed_budgets(&run_id).await?;
         observer.on_event(&RunEvent::RunStarted {
             run_id: run_id.clone(),
             pipeline: pipeline.name.clone(),
@@ -470,7 +488,7 @@ impl StageJob {
                     iteration: 0,
                     feedback: feedback.clone(),
                 },
-                models: self.models.grant(&self.stage),
+                models: self.models.grant(&self.stage, &self.run_id),
                 gates: self.gates.grant(&self.stage),
                 workspace: self.gates.workspace_for(&self.stage),
                 kv: KvGrant::new(self.store.clone(), &self.run_id, &self.stage.id),
@@ -482,6 +500,7 @@ impl StageJob {
                 model_calls: report.model_calls.clone(),
                 gate_runs: report.gate_runs,
                 file_changes: report.file_changes,
+                session_appends: report.session_appends,
             };
             model_calls.extend(report.model_calls);
             match report.outcome {

@@ -3,7 +3,7 @@
 
 use crate::builder::{self, BuildPolicy};
 use crate::capabilities::gates::GatesCapability;
-use crate::capabilities::models::ModelsCapability;
+use crate::capabilities::models::{ExchangeMode, ModelsCapability};
 use crate::manifest::Pipeline;
 use crate::runtime::{LoadError, LoadedPlugin, Runtime};
 use crate::scheduler::Scheduler;
@@ -68,11 +68,13 @@ impl Session {
         pipeline: &Pipeline,
         http: reqwest::Client,
         store: Arc<crate::store::Store>,
+        exchanges: ExchangeMode,
     ) -> Scheduler {
+        let models = ModelsCapability::new(pipeline, http, store.clone(), exchanges);
         Scheduler {
             store,
             runtime: self.runtime.clone(),
-            models: Arc::new(ModelsCapability::new(pipeline, http)),
+            models: Arc::new(models),
             gates: Arc::new(GatesCapability::new(pipeline)),
             plugins: self.plugins.clone(),
         }

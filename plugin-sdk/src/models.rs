@@ -90,3 +90,25 @@ pub fn ask(
     messages.push(Message::user(prompt));
     complete(alias, &messages, params).map(|c| c.text)
 }
+
+/// Sends `messages` to the model behind `alias` inside the conversation
+/// session `session`: the host prepends the session's earlier messages and,
+/// if this attempt succeeds, keeps `messages` and the answer in it.
+pub fn converse(
+    alias: &str,
+    session: &str,
+    messages: &[Message],
+    params: &Params,
+) -> Result<Completion, ModelError> {
+    wit::converse(alias, session, messages, params)
+}
+
+/// [`ask`], inside the conversation session `session`.
+pub fn ask_in(
+    alias: &str,
+    session: &str,
+    prompt: &str,
+    params: &Params,
+) -> Result<String, ModelError> {
+    converse(alias, session, &[Message::user(prompt)], params).map(|c| c.text)
+}

@@ -1,6 +1,7 @@
-//! A scripted model server speaking the OpenAI chat-completions wire format
-//! over real HTTP on loopback. It counts the requests it sees (a counter a
-//! plugin cannot fake) and answers through a function of the request.
+//! A scripted model server speaking the OpenAI chat-completions and the
+//! Anthropic Messages wire formats (by path) over real HTTP on loopback. It
+//! counts the requests it sees (a counter a plugin cannot fake) and answers
+//! through a function of the request.
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -11,24 +12,34 @@ use std::time::Duration;
 /// What the server sends back for one request.
 pub struct Reply {
     pub status: u16,
-    pub body: String,
+    pub body: Body,
     pub delay: Duration,
     pub headers: Vec<(String, String)>,
 }
 
+pub enum Body {
+    /// A completion with this text, in the wire format of the path asked.
+    Completion(String),
+    /// These bytes, verbatim.
+    Raw(String),
+}
+
 impl Reply {
-    /// A normal completion whose text is `text`.
+    /// A normal completion whose text is `text` (11 tokens in, 7 out).
     pub fn text(text: &str) -> Reply {
-        let body = serde_json::json!({
-            "id": "chatcmpl-test",
-            "object": "chat.completion",
-            "model": "scripted-model",
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
-            "usage": {"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18},
-        });
         Reply {
             status: 200,
-            body: body.to_string(),
+            body: Body::Completion(text.to_string()),
+            delay: Duration::ZERO,
+            headers: Vec::new(),
+        }
+    }
+
+    /// Any status and body.
+    pub fn raw(status: u16, body: &str) -> Reply {
+        Reply {
+            status,
+            body: Body::Raw(body.to_string()),
             delay: Duration::ZERO,
             headers: Vec::new(),
         }
@@ -38,13 +49,47 @@ impl Reply {
         self.delay = delay;
         self
     }
+
+    pub fn header(mut self, name: &str, value: &str) -> Reply {
+        self.headers.push((name.to_string(), value.to_string()));
+        self
+    }
+}
+
+fn render(body: &Body, path: &str) -> String {
+    match body {
+        Body::Raw(raw) => raw.clone(),
+        Body::Completion(text) if path.ends_with("/messages") => serde_json::json!({
+            "id": "msg_test", "type": "message", "role": "assistant",
+            "model": "scripted-claude",
+            "content": [{"type": "text", "text": text}],
+            "stop_reason": "end_turn",
+            "usage": {"input_tokens": 11, "output_tokens": 7},
+        })
+        .to_string(),
+        Body::Completion(text) => serde_json::json!({
+            "id": "chatcmpl-test",
+            "object": "chat.completion",
+            "model": "scripted-model",
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18},
+        })
+        .to_string(),
+    }
+}
+
+/// The path and headers of one request (header names lower-cased).
+#[derive(Debug, Clone)]
+pub struct Seen {
+    pub path: String,
+    pub headers: HashMap<String, String>,
 }
 
 type Script = dyn Fn(&serde_json::Value) -> Reply + Send + Sync;
 
 pub struct ModelServer {
     pub url: String,
-    seen: Arc<Mutex<Vec<serde_json::Value>>>,
+    seen: Arc<Mutex<Vec<(Seen, serde_json::Value)>>>,
 }
 
 impl ModelServer {
@@ -71,7 +116,22 @@ impl ModelServer {
 
     /// Every request body received so far.
     pub fn requests(&self) -> Vec<serde_json::Value> {
-        self.seen.lock().unwrap().clone()
+        self.seen
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(_, b)| b.clone())
+            .collect()
+    }
+
+    /// The path and headers of every request so far.
+    pub fn seen(&self) -> Vec<Seen> {
+        self.seen
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(s, _)| s.clone())
+            .collect()
     }
 
     /// How many requests were seen per key, the key computed from each request.
@@ -96,7 +156,7 @@ pub fn last_user_message(request: &serde_json::Value) -> String {
 
 fn serve(
     stream: TcpStream,
-    seen: &Mutex<Vec<serde_json::Value>>,
+    seen: &Mutex<Vec<(Seen, serde_json::Value)>>,
     script: &Script,
 ) -> std::io::Result<()> {
     let mut reader = BufReader::new(stream.try_clone()?);
@@ -105,6 +165,12 @@ fn serve(
         if reader.read_line(&mut request_line)? == 0 {
             return Ok(());
         }
+        let path = request_line
+            .split_whitespace()
+            .nth(1)
+            .unwrap_or_default()
+            .to_string();
+        let mut headers = HashMap::new();
         let mut length = 0usize;
         loop {
             let mut header = String::new();
@@ -113,28 +179,38 @@ fn serve(
             if header.is_empty() {
                 break;
             }
-            if let Some((name, value)) = header.split_once(':')
-                && name.eq_ignore_ascii_case("content-length")
-            {
-                length = value.trim().parse().unwrap_or(0);
+            if let Some((name, value)) = header.split_once(':') {
+                let name = name.trim().to_ascii_lowercase();
+                if name == "content-length" {
+                    length = value.trim().parse().unwrap_or(0);
+                }
+                headers.insert(name, value.trim().to_string());
             }
         }
         let mut body = vec![0u8; length];
         reader.read_exact(&mut body)?;
         let request: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
-        seen.lock().unwrap().push(request.clone());
+        seen.lock().unwrap().push((
+            Seen {
+                path: path.clone(),
+                headers,
+            },
+            request.clone(),
+        ));
         let reply = script(&request);
+        let body = render(&reply.body, &path);
         std::thread::sleep(reply.delay);
         let reason = match reply.status {
             200 => "OK",
             429 => "Too Many Requests",
+            401 => "Unauthorized",
             500 => "Internal Server Error",
             _ => "Status",
         };
         let mut response = format!(
             "HTTP/1.1 {} {reason}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n",
             reply.status,
-            reply.body.len()
+            body.len()
         );
         for (k, v) in &reply.headers {
             response.push_str(&format!("{k}: {v}\r\n"));
@@ -142,7 +218,7 @@ fn serve(
         response.push_str("\r\n");
         let mut stream = &stream;
         stream.write_all(response.as_bytes())?;
-        stream.write_all(reply.body.as_bytes())?;
+        stream.write_all(body.as_bytes())?;
         stream.flush()?;
     }
 }

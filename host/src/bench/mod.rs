@@ -4,6 +4,7 @@
 //! slow numbers, it does not fail a build.
 
 mod instantiate;
+mod model_call;
 mod pipelines;
 mod stats;
 mod store_commit;
@@ -26,6 +27,8 @@ pub enum Scenario {
     Resume,
     /// A large DAG of no-op stages end to end, with durable state.
     Dag,
+    /// The host's overhead per model call over a direct HTTP request.
+    ModelCall,
 }
 
 pub struct Options {
@@ -94,6 +97,7 @@ pub async fn run(options: &Options, mut on_row: impl FnMut(&Row)) -> Vec<Row> {
             Scenario::CachedLoad => cached_load(options, &cache_dir).await,
             Scenario::Resume => resume(options, &cache_dir),
             Scenario::Dag => dag(options, &cache_dir),
+            Scenario::ModelCall => model_call(options).await,
         };
         let produced = produced.unwrap_or_else(|e| vec![error_row(scenario, e)]);
         for row in produced {
@@ -169,6 +173,33 @@ async fn cached_load(o: &Options, cache_dir: &std::path::Path) -> Result<Vec<Row
         ));
     }
     Ok(rows)
+}
+
+async fn model_call(o: &Options) -> Result<Vec<Row>, String> {
+    let f = model_call::measure(&o.dir, &o.noop, 200 * o.repeats.max(1)).await?;
+    let overhead = f.host.median.saturating_sub(f.direct.median);
+    Ok(vec![
+        time_row(
+            "model call, direct HTTP (loopback)",
+            &f.direct,
+            None,
+            "reqwest POST + JSON parse, keep-alive",
+        ),
+        time_row(
+            "model call through the host",
+            &f.host,
+            None,
+            "grant, budget, request hash, OpenAI wire format, call record",
+        ),
+        Row {
+            scenario: "host overhead per model call".into(),
+            figure: human(overhead),
+            value: overhead.as_secs_f64() * 1e6,
+            unit: "µs",
+            target: None,
+            detail: "difference of the two medians".into(),
+        },
+    ])
 }
 
 fn bench<'a>(o: &'a Options, cache_dir: &'a std::path::Path) -> pipelines::Bench<'a> {

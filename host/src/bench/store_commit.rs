@@ -47,6 +47,7 @@ fn create_run(store: &Store, id: &str, stages: usize) -> Result<Vec<String>, Sto
         finished_ms: None,
         owner: Owner::current(),
         stages: names.clone(),
+        options: Default::default(),
     })?;
     Ok(names)
 }

@@ -79,6 +79,7 @@ pub async fn bench(args: BenchArgs) -> Exit {
             Scenario::CachedLoad,
             Scenario::Resume,
             Scenario::Dag,
+            Scenario::ModelCall,
         ]
     } else {
         args.scenarios

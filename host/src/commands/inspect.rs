@@ -118,22 +118,7 @@ pub fn status(globals: &Globals, run_id: &str, json: bool) -> Exit {
             format!("${:.4}", s.cost_usd())
         );
     }
-    let mut per_model: std::collections::BTreeMap<(String, String), (u64, u64, f64)> =
-        Default::default();
-    for call in stages.iter().flat_map(|s| &s.model_calls) {
-        let e = per_model
-            .entry((call.alias.clone(), call.model.clone()))
-            .or_default();
-        e.0 += 1;
-        e.1 += u64::from(call.input_tokens) + u64::from(call.output_tokens);
-        e.2 += call.cost_usd;
-    }
-    if !per_model.is_empty() {
-        println!("\nmodel calls:");
-        for ((alias, model), (n, tokens, cost)) in per_model {
-            println!("  {alias} ({model}): {n} call(s), {tokens} tokens, ${cost:.4}");
-        }
-    }
+    host::report::print_model_totals(stages.iter().flat_map(|s| &s.model_calls));
     Exit::Success
 }
 

@@ -3,11 +3,12 @@
 use super::{Exit, Globals, load_manifest, report_store_error};
 use anyhow::Context;
 use host::builder::{self, BuildPolicy};
+use host::capabilities::models::ExchangeMode;
 use host::manifest::{self, Pipeline};
 use host::report::{self, ConsoleObserver};
 use host::scheduler::{RunContext, RunSummary, StageResult};
 use host::session::{Session, SessionError, SessionOptions};
-use host::store::{Owner, RunRecord, RunStatus, StageStatus, Store, now_ms};
+use host::store::{Owner, RunOptions, RunRecord, RunStatus, StageStatus, Store, now_ms};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -22,6 +23,8 @@ pub struct RunArgs {
     pub fresh: bool,
     /// Start a new run even if an unfinished one of this pipeline exists.
     pub new: bool,
+    /// `--model`, `--record`, `--replay`.
+    pub options: RunOptions,
 }
 
 pub struct ResumeArgs {
@@ -115,9 +118,49 @@ fn unfinished_run(store: &Store, key: &str, text: &str) -> Result<Option<RunReco
     }))
 }
 
+/// Applies `--model` overrides, reporting the first that cannot apply.
+fn with_overrides(mut pipeline: Pipeline, overrides: &[String]) -> Result<Pipeline, Exit> {
+    for spec in overrides {
+        if let Err(e) = manifest::apply_model_override(&mut pipeline, spec) {
+            eprintln!("error: {e}");
+            return Err(Exit::InvalidInput);
+        }
+    }
+    Ok(pipeline)
+}
+
+fn exchange_mode(options: &RunOptions) -> ExchangeMode {
+    ExchangeMode {
+        record: options.record,
+        replay_from: options.replay_from.clone(),
+    }
+}
+
+/// A replay needs a run that recorded something.
+fn check_replay_source(store: &Store, options: &RunOptions) -> Result<(), Exit> {
+    let Some(from) = &options.replay_from else {
+        return Ok(());
+    };
+    store.run(from).map_err(|e| report_store_error(&e))?;
+    match store.recording_count(from) {
+        Ok(0) => {
+            eprintln!(
+                "error: run {from} recorded no model exchanges: run it with --record to replay it"
+            );
+            Err(Exit::InvalidInput)
+        }
+        Ok(_) => Ok(()),
+        Err(e) => Err(report_store_error(&e)),
+    }
+}
+
 pub async fn run(globals: &Globals, args: RunArgs) -> Exit {
     let Some(pipeline) = load_manifest(&args.pipeline) else {
         return Exit::InvalidInput;
+    };
+    let pipeline = match with_overrides(pipeline, &args.options.model_overrides) {
+        Ok(p) => p,
+        Err(exit) => return exit,
     };
     if args.dry_run {
         if args.json {
@@ -134,6 +177,9 @@ pub async fn run(globals: &Globals, args: RunArgs) -> Exit {
         Ok(s) => Arc::new(s),
         Err(exit) => return exit,
     };
+    if let Err(exit) = check_replay_source(&store, &args.options) {
+        return exit;
+    }
     let key = manifest_key(&args.pipeline);
     let text = std::fs::read_to_string(&args.pipeline).unwrap_or_default();
     if !args.new {
@@ -171,20 +217,26 @@ pub async fn run(globals: &Globals, args: RunArgs) -> Exit {
         finished_ms: None,
         owner: Owner::current(),
         stages: pipeline.stages.iter().map(|s| s.id.clone()).collect(),
+        options: args.options.clone(),
     };
     if let Err(e) = store.create_run(&record) {
         return report_store_error(&e);
     }
+    // Recording and replaying are about model calls: no stage may skip its
+    // calls by reusing an earlier run's result.
+    let replaying = args.options.record || args.options.replay_from.is_some();
     let ctx = RunContext {
         run_id,
-        fresh: args.fresh,
+        fresh: args.fresh || replaying,
         done: HashMap::new(),
     };
+    let mode = exchange_mode(&args.options);
     execute(
         &pipeline,
         &session,
         store,
         ctx,
+        mode,
         args.out.as_deref(),
         args.json,
     )
@@ -229,6 +281,10 @@ async fn resume_with(globals: &Globals, store: Arc<Store>, args: ResumeArgs) -> 
             return Exit::InvalidInput;
         }
     };
+    let pipeline = match with_overrides(pipeline, &record.options.model_overrides) {
+        Ok(p) => p,
+        Err(exit) => return exit,
+    };
     let session = match open_session(globals, &pipeline, args.build).await {
         Ok(s) => s,
         Err(exit) => return exit,
@@ -266,9 +322,10 @@ async fn resume_with(globals: &Globals, store: Arc<Store>, args: ResumeArgs) -> 
             .filter(|s| s.status == StageStatus::Pending)
             .count()
     );
+    let replaying = record.options.record || record.options.replay_from.is_some();
     let ctx = RunContext {
         run_id: record.id.clone(),
-        fresh: args.fresh,
+        fresh: args.fresh || replaying,
         done,
     };
     execute(
@@ -276,6 +333,7 @@ async fn resume_with(globals: &Globals, store: Arc<Store>, args: ResumeArgs) -> 
         &session,
         store,
         ctx,
+        exchange_mode(&record.options),
         args.out.as_deref(),
         args.json,
     )
@@ -302,6 +360,7 @@ async fn execute(
     session: &Session,
     store: Arc<Store>,
     ctx: RunContext,
+    mode: ExchangeMode,
     out: Option<&Path>,
     json: bool,
 ) -> Exit {
@@ -312,7 +371,7 @@ async fn execute(
             return Exit::HostError;
         }
     };
-    let scheduler = session.scheduler(pipeline, http, store);
+    let scheduler = session.scheduler(pipeline, http, store, mode);
     let observer = Arc::new(ConsoleObserver::new(json));
     let summary = match scheduler.run(pipeline, ctx, observer).await {
         Ok(s) => s,

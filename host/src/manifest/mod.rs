@@ -6,12 +6,14 @@
 
 mod diagnostic;
 mod duration;
+mod overrides;
 mod pipeline;
 mod sections;
 mod validate;
 
 pub use diagnostic::{Diagnostic, Diagnostics, Source};
 pub use duration::HumanDuration;
+pub use overrides::{OverrideError, apply_model_override};
 pub use pipeline::*;
 
 use std::path::Path;

@@ -25,6 +25,8 @@ pub struct Pipeline {
     pub models: BTreeMap<String, ModelSpec>,
     pub plugins: BTreeMap<String, PluginSpec>,
     pub gates: BTreeMap<String, GateSpec>,
+    /// Limits on model use over the whole run.
+    pub budget: Budget,
     pub stages: Vec<StageSpec>,
 }
 
@@ -41,16 +43,54 @@ pub enum ProviderKind {
     /// OpenAI chat completions, and every server compatible with it
     /// (vLLM, Ollama, llama.cpp server, LM Studio, OpenRouter...).
     OpenAi,
+    /// Anthropic Messages.
+    Anthropic,
 }
 
 impl ProviderKind {
-    pub const NAMES: &'static [&'static str] = &["openai"];
+    pub const NAMES: &'static [&'static str] = &["openai", "anthropic"];
 
     pub fn parse(name: &str) -> Option<Self> {
         match name {
             "openai" | "openai-compatible" => Some(ProviderKind::OpenAi),
+            "anthropic" => Some(ProviderKind::Anthropic),
             _ => None,
         }
+    }
+
+    /// The provider's own API, when `base_url` is not given.
+    pub fn default_base_url(self) -> &'static str {
+        match self {
+            ProviderKind::OpenAi => "https://api.openai.com/v1",
+            ProviderKind::Anthropic => "https://api.anthropic.com/v1",
+        }
+    }
+
+    /// The conventional key variable, used when a `--model` override
+    /// switches provider.
+    pub fn default_key_env(self) -> &'static str {
+        match self {
+            ProviderKind::OpenAi => "OPENAI_API_KEY",
+            ProviderKind::Anthropic => "ANTHROPIC_API_KEY",
+        }
+    }
+}
+
+/// Limits on model use; `None` means unlimited.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Budget {
+    /// Input plus output tokens.
+    pub tokens: Option<u64>,
+    /// US dollars, from the models' prices.
+    pub cost_usd: Option<f64>,
+    /// Model calls made (refused calls do not count).
+    pub calls: Option<u64>,
+}
+
+impl Budget {
+    pub fn is_unlimited(&self) -> bool {
+        self.tokens.is_none() && self.cost_usd.is_none() && self.calls.is_none()
     }
 }
 
@@ -68,6 +108,8 @@ pub struct ModelSpec {
     /// US dollars per 1,000 input and output tokens.
     pub price_in_per_1k: f64,
     pub price_out_per_1k: f64,
+    /// Answer identical requests from the response cache.
+    pub cache: bool,
 }
 
 /// A plugin component and, optionally, how to build it.
@@ -144,6 +186,9 @@ pub struct StageSpec {
     pub models: Vec<String>,
     /// Gates this stage may run.
     pub gates: Vec<String>,
+    /// Conversation sessions this stage may read and extend.
+    pub sessions: Vec<String>,
+    pub budget: Budget,
     pub workspace: WorkspaceAccess,
     pub timeout: Duration,
     /// How many times a retryable failure is tried again.

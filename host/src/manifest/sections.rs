@@ -15,6 +15,7 @@ pub struct PipelineSection {
     pub max_parallel: Option<Spanned<usize>>,
     pub state_dir: Option<String>,
     pub workspace: Option<Spanned<String>>,
+    pub budget: Option<Spanned<super::pipeline::Budget>>,
 }
 
 /// `[models.ALIAS]`
@@ -22,13 +23,15 @@ pub struct PipelineSection {
 #[serde(deny_unknown_fields)]
 pub struct ModelSection {
     pub provider: Spanned<String>,
-    pub base_url: Spanned<String>,
+    pub base_url: Option<Spanned<String>>,
     pub model: String,
     pub api_key_env: Option<String>,
     pub timeout: Option<HumanDuration>,
     pub max_retries: Option<u32>,
     pub price_in_per_1k: Option<Spanned<f64>>,
     pub price_out_per_1k: Option<Spanned<f64>>,
+    #[serde(default)]
+    pub cache: bool,
 }
 
 /// `[plugins.NAME]`
@@ -66,7 +69,10 @@ pub struct StageSection {
     pub models: Vec<Spanned<String>>,
     #[serde(default)]
     pub gates: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub sessions: Vec<Spanned<String>>,
     pub workspace: Option<Spanned<String>>,
+    pub budget: Option<Spanned<super::pipeline::Budget>>,
     pub timeout: Option<Spanned<String>>,
     pub retries: Option<u32>,
     pub memory: Option<Spanned<String>>,

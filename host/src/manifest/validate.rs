@@ -161,6 +161,10 @@ pub fn validate(source: &Source) -> Result<Pipeline, Diagnostics> {
             models,
             plugins,
             gates,
+            budget: p
+                .budget
+                .map(|b| check_budget(&mut c, "[pipeline] budget", b))
+                .unwrap_or_default(),
             stages,
         }),
         _ => {
@@ -302,10 +306,16 @@ fn check_model(
             ),
         );
     }
-    let url = m.base_url.get_ref();
-    if !(url.starts_with("http://") || url.starts_with("https://")) {
+    let url = match (&m.base_url, provider) {
+        (Some(u), _) => u.get_ref().clone(),
+        (None, Some(p)) => p.default_base_url().to_string(),
+        (None, None) => String::new(),
+    };
+    if let Some(u) = &m.base_url
+        && !(url.starts_with("http://") || url.starts_with("https://"))
+    {
         c.error(
-            Some(m.base_url.span()),
+            Some(u.span()),
             format!("[models.{alias}] base_url '{url}' must start with http:// or https://"),
         );
     }
@@ -330,6 +340,7 @@ fn check_model(
         max_retries: m.max_retries.unwrap_or(DEFAULT_MODEL_RETRIES),
         price_in_per_1k: m.price_in_per_1k.map_or(0.0, Spanned::into_inner),
         price_out_per_1k: m.price_out_per_1k.map_or(0.0, Spanned::into_inner),
+        cache: m.cache,
     })
 }
 
@@ -406,6 +417,21 @@ fn check_workspace(c: &mut Checker, w: &Spanned<String>, base_dir: &Path) -> Opt
         return None;
     }
     Some(std::path::absolute(&dir).unwrap_or(dir))
+}
+
+fn check_budget(c: &mut Checker, what: &str, b: Spanned<Budget>) -> Budget {
+    let span = b.span();
+    let budget = b.into_inner();
+    if budget
+        .cost_usd
+        .is_some_and(|v| !(v.is_finite() && v >= 0.0))
+    {
+        c.error(
+            Some(span),
+            format!("{what}: cost_usd must be zero or positive"),
+        );
+    }
+    budget
 }
 
 /// Whether `path` stays inside the directory it is relative to.
@@ -597,6 +623,14 @@ fn check_stages(
                 }
             },
         };
+        for session in &s.sessions {
+            check_name(c, &format!("stage '{id}' session name"), session);
+        }
+        let sessions = s.sessions.iter().map(|x| x.get_ref().clone()).collect();
+        let budget = s
+            .budget
+            .map(|b| check_budget(c, &format!("stage '{id}' budget"), b))
+            .unwrap_or_default();
         let plugin = resolve_plugin(c, &s.plugin, plugins, &declared.plugins, base_dir);
         let timeout = match &s.timeout {
             None => DEFAULT_STAGE_TIMEOUT,
@@ -636,6 +670,8 @@ fn check_stages(
                 after,
                 models: s.models.iter().map(|m| m.get_ref().clone()).collect(),
                 gates: s.gates.iter().map(|g| g.get_ref().clone()).collect(),
+                sessions,
+                budget,
                 workspace,
                 timeout,
                 retries: s.retries.unwrap_or(0),

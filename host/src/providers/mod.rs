@@ -1,9 +1,13 @@
 //! Model back ends behind one trait. The host owns every model call: plugins
 //! name an alias, and the provider behind it holds the URL and credentials.
 
+mod anthropic;
+mod http;
 mod openai;
 mod retry;
 
+pub use anthropic::AnthropicProvider;
+pub use http::Attempted;
 pub use openai::OpenAiProvider;
 pub use retry::RetryPolicy;
 
@@ -11,7 +15,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
     System,
@@ -29,14 +33,14 @@ impl Role {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ChatMessage {
     pub role: Role,
     pub content: String,
 }
 
 /// A provider-neutral chat request.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ChatRequest {
     pub messages: Vec<ChatMessage>,
     pub max_tokens: Option<u32>,
@@ -45,15 +49,13 @@ pub struct ChatRequest {
 }
 
 /// A provider-neutral answer.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ChatResponse {
     pub text: String,
     pub model: String,
     pub input_tokens: u32,
     pub output_tokens: u32,
     pub finish_reason: String,
-    /// How many times the request was retried before this answer.
-    pub retries: u32,
 }
 
 /// Why a provider call failed, after its retries.
@@ -90,8 +92,7 @@ impl ProviderError {
     }
 }
 
-pub type ProviderFuture<'a> =
-    Pin<Box<dyn Future<Output = Result<ChatResponse, ProviderError>> + Send + 'a>>;
+pub type ProviderFuture<'a> = Pin<Box<dyn Future<Output = Attempted> + Send + 'a>>;
 
 /// One model endpoint.
 pub trait Provider: Send + Sync {

@@ -60,6 +60,8 @@ pub struct AttemptReport {
     pub outcome: Result<StageOutput, StageFailure>,
     pub model_calls: Vec<ModelCall>,
     pub gate_runs: Vec<GateRun>,
+    /// Messages added to conversation sessions (kept if the attempt succeeded).
+    pub session_appends: Vec<(String, Vec<crate::providers::ChatMessage>)>,
     /// Files the attempt changed in the workspace (read-write grants only).
     pub file_changes: Vec<FileChange>,
     pub stderr: String,
@@ -119,6 +121,7 @@ impl Runtime {
                     outcome: Err(StageFailure::Instantiate(e)),
                     model_calls: Vec::new(),
                     gate_runs: Vec::new(),
+                    session_appends: Vec::new(),
                     file_changes: Vec::new(),
                     stderr: String::new(),
                     log_lines_dropped: 0,
@@ -167,6 +170,7 @@ impl Runtime {
             outcome,
             model_calls: state.models.take_calls(),
             gate_runs: state.gates.take_runs(),
+            session_appends: state.models.take_session_appends(),
             file_changes,
             stderr: state.stderr.text(),
             log_lines_dropped: state.log.dropped(),

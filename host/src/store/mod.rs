@@ -8,9 +8,11 @@
 //! change or none of it.
 
 mod guard;
+mod model_tables;
 pub mod records;
 pub mod status;
 
+pub use model_tables::RecordingKey;
 pub use records::*;
 pub use status::{IllegalTransition, RunStatus, StageStatus};
 
@@ -22,7 +24,8 @@ use redb::{ConcurrencyMode, Database, ReadableDatabase, ReadableTable, TableDefi
 use std::path::{Path, PathBuf};
 
 /// Bumped when the layout changes; older files are migrated on open.
-pub const SCHEMA_VERSION: u64 = 1;
+/// 2 added the model tables (recordings, response cache, sessions).
+pub const SCHEMA_VERSION: u64 = 2;
 pub const DB_FILE: &str = "state.redb";
 
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
@@ -34,6 +37,13 @@ const OUTPUTS: TableDefinition<&str, &[u8]> = TableDefinition::new("outputs");
 /// (blob hash, run, stage, role) -> attempt; role is "produced" or "consumed".
 const LINEAGE: TableDefinition<(&str, &str, &str, &str), u32> = TableDefinition::new("lineage");
 const KV: TableDefinition<(&str, &str, &str), &[u8]> = TableDefinition::new("kv");
+/// (run, stage, request hash, n-th identical request) -> recorded exchange.
+const RECORDINGS: TableDefinition<(&str, &str, &str, u32), &[u8]> =
+    TableDefinition::new("recordings");
+/// Hash of (endpoint, full request) -> response.
+const MODEL_CACHE: TableDefinition<&str, &[u8]> = TableDefinition::new("model_cache");
+/// (run, session) -> the session's messages.
+const SESSIONS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("sessions");
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -532,6 +542,7 @@ impl Store {
                 produced_by: (run.to_string(), stage.to_string()),
             };
             self.append_activity(txn, run, stage, attempt, activity)?;
+            self.append_sessions(txn, run, &activity.session_appends)?;
             let out = record.clone();
             let activity = activity.clone();
             let saved = self.transition(
@@ -852,6 +863,9 @@ fn for_each_table(txn: &redb::WriteTransaction) -> std::result::Result<(), redb:
     txn.open_table(OUTPUTS)?;
     txn.open_table(LINEAGE)?;
     txn.open_table(KV)?;
+    txn.open_table(RECORDINGS)?;
+    txn.open_table(MODEL_CACHE)?;
+    txn.open_table(SESSIONS)?;
     Ok(())
 }
 

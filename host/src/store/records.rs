@@ -4,6 +4,7 @@
 use super::status::{RunStatus, StageStatus};
 use crate::capabilities::models::ModelCall;
 use crate::gates::GateRun;
+use crate::providers::ChatMessage;
 use crate::runtime::StageFailure;
 use crate::workspace::FileChange;
 use serde::{Deserialize, Serialize};
@@ -65,6 +66,20 @@ pub struct RunRecord {
     pub owner: Owner,
     /// Stage ids in plan order.
     pub stages: Vec<String>,
+    /// Command-line choices a resumed run must keep.
+    #[serde(default)]
+    pub options: RunOptions,
+}
+
+/// What `host run` was told beyond the manifest.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RunOptions {
+    /// `--model` overrides, in order.
+    pub model_overrides: Vec<String>,
+    /// `--record`: every model exchange is stored.
+    pub record: bool,
+    /// `--replay RUN`: model answers come from that run's recordings.
+    pub replay_from: Option<String>,
 }
 
 /// A reference to an artifact stored once, by content.
@@ -120,6 +135,9 @@ pub struct Activity {
     pub model_calls: Vec<ModelCall>,
     pub gate_runs: Vec<GateRun>,
     pub file_changes: Vec<FileChange>,
+    /// Messages the attempt added to conversation sessions: kept only when
+    /// the attempt succeeds.
+    pub session_appends: Vec<(String, Vec<ChatMessage>)>,
 }
 
 impl StageRecord {

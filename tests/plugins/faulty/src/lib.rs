@@ -24,6 +24,16 @@ enum Behaviour {
     Recurse,
     /// Call a model alias (granted or not) and report what happened.
     CallModel { alias: String },
+    /// Call a model `times` times (in a session, if given), each prompt
+    /// numbered; the answers go in answers.json.
+    CallModels {
+        alias: String,
+        times: u32,
+        #[serde(default)]
+        session: Option<String>,
+        #[serde(default)]
+        max_tokens: Option<u32>,
+    },
     /// Return an artifact of `bytes` bytes.
     BigOutput { bytes: usize },
     /// Log `count` lines.
@@ -101,6 +111,27 @@ impl Stage for Faulty {
                     Ok(text) => Ok(Output::new("model answered").text("answer.txt", text)),
                     Err(e) => Err(e.into()),
                 }
+            }
+            Behaviour::CallModels {
+                alias,
+                times,
+                session,
+                max_tokens,
+            } => {
+                let mut params = Params::default();
+                if let Some(n) = max_tokens {
+                    params = params.max_tokens(n);
+                }
+                let mut answers = Vec::new();
+                for i in 0..times {
+                    let prompt = format!("Question {i}: say a word.");
+                    let answer = match &session {
+                        Some(s) => models::ask_in(&alias, s, &prompt, &params),
+                        None => models::ask(&alias, None, &prompt, &params),
+                    };
+                    answers.push(answer.map_err(StageError::from)?);
+                }
+                Output::new(format!("{} answers", answers.len())).json("answers.json", &answers)
             }
             Behaviour::BigOutput { bytes } => Ok(Output::new("big").artifact(
                 "big.bin",

@@ -1,0 +1,146 @@
+//! `--model ALIAS=PROVIDER:MODEL[@BASE_URL]`: one pipeline, run against a
+//! local model or a frontier one, without editing the file.
+
+use super::pipeline::{Pipeline, ProviderKind};
+
+/// Why an override cannot apply.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum OverrideError {
+    #[error("--model '{0}': expected ALIAS=PROVIDER:MODEL[@BASE_URL], e.g. large=openai:gpt-4.1")]
+    Syntax(String),
+    #[error("--model '{spec}': the pipeline has no model alias '{alias}' (declared: {declared})")]
+    UnknownAlias {
+        spec: String,
+        alias: String,
+        declared: String,
+    },
+    #[error("--model '{spec}': unknown provider '{provider}' (supported: {})", ProviderKind::NAMES.join(", "))]
+    UnknownProvider { spec: String, provider: String },
+    #[error("--model '{spec}': base URL '{url}' must start with http:// or https://")]
+    BadUrl { spec: String, url: String },
+}
+
+/// Applies one override to the pipeline's models.
+pub fn apply_model_override(pipeline: &mut Pipeline, spec: &str) -> Result<(), OverrideError> {
+    let syntax = || OverrideError::Syntax(spec.to_string());
+    let (alias, target) = spec.split_once('=').ok_or_else(syntax)?;
+    let (provider_name, rest) = target.split_once(':').ok_or_else(syntax)?;
+    // The URL itself contains ':' and may contain '@' only after "//", so
+    // split the model from the URL at the first '@'.
+    let (model, url) = match rest.split_once('@') {
+        Some((m, u)) => (m, Some(u)),
+        None => (rest, None),
+    };
+    if alias.is_empty() || model.is_empty() {
+        return Err(syntax());
+    }
+    let provider =
+        ProviderKind::parse(provider_name).ok_or_else(|| OverrideError::UnknownProvider {
+            spec: spec.to_string(),
+            provider: provider_name.to_string(),
+        })?;
+    if let Some(u) = url
+        && !(u.starts_with("http://") || u.starts_with("https://"))
+    {
+        return Err(OverrideError::BadUrl {
+            spec: spec.to_string(),
+            url: u.to_string(),
+        });
+    }
+    let declared: Vec<String> = pipeline.models.keys().cloned().collect();
+    let m = pipeline
+        .models
+        .get_mut(alias)
+        .ok_or_else(|| OverrideError::UnknownAlias {
+            spec: spec.to_string(),
+            alias: alias.to_string(),
+            declared: if declared.is_empty() {
+                "none".into()
+            } else {
+                declared.join(", ")
+            },
+        })?;
+    if provider != m.provider {
+        // Another provider: the old key belongs to the old one. Its own API
+        // takes its conventional key variable; a URL given with the
+        // override (a local server, say) takes none.
+        m.base_url = provider.default_base_url().to_string();
+        m.api_key_env = url
+            .is_none()
+            .then(|| provider.default_key_env().to_string());
+    }
+    if let Some(u) = url {
+        m.base_url = u.trim_end_matches('/').to_string();
+    }
+    m.provider = provider;
+    m.model = model.to_string();
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pipeline() -> Pipeline {
+        let dir = std::env::temp_dir();
+        let text = r#"
+[pipeline]
+name = "p"
+task = "t"
+
+[models.large]
+provider = "openai"
+base_url = "http://127.0.0.1:8088/v1"
+model = "smollm2"
+
+[[stage]]
+id = "s"
+plugin = "x.wasm"
+models = ["large"]
+"#;
+        let wasm = dir.join("x.wasm");
+        std::fs::write(&wasm, b"\0asm").unwrap();
+        super::super::parse(&dir.join("p.toml"), text.into()).unwrap()
+    }
+
+    #[test]
+    fn switching_provider_uses_its_api_and_key_variable() {
+        let mut p = pipeline();
+        apply_model_override(&mut p, "large=anthropic:claude-sonnet-4-5").unwrap();
+        let m = &p.models["large"];
+        assert_eq!(m.provider, ProviderKind::Anthropic);
+        assert_eq!(m.model, "claude-sonnet-4-5");
+        assert_eq!(m.base_url, "https://api.anthropic.com/v1");
+        assert_eq!(m.api_key_env.as_deref(), Some("ANTHROPIC_API_KEY"));
+    }
+
+    #[test]
+    fn same_provider_keeps_the_url_unless_given() {
+        let mut p = pipeline();
+        apply_model_override(&mut p, "large=openai:qwen").unwrap();
+        assert_eq!(p.models["large"].base_url, "http://127.0.0.1:8088/v1");
+        apply_model_override(&mut p, "large=openai:qwen@http://10.0.0.2:8000/v1/").unwrap();
+        assert_eq!(p.models["large"].base_url, "http://10.0.0.2:8000/v1");
+    }
+
+    #[test]
+    fn mistakes_are_named() {
+        let mut p = pipeline();
+        assert!(matches!(
+            apply_model_override(&mut p, "large"),
+            Err(OverrideError::Syntax(_))
+        ));
+        assert!(matches!(
+            apply_model_override(&mut p, "small=openai:x"),
+            Err(OverrideError::UnknownAlias { .. })
+        ));
+        assert!(matches!(
+            apply_model_override(&mut p, "large=cohere:x"),
+            Err(OverrideError::UnknownProvider { .. })
+        ));
+        assert!(matches!(
+            apply_model_override(&mut p, "large=openai:x@ftp://h"),
+            Err(OverrideError::BadUrl { .. })
+        ));
+    }
+}

@@ -1,0 +1,177 @@
+//! The HTTP half every provider shares: one POST with a deadline, status
+//! codes sorted into retryable and final errors, and the retry loop with
+//! backoff and Retry-After. A provider only builds its body, names its auth
+//! headers and parses its answer.
+
+use super::retry::{RetryPolicy, parse_retry_after};
+use super::{ChatResponse, ProviderError, excerpt};
+use std::time::Duration;
+
+/// How the API key goes on the wire.
+#[derive(Debug, Clone, Copy)]
+pub enum AuthStyle {
+    /// `Authorization: Bearer KEY` (OpenAI and compatibles).
+    Bearer,
+    /// `x-api-key: KEY` (Anthropic).
+    XApiKey,
+}
+
+pub struct HttpEndpoint {
+    pub client: reqwest::Client,
+    pub url: String,
+    pub key_env: Option<String>,
+    pub auth: AuthStyle,
+    /// Extra headers every request carries (e.g. an API version).
+    pub headers: Vec<(&'static str, &'static str)>,
+    pub timeout: Duration,
+    pub retry: RetryPolicy,
+}
+
+/// A call's result and how many retries it took to get it, failed or not.
+pub struct Attempted {
+    pub result: Result<ChatResponse, ProviderError>,
+    pub retries: u32,
+}
+
+enum Attempt {
+    Done(ChatResponse),
+    Retry(ProviderError, Option<Duration>),
+    Fail(ProviderError),
+}
+
+type Parser = fn(&str) -> Result<ChatResponse, ProviderError>;
+
+impl HttpEndpoint {
+    /// Reads the key from its variable: never logged, never stored.
+    fn key(&self) -> Result<Option<String>, ProviderError> {
+        match &self.key_env {
+            Some(var) => std::env::var(var)
+                .map(Some)
+                .map_err(|_| ProviderError::MissingKey(var.clone())),
+            None => Ok(None),
+        }
+    }
+
+    async fn attempt(&self, body: &serde_json::Value, key: Option<&str>, parse: Parser) -> Attempt {
+        let mut http = self.client.post(&self.url).timeout(self.timeout).json(body);
+        for (name, value) in &self.headers {
+            http = http.header(*name, *value);
+        }
+        if let Some(key) = key {
+            http = match self.auth {
+                AuthStyle::Bearer => http.bearer_auth(key),
+                AuthStyle::XApiKey => http.header("x-api-key", key),
+            };
+        }
+        let response = match http.send().await {
+            Ok(r) => r,
+            Err(e) if e.is_timeout() => {
+                return Attempt::Retry(ProviderError::Timeout(self.timeout), None);
+            }
+            Err(e) => {
+                let reason = root_cause(&e);
+                let error = ProviderError::Unreachable {
+                    url: self.url.clone(),
+                    reason,
+                };
+                return Attempt::Retry(error, None);
+            }
+        };
+        let status = response.status().as_u16();
+        let retry_after = response
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(parse_retry_after);
+        let text = match response.text().await {
+            Ok(t) => t,
+            Err(e) if e.is_timeout() => {
+                return Attempt::Retry(ProviderError::Timeout(self.timeout), None);
+            }
+            Err(e) => {
+                let reason = format!("cannot read body: {}", root_cause(&e));
+                return Attempt::Retry(ProviderError::Malformed(reason), None);
+            }
+        };
+        match status {
+            200..=299 => match parse(&text) {
+                Ok(r) => Attempt::Done(r),
+                Err(e) => Attempt::Fail(e),
+            },
+            429 => Attempt::Retry(ProviderError::RateLimited { retries: 0 }, retry_after),
+            401 | 403 => Attempt::Fail(ProviderError::Auth {
+                status,
+                key_env: self
+                    .key_env
+                    .clone()
+                    .unwrap_or_else(|| "(no api_key_env set)".into()),
+            }),
+            // 5xx, including Anthropic's 529 "overloaded".
+            500..=599 => {
+                let body = excerpt(&text, 300);
+                Attempt::Retry(ProviderError::Server { status, body }, retry_after)
+            }
+            _ => Attempt::Fail(ProviderError::Rejected {
+                status,
+                body: excerpt(&text, 300),
+            }),
+        }
+    }
+
+    /// POSTs `body`, retrying transient failures per the policy.
+    pub async fn post(&self, body: &serde_json::Value, parse: Parser) -> Attempted {
+        let key = match self.key() {
+            Ok(k) => k,
+            Err(e) => {
+                return Attempted {
+                    result: Err(e),
+                    retries: 0,
+                };
+            }
+        };
+        let mut retries = 0;
+        loop {
+            match self.attempt(body, key.as_deref(), parse).await {
+                Attempt::Done(r) => {
+                    return Attempted {
+                        result: Ok(r),
+                        retries,
+                    };
+                }
+                Attempt::Fail(e) => {
+                    return Attempted {
+                        result: Err(e),
+                        retries,
+                    };
+                }
+                Attempt::Retry(e, after) => {
+                    if retries >= self.retry.max_retries {
+                        let e = match e {
+                            ProviderError::RateLimited { .. } => {
+                                ProviderError::RateLimited { retries }
+                            }
+                            e => e,
+                        };
+                        return Attempted {
+                            result: Err(e),
+                            retries,
+                        };
+                    }
+                    retries += 1;
+                    let delay = self.retry.delay(retries, after);
+                    tracing::debug!(url = %self.url, retry = retries, ?delay, "model call failed, retrying: {e}");
+                    tokio::time::sleep(delay).await;
+                }
+            }
+        }
+    }
+}
+
+/// The innermost error message: reqwest's outer message alone says little.
+fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut cause: &dyn std::error::Error = e;
+    while let Some(next) = cause.source() {
+        cause = next;
+    }
+    cause.to_string()
+}
