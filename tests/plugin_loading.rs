@@ -165,3 +165,19 @@ fn a_plugin_built_against_an_older_compatible_wit_keeps_working() {
     let summary = summary(&out);
     assert_eq!(stage(&summary, "old")["summary"], "old done");
 }
+
+#[test]
+fn a_component_that_imports_wasi_http_is_refused_by_name() {
+    let netgrab = plugin("netgrab");
+    let scratch = Scratch::new("netgrab");
+    let manifest = pipeline_with_plugins(&scratch, &[("netgrab", &netgrab)]);
+    let out = host(&["run", manifest.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(10));
+    let err = stderr(&out);
+    assert!(
+        err.contains(
+            "imports wasi:http/outgoing-handler@0.3.0: network access (wasi:http) is not available"
+        ),
+        "{err}"
+    );
+}

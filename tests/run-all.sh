@@ -19,7 +19,7 @@ fi
 echo "local model: $LOCAL_LLM_URL"
 
 cargo fmt --all --check
-cargo build --release --target wasm32-wasip2 -p hello -p faulty -p noop
+cargo build --release --target wasm32-wasip2 -p hello -p faulty -p noop -p netgrab
 cargo clippy --all-targets -- -D warnings
-cargo clippy --target wasm32-wasip2 -p plugin-sdk -p hello -p faulty -p noop -- -D warnings
+cargo clippy --target wasm32-wasip2 -p plugin-sdk -p hello -p faulty -p noop -p netgrab -- -D warnings
 cargo test --no-fail-fast

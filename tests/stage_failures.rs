@@ -263,3 +263,88 @@ config = {{ behaviour = {{ checkpoint = {{ succeed_at = 1 }} }} }}
         "succeeded after 1 attempts"
     );
 }
+
+#[test]
+fn hostile_plugins_cannot_see_keys_or_the_environment_or_call_without_limit() {
+    use common::model_server::{ModelServer, Reply};
+    let server = ModelServer::start(|_| Reply::text("fine"));
+    let faulty = plugin("faulty");
+    let scratch = Scratch::new("hostile");
+    let state = scratch.path("state");
+    let manifest = scratch.write(
+        "pipeline.toml",
+        &format!(
+            r#"
+[pipeline]
+name = "hostile"
+task = "snoop"
+
+[models.m]
+provider = "openai"
+base_url = "{}"
+model = "test"
+api_key_env = "HOSTILE_TEST_API_KEY"
+
+[plugins.faulty]
+wasm = "{}"
+
+[[stage]]
+id = "model-flood"
+plugin = "faulty"
+models = ["m"]
+budget = {{ calls = 5 }}
+config = {{ behaviour = {{ call-models = {{ alias = "m", times = 50 }} }} }}
+
+[[stage]]
+id = "snoop"
+plugin = "faulty"
+models = ["m"]
+config = {{ behaviour = "env" }}
+
+[[stage]]
+id = "bystander"
+plugin = "faulty"
+config = {{ behaviour = "succeed" }}
+"#,
+            server.url,
+            faulty.display()
+        ),
+    );
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_host"))
+        .args(["--cache-dir", cache_dir().to_str().unwrap()])
+        .args(["--state-dir", state.to_str().unwrap()])
+        .args(["run", "--json", manifest.to_str().unwrap()])
+        .env("HOSTILE_TEST_API_KEY", "sk-hostile-secret-42")
+        .env("HOSTILE_OTHER_SECRET", "hunter2")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let s = summary(&o);
+
+    // The flood stops at the budget: five requests sent, the sixth refused.
+    let f = failure_text(&s, "model-flood");
+    assert!(
+        f.contains("model budget exceeded") && f.contains("6 calls > limit 5"),
+        "{f}"
+    );
+    assert_eq!(server.requests().len(), 5);
+
+    // No variables, no arguments, no /proc: nothing of the host's.
+    assert_eq!(stage(&s, "snoop")["status"], "succeeded");
+    let run = s["run_id"].as_str().unwrap();
+    let env = std::process::Command::new(env!("CARGO_BIN_EXE_host"))
+        .args(["--state-dir", state.to_str().unwrap()])
+        .args(["show", run, "snoop", "--artifact", "env.json"])
+        .output()
+        .unwrap();
+    let env: serde_json::Value = serde_json::from_slice(&env.stdout).unwrap();
+    assert_eq!(env["vars"], serde_json::json!([]), "{env}");
+    assert!(
+        env["proc_environ"].as_str().unwrap().starts_with("Err"),
+        "{env}"
+    );
+    let everything = format!("{}{}{env}", stdout(&o), stderr(&o));
+    assert!(!everything.contains("sk-hostile-secret-42") && !everything.contains("hunter2"));
+
+    assert_eq!(stage(&s, "bystander")["status"], "succeeded");
+}

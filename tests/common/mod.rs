@@ -46,6 +46,8 @@ pub fn plugin(name: &str) -> PathBuf {
                 "faulty",
                 "-p",
                 "noop",
+                "-p",
+                "netgrab",
             ])
             .current_dir(workspace_root())
             .status()

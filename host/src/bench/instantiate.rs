@@ -6,9 +6,42 @@ use crate::bindings::StageInput;
 use crate::capabilities::gates::GatesGrant;
 use crate::capabilities::kv::KvGrant;
 use crate::capabilities::models::ModelsGrant;
-use crate::runtime::{AttemptSpec, Runtime};
+use crate::runtime::{AttemptSpec, Limits, Runtime};
 use std::path::Path;
 use std::time::{Duration, Instant};
+
+/// Runs faulty's CPU burner `repeats` times under the given limits.
+pub async fn burn(
+    cache_dir: &Path,
+    faulty: &Path,
+    rounds: u64,
+    repeats: usize,
+    limits: Limits,
+) -> Result<Summary, String> {
+    let runtime = Runtime::with_limits(Some(cache_dir.to_path_buf()), limits)
+        .map_err(|e| format!("{e:#}"))?;
+    let plugin = runtime
+        .load("faulty", faulty)
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut samples = Vec::with_capacity(repeats);
+    for i in 0..=repeats {
+        let mut spec = spec(i as u32);
+        spec.input.config_json = format!(r#"{{"behaviour":{{"burn":{{"rounds":{rounds}}}}}}}"#);
+        spec.timeout = Duration::from_secs(600);
+        let t = Instant::now();
+        let report = runtime.run_attempt(&plugin, spec).await;
+        let elapsed = t.elapsed();
+        report
+            .outcome
+            .map_err(|e| format!("the CPU burner failed: {e}"))?;
+        // The first run warms caches up; it is not a sample.
+        if i > 0 {
+            samples.push(elapsed);
+        }
+    }
+    Summary::of(&samples).ok_or_else(|| "no repeats".into())
+}
 
 fn spec(i: u32) -> AttemptSpec {
     AttemptSpec {

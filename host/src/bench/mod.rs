@@ -29,6 +29,8 @@ pub enum Scenario {
     Dag,
     /// The host's overhead per model call over a direct HTTP request.
     ModelCall,
+    /// What the limits (epoch interruption, memory limiter) cost a CPU-heavy stage.
+    Limits,
 }
 
 pub struct Options {
@@ -36,6 +38,8 @@ pub struct Options {
     /// The real `host` binary, for the end-to-end scenarios.
     pub host: PathBuf,
     pub noop: PathBuf,
+    /// The misbehaving test stage, whose `burn` behaviour is CPU-heavy.
+    pub faulty: PathBuf,
     /// A large component (e.g. a Python plugin) for the cached-load figure.
     pub large: Option<PathBuf>,
     /// Scratch space on the disk whose fsync is being measured.
@@ -98,6 +102,7 @@ pub async fn run(options: &Options, mut on_row: impl FnMut(&Row)) -> Vec<Row> {
             Scenario::Resume => resume(options, &cache_dir),
             Scenario::Dag => dag(options, &cache_dir),
             Scenario::ModelCall => model_call(options).await,
+            Scenario::Limits => limits(options, &cache_dir).await,
         };
         let produced = produced.unwrap_or_else(|e| vec![error_row(scenario, e)]);
         for row in produced {
@@ -173,6 +178,37 @@ async fn cached_load(o: &Options, cache_dir: &std::path::Path) -> Result<Vec<Row
         ));
     }
     Ok(rows)
+}
+
+async fn limits(o: &Options, cache_dir: &std::path::Path) -> Result<Vec<Row>, String> {
+    use crate::runtime::Limits;
+    let rounds = 200_000_000;
+    let repeats = o.repeats.max(3);
+    let on = instantiate::burn(cache_dir, &o.faulty, rounds, repeats, Limits::On).await?;
+    let off = instantiate::burn(cache_dir, &o.faulty, rounds, repeats, Limits::Off).await?;
+    let ratio = on.median.as_secs_f64() / off.median.as_secs_f64().max(1e-9);
+    Ok(vec![
+        time_row(
+            "CPU-heavy stage, limits on",
+            &on,
+            None,
+            "200M rounds of xorshift in wasm",
+        ),
+        time_row(
+            "CPU-heavy stage, limits off",
+            &off,
+            None,
+            "no epoch checks, no limiter",
+        ),
+        Row {
+            scenario: "cost of the limits".into(),
+            figure: format!("{ratio:.3}x"),
+            value: ratio,
+            unit: "ratio",
+            target: None,
+            detail: "median with limits / median without".into(),
+        },
+    ])
 }
 
 async fn model_call(o: &Options) -> Result<Vec<Row>, String> {

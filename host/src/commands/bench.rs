@@ -12,6 +12,9 @@ pub struct BenchArgs {
     /// The no-op stage component (default: target/wasm32-wasip2/release/noop.wasm).
     #[arg(long, value_name = "WASM")]
     noop: Option<PathBuf>,
+    /// The `faulty` test stage, for the limits scenario (default: next to --noop).
+    #[arg(long, value_name = "WASM")]
+    faulty: Option<PathBuf>,
     /// A large component (e.g. a Python plugin) to time cached loads of.
     #[arg(long, value_name = "WASM")]
     large: Option<PathBuf>,
@@ -80,13 +83,26 @@ pub async fn bench(args: BenchArgs) -> Exit {
             Scenario::Resume,
             Scenario::Dag,
             Scenario::ModelCall,
+            Scenario::Limits,
         ]
     } else {
         args.scenarios
     };
+    let faulty = args
+        .faulty
+        .unwrap_or_else(|| noop.with_file_name("faulty.wasm"));
+    if scenarios.contains(&Scenario::Limits) && !faulty.is_file() {
+        eprintln!(
+            "error: the limits scenario needs the faulty test stage at {}; build it with\n  \
+             cargo build --release --target wasm32-wasip2 -p faulty\nor pass --faulty FILE",
+            faulty.display()
+        );
+        return Exit::InvalidInput;
+    }
     let options = Options {
         scenarios,
         host,
+        faulty,
         noop,
         large: args.large,
         dir: dir.clone(),

@@ -1,7 +1,7 @@
 //! One stage attempt: a fresh store, the stage's grants and limits, one call
 //! to `run`, and a typed account of how it ended.
 
-use super::engine::ticks;
+use super::engine::{Limits, ticks};
 use super::loader::LoadedPlugin;
 use super::state::Grants;
 use super::{Runtime, StageState};
@@ -130,9 +130,11 @@ impl Runtime {
             }
         };
         let mut store = Store::new(&self.engine, state);
-        store.limiter(|s| &mut s.limiter);
-        store.set_epoch_deadline(ticks(spec.timeout));
-        store.epoch_deadline_trap();
+        if self.limits == Limits::On {
+            store.limiter(|s| &mut s.limiter);
+            store.set_epoch_deadline(ticks(spec.timeout));
+            store.epoch_deadline_trap();
+        }
 
         let call = async {
             let instance = plugin

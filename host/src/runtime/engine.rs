@@ -9,11 +9,20 @@ use wasmtime::{Config, Engine};
 /// How often the epoch advances: the granularity of stage timeouts.
 pub const EPOCH_TICK: Duration = Duration::from_millis(10);
 
-pub fn new_engine() -> wasmtime::Result<Engine> {
+/// Whether plugins run under the host's limits. Only benchmarks turn them
+/// off, to measure what they cost.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Limits {
+    On,
+    /// No epoch checks compiled in, no memory limiter: never for real runs.
+    Off,
+}
+
+pub fn new_engine(limits: Limits) -> wasmtime::Result<Engine> {
     let mut config = Config::new();
     config.wasm_component_model(true);
     // Timeouts: the guest checks the epoch at loop headers and function entries.
-    config.epoch_interruption(true);
+    config.epoch_interruption(limits == Limits::On);
     // A guest's stack overflow traps cleanly instead of touching the host's stack.
     config.max_wasm_stack(1 << 20);
     config.wasm_backtrace_max_frames(std::num::NonZeroUsize::new(32));

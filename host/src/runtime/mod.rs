@@ -12,6 +12,7 @@ mod state;
 
 pub use attempt::{AttemptReport, AttemptSpec, MAX_LOG_LINES, MAX_OUTPUT_BYTES, StageFailure};
 pub use cache::{CacheOutcome, ComponentCache};
+pub use engine::Limits;
 pub use loader::{LoadError, LoadedPlugin};
 pub use state::{Grants, StageState, WORKSPACE_GUEST_PATH};
 
@@ -23,6 +24,7 @@ use wasmtime::component::Linker;
 /// One per host process: compiling and linking are shared by every stage.
 pub struct Runtime {
     engine: Engine,
+    limits: Limits,
     linker: Linker<StageState>,
     cache: Arc<ComponentCache>,
     _ticker: engine::EpochTicker,
@@ -31,7 +33,12 @@ pub struct Runtime {
 impl Runtime {
     /// A runtime caching compiled components in `cache_dir` (`None`: no cache).
     pub fn new(cache_dir: Option<PathBuf>) -> wasmtime::Result<Self> {
-        let engine = engine::new_engine()?;
+        Self::with_limits(cache_dir, Limits::On)
+    }
+
+    /// A runtime with the limits on or (for benchmarks only) off.
+    pub fn with_limits(cache_dir: Option<PathBuf>, limits: Limits) -> wasmtime::Result<Self> {
+        let engine = engine::new_engine(limits)?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
         crate::capabilities::add_to_linker(&mut linker)?;
@@ -39,6 +46,7 @@ impl Runtime {
         let ticker = engine::EpochTicker::start(engine.clone());
         Ok(Runtime {
             engine,
+            limits,
             linker,
             cache,
             _ticker: ticker,

@@ -34,6 +34,10 @@ enum Behaviour {
         #[serde(default)]
         max_tokens: Option<u32>,
     },
+    /// Report every environment variable and argument the plugin can see.
+    Env,
+    /// Burn CPU: `rounds` rounds of integer mixing; the result is a metric.
+    Burn { rounds: u64 },
     /// Return an artifact of `bytes` bytes.
     BigOutput { bytes: usize },
     /// Log `count` lines.
@@ -132,6 +136,26 @@ impl Stage for Faulty {
                     answers.push(answer.map_err(StageError::from)?);
                 }
                 Output::new(format!("{} answers", answers.len())).json("answers.json", &answers)
+            }
+            Behaviour::Env => {
+                let vars: Vec<(String, String)> = std::env::vars().collect();
+                let args: Vec<String> = std::env::args().collect();
+                let environ =
+                    std::fs::read_to_string("/proc/self/environ").map_err(|e| e.to_string());
+                Output::new(format!("{} variables", vars.len())).json(
+                    "env.json",
+                    &serde_json::json!({ "vars": vars, "args": args, "proc_environ": format!("{environ:?}") }),
+                )
+            }
+            Behaviour::Burn { rounds } => {
+                let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+                for i in 0..rounds {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    x = x.wrapping_add(i);
+                }
+                Ok(Output::new("burned").metric("result", (x % 1_000_000) as f64))
             }
             Behaviour::BigOutput { bytes } => Ok(Output::new("big").artifact(
                 "big.bin",
