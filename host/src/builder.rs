@@ -45,7 +45,13 @@ pub fn used_plugins(pipeline: &Pipeline) -> Vec<&PluginSpec> {
     pipeline
         .plugins
         .values()
-        .filter(|p| pipeline.stages.iter().any(|s| s.plugin == p.name))
+        .filter(|p| {
+            pipeline
+                .stages
+                .iter()
+                .chain(pipeline.templates.values())
+                .any(|s| s.plugin == p.name)
+        })
         .collect()
 }
 

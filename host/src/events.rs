@@ -28,6 +28,10 @@ pub enum RunEvent {
         stage: String,
         reason: String,
     },
+    /// Something about the run as a whole: a loop, a spawn, a deadlock...
+    Note {
+        message: String,
+    },
     RunFinished {
         run_id: String,
         succeeded: bool,

@@ -4,7 +4,7 @@
 mod commands;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use commands::{Exit, Globals, bench, gates, inspect, run};
+use commands::{Exit, Globals, bench, cancel, gates, inspect, run};
 use host::builder::BuildPolicy;
 use host::runtime::ComponentCache;
 use std::path::PathBuf;
@@ -100,6 +100,13 @@ enum Command {
         #[arg(long)]
         fresh: bool,
     },
+    /// Stop a running run (its process records running stages as interrupted); resume it later.
+    Cancel {
+        run_id: String,
+        /// How long to wait for the run to stop.
+        #[arg(long, default_value = "30s", value_parser = parse_duration)]
+        wait: std::time::Duration,
+    },
     /// Check a pipeline and load every plugin it uses; report every problem.
     Validate {
         pipeline: PathBuf,
@@ -153,6 +160,10 @@ enum Command {
         #[arg(long, value_enum, default_value = "jsonl")]
         format: ExportFormat,
     },
+}
+
+fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    host::manifest::HumanDuration::parse(text).map(|d| d.0)
 }
 
 fn main() -> ExitCode {
@@ -277,6 +288,7 @@ async fn dispatch(cli: Cli) -> Exit {
             json,
         } => gates::gates(&pipeline, json, output).await,
         Command::Bench(args) => bench::bench(args).await,
+        Command::Cancel { run_id, wait } => cancel::cancel(&globals, &run_id, wait).await,
         Command::Runs { json } => inspect::runs(&globals, json),
         Command::Status { run_id, json } => inspect::status(&globals, &run_id, json),
         Command::Show {

@@ -39,6 +39,7 @@ impl RunObserver for ConsoleObserver {
                 } => {
                     format!("run {run_id}: pipeline '{pipeline}', {stages} stage(s)")
                 }
+                RunEvent::Note { message } => format!("  * {message}"),
                 RunEvent::StageStarted { stage, attempt: 1 } => format!("  > {stage} started"),
                 RunEvent::StageStarted { stage, attempt } => {
                     format!("  > {stage} started (attempt {attempt})")
@@ -109,6 +110,7 @@ pub fn print_summary(summary: &RunSummary) {
             StageStatus::Skipped => "skipped",
             StageStatus::Pending => "pending",
             StageStatus::Running => "running",
+            StageStatus::Interrupted => "interrupted",
         };
         println!(
             "{:<20} {:<10} {:>8} {:>9} {:>7} {:>9}",
@@ -204,9 +206,31 @@ pub fn print_plan(p: &Pipeline) {
         let after = if s.after.is_empty() {
             "(start)".to_string()
         } else {
-            s.after.join(", ")
+            s.after
+                .iter()
+                .map(|d| match d.on {
+                    crate::manifest::Condition::Success => d.stage.clone(),
+                    on => format!("{} (on {})", d.stage, on.as_str()),
+                })
+                .collect::<Vec<_>>()
+                .join(", ")
         };
-        println!("       after: {after}   condition: all of them succeeded");
+        println!("       after: {after}");
+        if let Some(w) = &s.when {
+            println!("       when: {}", w.text);
+        }
+        if let Some(l) = &s.loop_back {
+            println!(
+                "       loop: back to {} when the decision is '{}', at most {} time(s)",
+                l.to, l.on, l.max
+            );
+        }
+        if !s.spawns.is_empty() {
+            println!("       may spawn: {}", s.spawns.join(", "));
+        }
+        if let Some(g) = &s.group {
+            println!("       group: {g}");
+        }
         let models = if s.models.is_empty() {
             "none".to_string()
         } else {

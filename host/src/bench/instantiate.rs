@@ -60,6 +60,7 @@ fn spec(i: u32) -> AttemptSpec {
         gates: GatesGrant::none("noop"),
         workspace: None,
         timeout: Duration::from_secs(10),
+        heartbeat: None,
         memory_limit: 64 << 20,
     }
 }

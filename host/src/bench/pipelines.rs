@@ -159,9 +159,17 @@ mod tests {
         let p = crate::manifest::parse(&dir.join("p.toml"), text).expect("valid manifest");
         std::fs::remove_dir_all(&dir).unwrap();
         assert_eq!(p.stages.len(), 11);
-        let after = |id: &str| &p.stages.iter().find(|s| s.id == id).unwrap().after;
-        assert_eq!(after("s00005"), &["s00002".to_string()]);
+        let after = |id: &str| -> Vec<String> {
+            p.stages
+                .iter()
+                .find(|s| s.id == id)
+                .unwrap()
+                .deps()
+                .map(str::to_string)
+                .collect()
+        };
+        assert_eq!(after("s00005"), vec!["s00002".to_string()]);
         assert!(after("s00002").is_empty());
-        assert_eq!(after("tail"), &["s00009".to_string()]);
+        assert_eq!(after("tail"), vec!["s00009".to_string()]);
     }
 }

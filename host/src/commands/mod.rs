@@ -1,6 +1,7 @@
 //! One module per group of subcommands; `main.rs` only parses and dispatches.
 
 pub mod bench;
+pub mod cancel;
 pub mod gates;
 pub mod inspect;
 pub mod run;

@@ -229,6 +229,8 @@ pub async fn run(globals: &Globals, args: RunArgs) -> Exit {
         run_id,
         fresh: args.fresh || replaying,
         done: HashMap::new(),
+        progress: HashMap::new(),
+        cancel: None,
     };
     let mode = exchange_mode(&args.options);
     execute(
@@ -323,10 +325,18 @@ async fn resume_with(globals: &Globals, store: Arc<Store>, args: ResumeArgs) -> 
             .count()
     );
     let replaying = record.options.record || record.options.replay_from.is_some();
+    // Loop state of the stages still to run: where each loop stood.
+    let progress = stages
+        .iter()
+        .filter(|s| s.status != StageStatus::Succeeded && (s.iteration > 0 || s.feedback.is_some()))
+        .map(|s| (s.stage.clone(), (s.iteration, s.feedback.clone())))
+        .collect();
     let ctx = RunContext {
         run_id: record.id.clone(),
         fresh: args.fresh || replaying,
         done,
+        progress,
+        cancel: None,
     };
     execute(
         &pipeline,
@@ -359,7 +369,7 @@ async fn execute(
     pipeline: &Pipeline,
     session: &Session,
     store: Arc<Store>,
-    ctx: RunContext,
+    mut ctx: RunContext,
     mode: ExchangeMode,
     out: Option<&Path>,
     json: bool,
@@ -372,6 +382,7 @@ async fn execute(
         }
     };
     let scheduler = session.scheduler(pipeline, http, store, mode);
+    ctx.cancel = Some(cancel_on_signals());
     let observer = Arc::new(ConsoleObserver::new(json));
     let summary = match scheduler.run(pipeline, ctx, observer).await {
         Ok(s) => s,
@@ -393,6 +404,35 @@ async fn execute(
     } else {
         Exit::StageFailed
     }
+}
+
+/// Ctrl-C or SIGTERM (`host cancel`) once: stop the running stages, record
+/// them as interrupted, leave the run resumable. Ctrl-C twice: exit now.
+fn cancel_on_signals() -> tokio::sync::watch::Receiver<Option<String>> {
+    let (tx, rx) = tokio::sync::watch::channel(None);
+    tokio::spawn(async move {
+        let mut term =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        let terminated = async {
+            match term.as_mut() {
+                Some(t) => {
+                    t.recv().await;
+                }
+                None => std::future::pending().await,
+            }
+        };
+        let reason = tokio::select! {
+            _ = tokio::signal::ctrl_c() => "interrupted (Ctrl-C)",
+            () = terminated => "cancelled (host cancel or SIGTERM)",
+        };
+        eprintln!("{reason}: stopping running stages; Ctrl-C again to exit at once");
+        let _ = tx.send(Some(reason.to_string()));
+        if tokio::signal::ctrl_c().await.is_ok() {
+            eprintln!("exiting now; `host resume` picks the run up");
+            std::process::exit(130);
+        }
+    });
+    rx
 }
 
 fn http_client() -> anyhow::Result<reqwest::Client> {

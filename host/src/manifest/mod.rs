@@ -10,6 +10,7 @@ mod overrides;
 mod pipeline;
 mod sections;
 mod validate;
+pub mod when;
 
 pub use diagnostic::{Diagnostic, Diagnostics, Source};
 pub use duration::HumanDuration;

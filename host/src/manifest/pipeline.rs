@@ -27,6 +27,15 @@ pub struct Pipeline {
     pub gates: BTreeMap<String, GateSpec>,
     /// Limits on model use over the whole run.
     pub budget: Budget,
+    /// Wall-clock limit on the whole run.
+    pub deadline: Option<Duration>,
+    /// Caps on spawned jobs: how many in all, and how deep.
+    pub max_spawned: usize,
+    pub max_spawn_depth: u32,
+    /// Concurrency groups: name -> max stages of the group at once.
+    pub groups: BTreeMap<String, usize>,
+    /// Stages declared with `template = true`: run only as spawned jobs.
+    pub templates: BTreeMap<String, StageSpec>,
     pub stages: Vec<StageSpec>,
 }
 
@@ -35,6 +44,16 @@ impl Pipeline {
         self.stages.iter().find(|s| s.id == id)
     }
 }
+
+impl StageSpec {
+    /// The ids of the stages this one runs after.
+    pub fn deps(&self) -> impl Iterator<Item = &str> {
+        self.after.iter().map(|d| d.stage.as_str())
+    }
+}
+
+pub const DEFAULT_MAX_SPAWNED: usize = 100;
+pub const DEFAULT_MAX_SPAWN_DEPTH: u32 = 2;
 
 /// Which wire protocol a model speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -176,12 +195,83 @@ impl WorkspaceAccess {
     }
 }
 
+/// When an edge lets its dependant run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Condition {
+    /// The dependency succeeded (the default).
+    Success,
+    /// The dependency failed (e.g. a stage that files a bug report).
+    Failure,
+    /// The dependency finished, whatever happened (e.g. cleanup, a report).
+    Always,
+    /// The dependency succeeded or was skipped: routing, where a branch may
+    /// not have been taken.
+    SuccessOrSkip,
+}
+
+impl Condition {
+    pub const NAMES: &'static [&'static str] = &["success", "failure", "always", "success-or-skip"];
+
+    pub fn parse(name: &str) -> Option<Self> {
+        match name {
+            "success" => Some(Condition::Success),
+            "failure" => Some(Condition::Failure),
+            "always" => Some(Condition::Always),
+            "success-or-skip" => Some(Condition::SuccessOrSkip),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        Self::NAMES[self as usize]
+    }
+}
+
+/// One edge: this stage runs after `stage`, if `on` holds.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Dependency {
+    pub stage: String,
+    pub on: Condition,
+}
+
+/// A `when` condition, as written and as parsed.
+#[derive(Debug, Clone, Serialize)]
+pub struct WhenSpec {
+    pub text: String,
+    #[serde(skip)]
+    pub expr: super::when::Expr,
+}
+
+/// `loop = { to = "execution", max = 2, on = "revise" }`: when this stage's
+/// decision is `on`, the run goes back to `to` (and everything between),
+/// with this stage's summary as feedback, at most `max` times.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LoopSpec {
+    pub to: String,
+    pub max: u32,
+    pub on: String,
+}
+
 /// One stage, with its grants and limits.
 #[derive(Debug, Clone, Serialize)]
 pub struct StageSpec {
     pub id: String,
     pub plugin: String,
-    pub after: Vec<String>,
+    pub after: Vec<Dependency>,
+    /// Runs only if this holds once the dependencies are done.
+    pub when: Option<WhenSpec>,
+    pub loop_back: Option<LoopSpec>,
+    /// Whether a retried attempt is told why the previous one failed.
+    pub retry_context: bool,
+    /// A stage silent for this long (no host call, no progress report) is hung.
+    pub heartbeat: Option<Duration>,
+    /// Concurrency group, limited by `[groups.NAME] max_parallel`.
+    pub group: Option<String>,
+    /// For a spawned job: the stage that asked for it.
+    pub parent: Option<String>,
+    /// Templates this stage may spawn jobs from.
+    pub spawns: Vec<String>,
     /// Model aliases this stage may call.
     pub models: Vec<String>,
     /// Gates this stage may run.

@@ -16,6 +16,9 @@ pub struct PipelineSection {
     pub state_dir: Option<String>,
     pub workspace: Option<Spanned<String>>,
     pub budget: Option<Spanned<super::pipeline::Budget>>,
+    pub deadline: Option<Spanned<String>>,
+    pub max_spawned: Option<usize>,
+    pub max_spawn_depth: Option<u32>,
 }
 
 /// `[models.ALIAS]`
@@ -57,6 +60,38 @@ pub struct GateSection {
     pub max_output: Option<Spanned<String>>,
 }
 
+/// `[groups.NAME]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GroupSection {
+    pub max_parallel: Spanned<usize>,
+}
+
+/// One entry of `after`: a stage id, or `{ stage = "id", on = "failure" }`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum AfterEntry {
+    Id(String),
+    Edge(EdgeSection),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EdgeSection {
+    pub stage: String,
+    #[serde(default)]
+    pub on: Option<String>,
+}
+
+/// `loop = { to = "STAGE", max = N, on = "DECISION" }`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoopSection {
+    pub to: Spanned<String>,
+    pub max: Spanned<u32>,
+    pub on: Option<String>,
+}
+
 /// `[[stage]]`
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -64,7 +99,19 @@ pub struct StageSection {
     pub id: Spanned<String>,
     pub plugin: Spanned<String>,
     #[serde(default)]
-    pub after: Vec<Spanned<String>>,
+    pub after: Vec<Spanned<AfterEntry>>,
+    pub when: Option<Spanned<String>>,
+    #[serde(rename = "loop")]
+    pub loop_back: Option<Spanned<LoopSection>>,
+    pub retry_context: Option<bool>,
+    /// A template is not run by itself: stages that list it in `spawns` may
+    /// ask for copies of it.
+    #[serde(default)]
+    pub template: bool,
+    #[serde(default)]
+    pub spawns: Vec<Spanned<String>>,
+    pub heartbeat: Option<Spanned<String>>,
+    pub group: Option<Spanned<String>>,
     #[serde(default)]
     pub models: Vec<Spanned<String>>,
     #[serde(default)]

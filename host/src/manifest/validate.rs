@@ -4,6 +4,7 @@ use super::diagnostic::{Diagnostic, Diagnostics, Source};
 use super::duration::HumanDuration;
 use super::pipeline::*;
 use super::sections::*;
+use super::when;
 use serde::Deserialize;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::ops::Range;
@@ -11,7 +12,7 @@ use std::path::{Path, PathBuf};
 use toml::Spanned;
 use toml::de::{DeTable, DeValue, ValueDeserializer};
 
-const TOP_LEVEL_KEYS: &[&str] = &["pipeline", "models", "plugins", "gates", "stage"];
+const TOP_LEVEL_KEYS: &[&str] = &["pipeline", "models", "plugins", "gates", "groups", "stage"];
 
 struct Checker<'s> {
     source: &'s Source,
@@ -95,6 +96,19 @@ pub fn validate(source: &Source) -> Result<Pipeline, Diagnostics> {
     let declared_models = declared_names(root, "models");
     let declared_plugins = declared_names(root, "plugins");
     let declared_gates = declared_names(root, "gates");
+    let declared_groups = declared_names(root, "groups");
+    let groups = named_sections::<GroupSection>(&mut c, root, "groups")
+        .into_iter()
+        .map(|(name, _, g)| {
+            if *g.max_parallel.get_ref() == 0 {
+                c.error(
+                    Some(g.max_parallel.span()),
+                    format!("[groups.{name}] max_parallel must be at least 1"),
+                );
+            }
+            (name, *g.max_parallel.get_ref())
+        })
+        .collect::<BTreeMap<_, _>>();
     let workspace = pipeline
         .as_ref()
         .and_then(|p| p.workspace.as_ref())
@@ -144,11 +158,55 @@ pub fn validate(source: &Source) -> Result<Pipeline, Diagnostics> {
         models: declared_models,
         plugins: declared_plugins,
         gates: declared_gates,
+        groups: declared_groups,
+        templates: stage_sections
+            .iter()
+            .filter(|s| s.template)
+            .map(|s| s.id.get_ref().clone())
+            .collect(),
         workspace: workspace.is_some(),
     };
-    let stages = check_stages(&mut c, stage_sections, &declared, &mut plugins, &base_dir);
+    let mut checks = Vec::new();
+    let stages = check_stages(
+        &mut c,
+        stage_sections,
+        &declared,
+        &mut plugins,
+        &base_dir,
+        &mut checks,
+    );
+    let (templates, stages): (Vec<_>, Vec<_>) = stages
+        .into_iter()
+        .partition(|(s, _)| declared.templates.contains(&s.id));
+    let templates: BTreeMap<String, StageSpec> = templates
+        .into_iter()
+        .map(|(s, _)| (s.id.clone(), s))
+        .collect();
+    for s in stages.iter().map(|(s, _)| s) {
+        for d in s.deps() {
+            if templates.contains_key(d) {
+                c.error(
+                    None,
+                    format!(
+                        "stage '{}' runs after template '{d}', which never runs by itself",
+                        s.id
+                    ),
+                );
+            }
+        }
+    }
     let stages = order_stages(&mut c, stages);
+    check_reach(&mut c, &stages, checks);
 
+    let deadline = pipeline
+        .as_ref()
+        .and_then(|p| p.deadline.as_ref())
+        .and_then(|d| {
+            HumanDuration::parse(d.get_ref())
+                .map(|d| d.0)
+                .map_err(|e| c.error(Some(d.span()), format!("[pipeline] deadline: {e}")))
+                .ok()
+        });
     match (pipeline, task) {
         (Some(p), Some(task)) if c.problems.is_empty() => Ok(Pipeline {
             state_dir: p.state_dir.as_ref().map(|d| base_dir.join(d)),
@@ -165,6 +223,11 @@ pub fn validate(source: &Source) -> Result<Pipeline, Diagnostics> {
                 .budget
                 .map(|b| check_budget(&mut c, "[pipeline] budget", b))
                 .unwrap_or_default(),
+            deadline,
+            max_spawned: p.max_spawned.unwrap_or(DEFAULT_MAX_SPAWNED),
+            max_spawn_depth: p.max_spawn_depth.unwrap_or(DEFAULT_MAX_SPAWN_DEPTH),
+            groups,
+            templates,
             stages,
         }),
         _ => {
@@ -187,6 +250,8 @@ struct Declared {
     models: Vec<String>,
     plugins: Vec<String>,
     gates: Vec<String>,
+    groups: Vec<String>,
+    templates: Vec<String>,
     /// Whether `[pipeline] workspace` names a usable directory.
     workspace: bool,
 }
@@ -535,7 +600,8 @@ fn check_stages(
     declared: &Declared,
     plugins: &mut BTreeMap<String, PluginSpec>,
     base_dir: &Path,
-) -> Vec<(StageSpec, Vec<Spanned<String>>)> {
+    checks: &mut Vec<Reach>,
+) -> Vec<(StageSpec, Vec<Range<usize>>)> {
     let mut seen: HashMap<String, Range<usize>> = HashMap::new();
     for s in &sections {
         check_name(c, "stage id", &s.id);
@@ -553,18 +619,136 @@ fn check_stages(
     let mut out = Vec::new();
     for s in sections {
         let id = s.id.get_ref().clone();
-        for dep in &s.after {
-            if !seen.contains_key(dep.get_ref()) {
+        let mut after: Vec<(Dependency, Range<usize>)> = Vec::new();
+        for entry in &s.after {
+            let (stage, on) = match entry.get_ref() {
+                AfterEntry::Id(stage) => (stage.clone(), Condition::Success),
+                AfterEntry::Edge(edge) => {
+                    let on = match edge.on.as_deref() {
+                        None => Condition::Success,
+                        Some(name) => Condition::parse(name).unwrap_or_else(|| {
+                            c.error(
+                                Some(entry.span()),
+                                format!(
+                                    "stage '{id}': unknown condition '{name}' (one of: {})",
+                                    Condition::NAMES.join(", ")
+                                ),
+                            );
+                            Condition::Success
+                        }),
+                    };
+                    (edge.stage.clone(), on)
+                }
+            };
+            if !seen.contains_key(&stage) {
                 c.error(
-                    Some(dep.span()),
-                    format!("stage '{id}' runs after unknown stage '{}'", dep.get_ref()),
+                    Some(entry.span()),
+                    format!("stage '{id}' runs after unknown stage '{stage}'"),
                 );
-            } else if dep.get_ref() == &id {
+                continue;
+            } else if stage == id {
                 c.error(
-                    Some(dep.span()),
+                    Some(entry.span()),
                     format!("stage '{id}' cannot run after itself"),
                 );
+                continue;
             }
+            after.push((Dependency { stage, on }, entry.span()));
+        }
+        let when = s
+            .when
+            .as_ref()
+            .and_then(|w| match when::Expr::parse(w.get_ref()) {
+                Ok(expr) => {
+                    for stage in expr.stages() {
+                        if !seen.contains_key(stage) {
+                            c.error(
+                                Some(w.span()),
+                                format!("stage '{id}' when: unknown stage '{stage}'"),
+                            );
+                        }
+                    }
+                    Some(WhenSpec {
+                        text: w.get_ref().clone(),
+                        expr,
+                    })
+                }
+                Err(e) => {
+                    // Point into the string: past the opening quote, at the offset.
+                    let at = w.span().start + 1 + e.offset;
+                    c.error(
+                        Some(at..at + 1),
+                        format!("stage '{id}' when: {}", e.message),
+                    );
+                    None
+                }
+            });
+        let loop_back = s.loop_back.as_ref().map(|l| {
+            let l = l.get_ref();
+            if *l.max.get_ref() == 0 {
+                c.error(
+                    Some(l.max.span()),
+                    format!("stage '{id}' loop max must be at least 1"),
+                );
+            }
+            LoopSpec {
+                to: l.to.get_ref().clone(),
+                max: *l.max.get_ref(),
+                on: l.on.clone().unwrap_or_else(|| "revise".into()),
+            }
+        });
+        if let Some(l) = &s.loop_back {
+            checks.push(Reach {
+                stage: id.clone(),
+                ancestor: l.get_ref().to.get_ref().clone(),
+                span: l.get_ref().to.span(),
+                what: "loop `to`",
+            });
+        }
+        if let (Some(w), Some(spec)) = (&s.when, &when) {
+            for stage in spec.expr.stages() {
+                checks.push(Reach {
+                    stage: id.clone(),
+                    ancestor: stage.to_string(),
+                    span: w.span(),
+                    what: "when",
+                });
+            }
+        }
+        for t in &s.spawns {
+            if !declared.templates.contains(t.get_ref()) {
+                c.error(
+                    Some(t.span()),
+                    format!(
+                        "stage '{id}' spawns '{}', which is not a stage declared with `template = true`",
+                        t.get_ref()
+                    ),
+                );
+            }
+        }
+        if s.template && !s.after.is_empty() {
+            c.error(
+                Some(s.id.span()),
+                format!("template '{id}' cannot have `after`: a spawned job runs after the stage that spawned it"),
+            );
+        }
+        let heartbeat = s.heartbeat.as_ref().and_then(|h| {
+            HumanDuration::parse(h.get_ref())
+                .map(|d| d.0)
+                .map_err(|e| c.error(Some(h.span()), format!("stage '{id}' heartbeat: {e}")))
+                .ok()
+        });
+        if let Some(g) = &s.group
+            && !declared.groups.contains(g.get_ref())
+        {
+            c.error(
+                Some(g.span()),
+                format!(
+                    "stage '{id}' is in unknown group '{}': declare [groups.{}] max_parallel = N",
+                    g.get_ref(),
+                    g.get_ref()
+                ),
+            );
         }
         for alias in &s.models {
             if !declared.models.contains(alias.get_ref()) {
@@ -662,12 +846,20 @@ fn check_stages(
                 serde_json::Value::Null
             }
         };
-        let after: Vec<String> = s.after.iter().map(|a| a.get_ref().clone()).collect();
+        let spans: Vec<Range<usize>> = after.iter().map(|(_, span)| span.clone()).collect();
+        let after: Vec<Dependency> = after.into_iter().map(|(d, _)| d).collect();
         out.push((
             StageSpec {
                 id,
                 plugin: plugin.unwrap_or_default(),
                 after,
+                when,
+                loop_back,
+                retry_context: s.retry_context.unwrap_or(true),
+                heartbeat,
+                group: s.group.as_ref().map(|g| g.get_ref().clone()),
+                parent: None,
+                spawns: s.spawns.iter().map(|t| t.get_ref().clone()).collect(),
                 models: s.models.iter().map(|m| m.get_ref().clone()).collect(),
                 gates: s.gates.iter().map(|g| g.get_ref().clone()).collect(),
                 sessions,
@@ -678,10 +870,52 @@ fn check_stages(
                 memory_limit,
                 config,
             },
-            s.after,
+            spans,
         ));
     }
     out
+}
+
+/// A reference that must point to an ancestor: the stage it names has to be
+/// finished before this one may look at it or loop back to it.
+pub(super) struct Reach {
+    stage: String,
+    ancestor: String,
+    span: Range<usize>,
+    what: &'static str,
+}
+
+/// Reports each reference to a stage that is not an ancestor.
+fn check_reach(c: &mut Checker, stages: &[StageSpec], checks: Vec<Reach>) {
+    let by_id: HashMap<&str, &StageSpec> = stages.iter().map(|s| (s.id.as_str(), s)).collect();
+    for check in checks {
+        let mut seen = BTreeSet::new();
+        let mut todo: Vec<&str> = by_id
+            .get(check.stage.as_str())
+            .map(|s| s.deps().collect())
+            .unwrap_or_default();
+        let mut found = false;
+        while let Some(id) = todo.pop() {
+            if id == check.ancestor {
+                found = true;
+                break;
+            }
+            if seen.insert(id)
+                && let Some(s) = by_id.get(id)
+            {
+                todo.extend(s.deps());
+            }
+        }
+        if !found && by_id.contains_key(check.ancestor.as_str()) {
+            c.error(
+                Some(check.span),
+                format!(
+                    "stage '{}' {}: '{}' is not among the stages it runs after (directly or not), so it may not have run yet",
+                    check.stage, check.what, check.ancestor
+                ),
+            );
+        }
+    }
 }
 
 /// A stage's `plugin` is a name from [plugins] or a path to a .wasm file.
@@ -729,7 +963,7 @@ fn resolve_plugin(
 
 /// Orders stages so that each follows everything in its `after` list;
 /// reports each cycle once, naming its stages.
-fn order_stages(c: &mut Checker, stages: Vec<(StageSpec, Vec<Spanned<String>>)>) -> Vec<StageSpec> {
+fn order_stages(c: &mut Checker, stages: Vec<(StageSpec, Vec<Range<usize>>)>) -> Vec<StageSpec> {
     let index: HashMap<&str, usize> = stages
         .iter()
         .enumerate()
@@ -738,11 +972,7 @@ fn order_stages(c: &mut Checker, stages: Vec<(StageSpec, Vec<Spanned<String>>)>)
     let mut indegree = vec![0usize; stages.len()];
     let mut dependants: Vec<Vec<usize>> = vec![Vec::new(); stages.len()];
     for (i, (s, _)) in stages.iter().enumerate() {
-        let deps: BTreeSet<usize> = s
-            .after
-            .iter()
-            .filter_map(|d| index.get(d.as_str()).copied())
-            .collect();
+        let deps: BTreeSet<usize> = s.deps().filter_map(|d| index.get(d).copied()).collect();
         for d in deps {
             if d != i {
                 indegree[i] += 1;
@@ -767,10 +997,7 @@ fn order_stages(c: &mut Checker, stages: Vec<(StageSpec, Vec<Spanned<String>>)>)
     if order.len() < stages.len() {
         let stuck: Vec<usize> = (0..stages.len()).filter(|&i| indegree[i] > 0).collect();
         let names: Vec<&str> = stuck.iter().map(|&i| stages[i].0.id.as_str()).collect();
-        let span = stuck
-            .first()
-            .and_then(|&i| stages[i].1.first())
-            .map(|a| a.span());
+        let span = stuck.first().and_then(|&i| stages[i].1.first()).cloned();
         c.error(
             span,
             format!(

@@ -15,7 +15,7 @@ use crate::manifest::WorkspaceAccess;
 use crate::workspace::{FileChange, Snapshot};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
-use wasmtime::{FrameInfo, Store, Trap, WasmBacktrace};
+use wasmtime::{FrameInfo, Store, Trap, UpdateDeadline, WasmBacktrace};
 
 /// Largest total of artifact bytes one attempt may return.
 pub const MAX_OUTPUT_BYTES: usize = 64 << 20;
@@ -40,6 +40,8 @@ pub enum StageFailure {
     OutputTooLarge { bytes: usize, limit: usize },
     #[error("the plugin could not be instantiated: {0}")]
     Instantiate(String),
+    #[error("hung: no host call or progress report for {0:?} of running")]
+    Hung(Duration),
 }
 
 impl StageFailure {
@@ -51,6 +53,7 @@ impl StageFailure {
                 retryable: true,
                 ..
             } | StageFailure::Timeout(_)
+                | StageFailure::Hung(_)
         )
     }
 }
@@ -76,6 +79,8 @@ pub struct AttemptSpec {
     pub gates: GatesGrant,
     pub workspace: Option<(PathBuf, WorkspaceAccess)>,
     pub timeout: Duration,
+    /// Silence (guest execution without a host call) that counts as hung.
+    pub heartbeat: Option<Duration>,
     pub memory_limit: u64,
 }
 
@@ -132,8 +137,26 @@ impl Runtime {
         let mut store = Store::new(&self.engine, state);
         if self.limits == Limits::On {
             store.limiter(|s| &mut s.limiter);
-            store.set_epoch_deadline(ticks(spec.timeout));
-            store.epoch_deadline_trap();
+            // Every tick: check the deadline and the heartbeat, then yield
+            // so a busy plugin never holds an executor thread for long.
+            let deadline = started + spec.timeout;
+            let silence = spec.heartbeat.map(ticks);
+            let heartbeat = spec.heartbeat;
+            store.set_epoch_deadline(1);
+            store.epoch_deadline_callback(move |mut ctx| {
+                if Instant::now() >= deadline {
+                    return Ok(UpdateDeadline::Interrupt);
+                }
+                let state = ctx.data_mut();
+                state.silent_ticks += 1;
+                if let (Some(limit), Some(h)) = (silence, heartbeat)
+                    && state.silent_ticks >= limit
+                {
+                    state.hung = Some(h);
+                    return Ok(UpdateDeadline::Interrupt);
+                }
+                Ok(UpdateDeadline::Yield(1))
+            });
         }
 
         let call = async {
@@ -225,7 +248,10 @@ fn check_output_size(output: StageOutput) -> Result<StageOutput, StageFailure> {
 fn classify_trap(error: &wasmtime::Error, state: &StageState, timeout: Duration) -> StageFailure {
     let trap = error.downcast_ref::<Trap>().copied();
     if trap == Some(Trap::Interrupt) {
-        return StageFailure::Timeout(timeout);
+        return match state.hung {
+            Some(silence) => StageFailure::Hung(silence),
+            None => StageFailure::Timeout(timeout),
+        };
     }
     if let Some(requested) = state.limiter.refused() {
         return StageFailure::OutOfMemory {

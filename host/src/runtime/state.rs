@@ -31,9 +31,19 @@ pub struct StageState {
     pub gates: GatesGrant,
     pub stdout: CapturedOutput,
     pub stderr: CapturedOutput,
+    /// Epoch ticks of guest execution since the plugin last called one of
+    /// the host's interfaces: its heartbeat.
+    pub silent_ticks: u64,
+    /// Set when the attempt was stopped for staying silent this long.
+    pub hung: Option<std::time::Duration>,
 }
 
 impl StageState {
+    /// A call into one of the host's interfaces: the plugin is alive.
+    pub fn beat(&mut self) {
+        self.silent_ticks = 0;
+    }
+
     /// A state with no file system, no environment, no arguments, no network:
     /// a plugin gets exactly what its grants add. Fails when the workspace
     /// cannot be opened.
@@ -64,6 +74,8 @@ impl StageState {
             gates: grants.gates,
             stdout,
             stderr,
+            silent_ticks: 0,
+            hung: None,
         })
     }
 }

@@ -669,6 +669,126 @@ impl Store {
         })
     }
 
+    /// A loop: every stage in `reset` is pending again one iteration later;
+    /// `to` carries the feedback. One commit with its event.
+    pub fn loop_back(
+        &self,
+        run: &str,
+        from: &str,
+        to: &str,
+        reset: &[(String, u32)],
+        feedback: &str,
+    ) -> Result<()> {
+        self.write(|txn| {
+            let iteration = reset.iter().find(|(s, _)| s == to).map_or(0, |(_, i)| *i);
+            for (stage, iteration) in reset {
+                let current = self.load_stage(txn, run, stage)?;
+                let mut r = current.clone();
+                if r.status != StageStatus::Pending {
+                    status::check_stage(r.status, StageStatus::Pending).map_err(|source| {
+                        StoreError::Illegal {
+                            run: run.into(),
+                            stage: stage.clone(),
+                            source,
+                        }
+                    })?;
+                }
+                r.status = StageStatus::Pending;
+                r.output = None;
+                r.failure = None;
+                r.skip_reason = None;
+                r.iteration = *iteration;
+                if stage == to {
+                    r.feedback = Some(feedback.to_string());
+                }
+                txn.open_table(STAGES)
+                    .map_err(|e| self.err(e))?
+                    .insert((run, stage.as_str()), json(&r).as_slice())
+                    .map_err(|e| self.err(e))?;
+            }
+            self.append_event(
+                txn,
+                run,
+                Event::LoopedBack {
+                    from: from.into(),
+                    to: to.into(),
+                    iteration,
+                    reset: reset.iter().map(|(s, _)| s.clone()).collect(),
+                },
+            )
+        })
+    }
+
+    /// Adds a spawned job to the run (once: resuming a run spawns the same
+    /// jobs again and finds them here).
+    pub fn stage_spawned(
+        &self,
+        run: &str,
+        parent: &str,
+        stage: &str,
+        template: &str,
+    ) -> Result<()> {
+        self.write(|txn| {
+            let exists = txn
+                .open_table(STAGES)
+                .map_err(|e| self.err(e))?
+                .get((run, stage))
+                .map_err(|e| self.err(e))?
+                .is_some();
+            if exists {
+                return Ok(());
+            }
+            let mut record = StageRecord::pending(stage);
+            record.parent = Some(parent.to_string());
+            txn.open_table(STAGES)
+                .map_err(|e| self.err(e))?
+                .insert((run, stage), json(&record).as_slice())
+                .map_err(|e| self.err(e))?;
+            let mut run_record = self.run_in(txn, run)?;
+            run_record.stages.push(stage.to_string());
+            txn.open_table(RUNS)
+                .map_err(|e| self.err(e))?
+                .insert(run, json(&run_record).as_slice())
+                .map_err(|e| self.err(e))?;
+            self.append_event(
+                txn,
+                run,
+                Event::StageSpawned {
+                    parent: parent.into(),
+                    stage: stage.into(),
+                    template: template.into(),
+                },
+            )
+        })
+    }
+
+    /// Appends an event that changes no table (a refusal, a deadlock...).
+    pub fn note(&self, run: &str, event: Event) -> Result<()> {
+        self.write(|txn| self.append_event(txn, run, event))
+    }
+
+    /// A running stage stopped by a cancel or a deadline.
+    pub fn stage_interrupted(&self, run: &str, stage: &str) -> Result<()> {
+        self.write(|txn| {
+            let current = self.load_stage(txn, run, stage)?;
+            if current.status != StageStatus::Running {
+                return Ok(());
+            }
+            self.transition(
+                txn,
+                run,
+                stage,
+                StageStatus::Interrupted,
+                |r| r.finished_ms = Some(now_ms()),
+                Event::StageInterrupted {
+                    stage: stage.into(),
+                    attempt: current.attempts,
+                },
+            )
+            .map(|_| ())
+        })
+    }
+
     pub fn run_finished(&self, run: &str, status: RunStatus) -> Result<()> {
         self.write(|txn| {
             self.set_run_status(txn, run, status, None)?;

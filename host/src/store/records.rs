@@ -126,6 +126,15 @@ pub struct StageRecord {
     /// failed last.
     #[serde(default)]
     pub file_changes: Vec<FileChange>,
+    /// Which pass of a loop the stage is on (0: the first).
+    #[serde(default)]
+    pub iteration: u32,
+    /// What the stage that looped back to this one said.
+    #[serde(default)]
+    pub feedback: Option<String>,
+    /// For a spawned job: the stage that asked for it.
+    #[serde(default)]
+    pub parent: Option<String>,
 }
 
 /// What one attempt did besides returning: the model calls it made, the
@@ -156,6 +165,9 @@ impl StageRecord {
             model_calls: Vec::new(),
             gate_runs: Vec::new(),
             file_changes: Vec::new(),
+            iteration: 0,
+            feedback: None,
+            parent: None,
         }
     }
 
@@ -242,5 +254,34 @@ pub enum Event {
     },
     RunFinished {
         status: RunStatus,
+    },
+    /// A loop sent the run back: `reset` run again, `to` with feedback.
+    LoopedBack {
+        from: String,
+        to: String,
+        iteration: u32,
+        reset: Vec<String>,
+    },
+    /// A loop hit its cap.
+    Escalated {
+        stage: String,
+        iterations: u32,
+    },
+    StageSpawned {
+        parent: String,
+        stage: String,
+        template: String,
+    },
+    SpawnRefused {
+        parent: String,
+        request: String,
+        reason: String,
+    },
+    /// Nothing could run while these waited.
+    Deadlocked {
+        stages: Vec<String>,
+    },
+    RunCancelled {
+        reason: String,
     },
 }

@@ -8,8 +8,11 @@ pub enum RunStatus {
     Running,
     Succeeded,
     Failed,
-    /// The process running it died (or was killed) before it finished.
+    /// The process running it died (or was killed, or cancelled) before it
+    /// finished; it can be resumed.
     Interrupted,
+    /// A loop hit its cap: the run needs a person.
+    Escalated,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -44,11 +47,15 @@ impl RunStatus {
             RunStatus::Succeeded => "succeeded",
             RunStatus::Failed => "failed",
             RunStatus::Interrupted => "interrupted",
+            RunStatus::Escalated => "escalated",
         }
     }
 
     pub fn is_finished(self) -> bool {
-        matches!(self, RunStatus::Succeeded | RunStatus::Failed)
+        matches!(
+            self,
+            RunStatus::Succeeded | RunStatus::Failed | RunStatus::Escalated
+        )
     }
 }
 
@@ -73,7 +80,8 @@ pub fn check_stage(from: StageStatus, to: StageStatus) -> Result<(), IllegalTran
             | (Running, Succeeded)
             | (Running, Failed)
             | (Running, Interrupted)
-            | (Failed | Skipped | Interrupted, Pending)
+            // Resuming a run; a loop sends finished stages back to run again.
+            | (Succeeded | Failed | Skipped | Interrupted, Pending)
     );
     if legal {
         Ok(())
@@ -93,7 +101,8 @@ pub fn check_run(from: RunStatus, to: RunStatus) -> Result<(), IllegalTransition
         (Running, Succeeded)
             | (Running, Failed)
             | (Running, Interrupted)
-            | (Interrupted | Failed, Running)
+            | (Running, Escalated)
+            | (Interrupted | Failed | Escalated, Running)
     );
     if legal {
         Ok(())
@@ -111,14 +120,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn succeeded_is_final() {
+    fn succeeded_only_goes_back_to_pending_for_a_loop() {
         for to in [
-            StageStatus::Pending,
             StageStatus::Running,
             StageStatus::Failed,
+            StageStatus::Skipped,
         ] {
             assert!(check_stage(StageStatus::Succeeded, to).is_err());
         }
+        assert!(check_stage(StageStatus::Succeeded, StageStatus::Pending).is_ok());
         assert!(check_run(RunStatus::Succeeded, RunStatus::Running).is_err());
     }
 

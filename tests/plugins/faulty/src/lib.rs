@@ -34,6 +34,17 @@ enum Behaviour {
         #[serde(default)]
         max_tokens: Option<u32>,
     },
+    /// Succeed with this routing decision.
+    Decide { decision: String },
+    /// Decide "revise" (with a feedback artifact) while the loop iteration
+    /// is below `until`, then "pass".
+    ReviseUntil { until: u32 },
+    /// Succeed, saying what feedback and iteration it was given.
+    EchoFeedback,
+    /// Ask for spawned jobs: `jobs` is written as spawn.json.
+    Spawn { jobs: serde_json::Value },
+    /// Sleep (a WASI call, so no heartbeat is missed), then succeed.
+    Sleep { ms: u64 },
     /// Report every environment variable and argument the plugin can see.
     Env,
     /// Burn CPU: `rounds` rounds of integer mixing; the result is a metric.
@@ -136,6 +147,33 @@ impl Stage for Faulty {
                     answers.push(answer.map_err(StageError::from)?);
                 }
                 Output::new(format!("{} answers", answers.len())).json("answers.json", &answers)
+            }
+            Behaviour::Decide { decision } => {
+                Ok(Output::new(format!("decided {decision}")).decision(decision))
+            }
+            Behaviour::ReviseUntil { until } => {
+                let i = input.iteration();
+                if i < until {
+                    Ok(Output::new(format!("iteration {i}: needs work"))
+                        .decision("revise")
+                        .text(
+                            "feedback.md",
+                            format!("fix the thing found in iteration {i}"),
+                        ))
+                } else {
+                    Ok(Output::new(format!("iteration {i}: good")).decision("pass"))
+                }
+            }
+            Behaviour::EchoFeedback => Ok(Output::new(format!(
+                "iteration {}, feedback: {}",
+                input.iteration(),
+                input.feedback().unwrap_or("none")
+            ))
+            .metric("iteration", f64::from(input.iteration()))),
+            Behaviour::Spawn { jobs } => Output::new("spawning").json("spawn.json", &jobs),
+            Behaviour::Sleep { ms } => {
+                std::thread::sleep(std::time::Duration::from_millis(ms));
+                Ok(Output::new(format!("slept {ms} ms")))
             }
             Behaviour::Env => {
                 let vars: Vec<(String, String)> = std::env::vars().collect();

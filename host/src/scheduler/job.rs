@@ -1,0 +1,230 @@
+//! One stage on its own task: the result cache, then attempts with retries,
+//! each committed to the store before the run moves on.
+
+use super::inputs::attach_changes;
+use super::result::{StageResult, StageStatus};
+use super::{spawn, stored};
+use crate::bindings::StageInput;
+use crate::bindings::orchestrator::stage::types as wit;
+use crate::capabilities::gates::GatesCapability;
+use crate::capabilities::kv::KvGrant;
+use crate::capabilities::models::ModelsCapability;
+use crate::events::{RunEvent, RunObserver};
+use crate::manifest::StageSpec;
+use crate::runtime::{AttemptSpec, LoadedPlugin, Runtime, StageFailure};
+use crate::store::{Activity, Store, StoreError};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Delay before retry `n` of a stage: 1 s, 2 s, 4 s... capped at 30 s, plus
+/// up to 25% jitter so stages that failed together do not retry in step.
+fn stage_backoff(retry: u32) -> Duration {
+    let base =
+        Duration::from_secs(1u64 << retry.saturating_sub(1).min(5)).min(Duration::from_secs(30));
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let fraction = f64::from(nanos % 1000) / 4000.0;
+    base + base.mul_f64(fraction)
+}
+
+/// Everything one stage needs to run on its own task.
+pub struct StageJob {
+    pub runtime: Arc<Runtime>,
+    pub models: Arc<ModelsCapability>,
+    pub gates: Arc<GatesCapability>,
+    pub store: Arc<Store>,
+    pub plugin: Arc<LoadedPlugin>,
+    pub stage: StageSpec,
+    pub run_id: String,
+    pub task: String,
+    pub inputs: Vec<wit::Upstream>,
+    pub cache_key: Option<String>,
+    pub fresh: bool,
+    /// Which pass of a loop this is, and what the stage that looped back
+    /// said (the seed's "feedback" for a revision).
+    pub iteration: u32,
+    pub loop_feedback: Option<String>,
+}
+
+impl StageJob {
+    /// The stage's output from the result cache, if allowed and present.
+    async fn try_reuse(&self) -> Result<Option<StageResult>, StoreError> {
+        let (Some(key), false) = (self.cache_key.clone(), self.fresh) else {
+            return Ok(None);
+        };
+        let k = key.clone();
+        let Some(record) = stored(&self.store, move |s| s.cached_output(&k)).await? else {
+            return Ok(None);
+        };
+        let r = record.clone();
+        let output = stored(&self.store, move |s| s.load_output(&r)).await?;
+        let (run, stage, r) = (self.run_id.clone(), self.stage.id.clone(), record.clone());
+        stored(&self.store, move |s| s.stage_reused(&run, &stage, &key, &r)).await?;
+        let note = format!("cache of run {}", record.produced_by.0);
+        Ok(Some(StageResult::restored(
+            &self.stage.id,
+            0,
+            output,
+            &record,
+            note,
+        )))
+    }
+
+    pub async fn run(self, events: Arc<dyn RunObserver>) -> Result<StageResult, StoreError> {
+        if let Some(reused) = self.try_reuse().await? {
+            events.on_event(&RunEvent::StageFinished(Box::new(reused.clone())));
+            return Ok(reused);
+        }
+        let started = Instant::now();
+        let mut model_calls = Vec::new();
+        let mut feedback = self.loop_feedback.clone();
+        let max_attempts = self.stage.retries + 1;
+        let consumed: Vec<String> = self
+            .inputs
+            .iter()
+            .flat_map(|u| &u.artifacts)
+            .map(|a| blake3::hash(&a.bytes).to_hex().to_string())
+            .collect();
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let (run, stage, key) = (
+                self.run_id.clone(),
+                self.stage.id.clone(),
+                self.cache_key.clone(),
+            );
+            stored(&self.store, move |s| {
+                s.stage_started(&run, &stage, attempt, key)
+            })
+            .await?;
+            events.on_event(&RunEvent::StageStarted {
+                stage: self.stage.id.clone(),
+                attempt,
+            });
+            let spec = AttemptSpec {
+                input: StageInput {
+                    run_id: self.run_id.clone(),
+                    stage_id: self.stage.id.clone(),
+                    task: self.task.clone(),
+                    config_json: self.stage.config.to_string(),
+                    inputs: self.inputs.clone(),
+                    attempt,
+                    iteration: self.iteration,
+                    feedback: feedback.clone(),
+                },
+                models: self.models.grant(&self.stage, &self.run_id),
+                gates: self.gates.grant(&self.stage),
+                workspace: self.gates.workspace_for(&self.stage),
+                kv: KvGrant::new(self.store.clone(), &self.run_id, &self.stage.id),
+                timeout: self.stage.timeout,
+                heartbeat: self.stage.heartbeat,
+                memory_limit: self.stage.memory_limit,
+            };
+            let report = self.runtime.run_attempt(&self.plugin, spec).await;
+            let activity = Activity {
+                model_calls: report.model_calls.clone(),
+                gate_runs: report.gate_runs,
+                file_changes: report.file_changes,
+                session_appends: report.session_appends,
+            };
+            model_calls.extend(report.model_calls);
+            match report.outcome {
+                Ok(mut output) if spawn::requests(&self.stage, &output).is_err() => {
+                    // A malformed spawn request fails the attempt before
+                    // anything of it is committed.
+                    let why = spawn::requests(&self.stage, &output)
+                        .err()
+                        .unwrap_or_default();
+                    output.artifacts.clear();
+                    let failure = StageFailure::Plugin {
+                        retryable: false,
+                        message: format!("invalid spawn request: {why}"),
+                    };
+                    let (run, stage, f) =
+                        (self.run_id.clone(), self.stage.id.clone(), failure.clone());
+                    stored(&self.store, move |s| {
+                        s.stage_failed(&run, &stage, attempt, &f, false, &activity)
+                    })
+                    .await?;
+                    let result = StageResult {
+                        attempts: attempt,
+                        elapsed: started.elapsed(),
+                        failure: Some(failure),
+                        model_calls,
+                        iteration: self.iteration,
+                        ..StageResult::new(&self.stage.id, StageStatus::Failed)
+                    };
+                    events.on_event(&RunEvent::StageFinished(Box::new(result.clone())));
+                    return Ok(result);
+                }
+                Ok(mut output) => {
+                    attach_changes(&self.stage.id, &mut output, &activity.file_changes);
+                    let (run, stage, out, used) = (
+                        self.run_id.clone(),
+                        self.stage.id.clone(),
+                        output.clone(),
+                        consumed.clone(),
+                    );
+                    let record = stored(&self.store, move |s| {
+                        s.stage_succeeded(&run, &stage, attempt, &out, &used, &activity)
+                    })
+                    .await?;
+                    let result = StageResult {
+                        attempts: attempt,
+                        elapsed: started.elapsed(),
+                        summary: Some(output.summary.clone()),
+                        output_hash: Some(record.content_hash),
+                        output: Some(output),
+                        model_calls,
+                        iteration: self.iteration,
+                        parent: self.stage.parent.clone(),
+                        ..StageResult::new(&self.stage.id, StageStatus::Succeeded)
+                    };
+                    events.on_event(&RunEvent::StageFinished(Box::new(result.clone())));
+                    return Ok(result);
+                }
+                Err(failure) => {
+                    let will_retry = failure.is_retryable() && attempt < max_attempts;
+                    let (run, stage, f) =
+                        (self.run_id.clone(), self.stage.id.clone(), failure.clone());
+                    stored(&self.store, move |s| {
+                        s.stage_failed(&run, &stage, attempt, &f, will_retry, &activity)
+                    })
+                    .await?;
+                    if will_retry {
+                        let delay = stage_backoff(attempt);
+                        events.on_event(&RunEvent::StageRetrying {
+                            stage: self.stage.id.clone(),
+                            attempt,
+                            failure: failure.to_string(),
+                            delay,
+                        });
+                        // The retried attempt sees why the previous one failed
+                        // (unless the stage opts out with retry_context = false).
+                        if self.stage.retry_context {
+                            feedback =
+                                Some(format!("previous attempt {attempt} failed: {failure}"));
+                        }
+                        tokio::time::sleep(delay).await;
+                        continue;
+                    }
+                    if !report.stderr.trim().is_empty() {
+                        tracing::debug!(stage = %self.stage.id, "plugin stderr:\n{}", report.stderr);
+                    }
+                    let result = StageResult {
+                        attempts: attempt,
+                        elapsed: started.elapsed(),
+                        failure: Some(failure),
+                        model_calls,
+                        iteration: self.iteration,
+                        parent: self.stage.parent.clone(),
+                        ..StageResult::new(&self.stage.id, StageStatus::Failed)
+                    };
+                    events.on_event(&RunEvent::StageFinished(Box::new(result.clone())));
+                    return Ok(result);
+                }
+            }
+        }
+    }
+}
