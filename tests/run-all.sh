@@ -19,7 +19,9 @@ fi
 echo "local model: $LOCAL_LLM_URL"
 
 cargo fmt --all --check
-cargo build --release --target wasm32-wasip2 -p hello -p faulty -p noop -p netgrab
+cargo build --release --target wasm32-wasip2 -p hello -p faulty -p noop -p netgrab \
+  -p triage -p discovery -p planning -p execution -p verification -p ship
 cargo clippy --all-targets -- -D warnings
-cargo clippy --target wasm32-wasip2 -p plugin-sdk -p hello -p faulty -p noop -p netgrab -- -D warnings
-cargo test --no-fail-fast
+cargo clippy --target wasm32-wasip2 -p plugin-sdk -p hello -p faulty -p noop -p netgrab \
+  -p triage -p discovery -p planning -p execution -p verification -p ship -- -D warnings
+cargo test --no-fail-fast -p host -p plugin-sdk -p triage -p ship

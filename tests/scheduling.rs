@@ -252,7 +252,11 @@ fn a_loop_goes_back_with_feedback_until_the_verifier_passes() {
 fn a_loop_that_hits_its_cap_escalates_the_run() {
     let r = Run::new("loop-cap");
     let (out, s) = r.run(&r.manifest("p.toml", "", &looping(10, 2)));
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "escalation has its own exit code"
+    );
     assert_eq!(s["outcome"], "escalated");
     assert_eq!(stage(&s, "verify")["summary"], "iteration 2: needs work");
     assert!(

@@ -87,6 +87,12 @@ enum Command {
         /// Answer model calls from RUN_ID's recordings: offline, deterministic, free.
         #[arg(long, value_name = "RUN_ID")]
         replay: Option<String>,
+        /// Set one key of a stage's config: STAGE.KEY=VALUE (repeatable), e.g. triage.risk=HIGH.
+        #[arg(long = "set", value_name = "STAGE.KEY=VALUE")]
+        sets: Vec<String>,
+        /// Work on DIR instead of the manifest's workspace.
+        #[arg(long, value_name = "DIR")]
+        workspace: Option<PathBuf>,
     },
     /// Resume an interrupted or failed run: finished stages are not run again.
     Resume {
@@ -240,6 +246,8 @@ async fn dispatch(cli: Cli) -> Exit {
             models,
             record,
             replay,
+            sets,
+            workspace,
         } => {
             let args = run::RunArgs {
                 pipeline,
@@ -253,6 +261,8 @@ async fn dispatch(cli: Cli) -> Exit {
                     model_overrides: models,
                     record,
                     replay_from: replay,
+                    config_overrides: sets,
+                    workspace,
                 },
             };
             run::run(&globals, args).await

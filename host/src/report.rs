@@ -3,7 +3,7 @@
 use crate::capabilities::models::ModelCall;
 use crate::events::{RunEvent, RunObserver};
 use crate::manifest::{Pipeline, display_duration};
-use crate::scheduler::{RunSummary, StageStatus};
+use crate::scheduler::{RunOutcome, RunSummary, StageStatus};
 use std::io::Write;
 use std::sync::Mutex;
 
@@ -100,8 +100,8 @@ impl RunObserver for ConsoleObserver {
 pub fn print_summary(summary: &RunSummary) {
     println!();
     println!(
-        "{:<20} {:<10} {:>8} {:>9} {:>7} {:>9}",
-        "stage", "status", "attempts", "time", "tokens", "cost"
+        "{:<20} {:<11} {:>3} {:>4} {:>8} {:>7} {:>9}  {:<16} note",
+        "stage", "status", "try", "iter", "time", "tokens", "cost", "models"
     );
     for s in &summary.stages {
         let status = match s.status {
@@ -112,28 +112,50 @@ pub fn print_summary(summary: &RunSummary) {
             StageStatus::Running => "running",
             StageStatus::Interrupted => "interrupted",
         };
+        let mut models: Vec<String> = s
+            .model_calls
+            .iter()
+            .map(|c| match &c.session {
+                Some(session) => format!("{}@{session}", c.alias),
+                None => c.alias.clone(),
+            })
+            .collect();
+        models.sort();
+        models.dedup();
+        let note = match (&s.failure, &s.skip_reason, &s.summary) {
+            (Some(f), _, _) => f.to_string(),
+            (_, Some(reason), _) => reason.clone(),
+            (_, _, Some(summary)) => summary.clone(),
+            _ => String::new(),
+        };
+        let note: String = note.lines().next().unwrap_or("").chars().take(90).collect();
         println!(
-            "{:<20} {:<10} {:>8} {:>9} {:>7} {:>9}",
+            "{:<20} {:<11} {:>3} {:>4} {:>8} {:>7} {:>9}  {:<16} {note}",
             s.id,
             status,
             s.attempts,
+            s.iteration,
             secs(s.elapsed),
             s.tokens(),
-            format!("${:.4}", s.cost_usd())
+            format!("${:.4}", s.cost_usd()),
+            models.join(",")
         );
     }
     let count = |st: StageStatus| summary.stages.iter().filter(|s| s.status == st).count();
     let tokens: u64 = summary.stages.iter().map(|s| s.tokens()).sum();
     let cost = summary.stages.iter().fold(0.0, |acc, s| acc + s.cost_usd());
     print_model_totals(summary.stages.iter().flat_map(|s| &s.model_calls));
+    let verdict = match summary.outcome {
+        _ if summary.succeeded() => "succeeded",
+        RunOutcome::Escalated => "ESCALATED",
+        RunOutcome::Deadlocked => "DEADLOCKED",
+        RunOutcome::Cancelled => "CANCELLED",
+        RunOutcome::DeadlineExceeded => "PAST ITS DEADLINE",
+        RunOutcome::Finished => "FAILED",
+    };
     println!(
-        "\nrun {} {}: {} succeeded, {} failed, {} skipped in {} ({} tokens, ${:.4})",
+        "\nrun {} {verdict}: {} succeeded, {} failed, {} skipped in {} ({} tokens, ${:.4})",
         summary.run_id,
-        if summary.succeeded() {
-            "succeeded"
-        } else {
-            "FAILED"
-        },
         count(StageStatus::Succeeded),
         count(StageStatus::Failed),
         count(StageStatus::Skipped),

@@ -21,6 +21,7 @@
 //! plugin_sdk::export_stage!(Echo);
 //! ```
 
+pub mod files;
 pub mod gates;
 pub mod input;
 pub mod json;
@@ -28,6 +29,9 @@ pub mod kv;
 pub mod log;
 pub mod models;
 pub mod output;
+pub mod project;
+pub mod text;
+pub mod verdict;
 
 #[doc(hidden)]
 pub mod bindings {

@@ -112,3 +112,21 @@ pub fn ask_in(
 ) -> Result<String, ModelError> {
     converse(alias, session, &[Message::user(prompt)], params).map(|c| c.text)
 }
+
+pub use wit::Request;
+
+impl Request {
+    pub fn new(alias: &str, messages: Vec<Message>, params: Params) -> Self {
+        Request {
+            alias: alias.to_string(),
+            messages,
+            params,
+        }
+    }
+}
+
+/// Sends every request at once (the host runs them concurrently) and returns
+/// the results in request order.
+pub fn complete_all(requests: &[Request]) -> Vec<Result<Completion, ModelError>> {
+    wit::complete_all(requests)
+}

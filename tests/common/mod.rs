@@ -48,6 +48,18 @@ pub fn plugin(name: &str) -> PathBuf {
                 "noop",
                 "-p",
                 "netgrab",
+                "-p",
+                "triage",
+                "-p",
+                "discovery",
+                "-p",
+                "planning",
+                "-p",
+                "execution",
+                "-p",
+                "verification",
+                "-p",
+                "ship",
             ])
             .current_dir(workspace_root())
             .status()

@@ -15,7 +15,12 @@ use std::path::{Path, PathBuf};
 #[repr(u8)]
 pub enum Exit {
     Success = 0,
+    /// A stage failed, or the run deadlocked, was cancelled or ran past its deadline.
     StageFailed = 1,
+    /// The run was handed to a person: a loop's cap, or a stage decided so.
+    Escalated = 2,
+    /// Escalated with preflight gates still failing.
+    GatesFailed = 3,
     InvalidInput = 10,
     HostError = 11,
 }

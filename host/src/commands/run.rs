@@ -6,7 +6,7 @@ use host::builder::{self, BuildPolicy};
 use host::capabilities::models::ExchangeMode;
 use host::manifest::{self, Pipeline};
 use host::report::{self, ConsoleObserver};
-use host::scheduler::{RunContext, RunSummary, StageResult};
+use host::scheduler::{RunContext, RunOutcome, RunSummary, StageResult};
 use host::session::{Session, SessionError, SessionOptions};
 use host::store::{Owner, RunOptions, RunRecord, RunStatus, StageStatus, Store, now_ms};
 use std::collections::HashMap;
@@ -118,13 +118,21 @@ fn unfinished_run(store: &Store, key: &str, text: &str) -> Result<Option<RunReco
     }))
 }
 
-/// Applies `--model` overrides, reporting the first that cannot apply.
-fn with_overrides(mut pipeline: Pipeline, overrides: &[String]) -> Result<Pipeline, Exit> {
-    for spec in overrides {
-        if let Err(e) = manifest::apply_model_override(&mut pipeline, spec) {
-            eprintln!("error: {e}");
-            return Err(Exit::InvalidInput);
-        }
+/// Applies `--model`, `--set` and `--workspace`, reporting the first that
+/// cannot apply.
+fn with_overrides(mut pipeline: Pipeline, options: &RunOptions) -> Result<Pipeline, Exit> {
+    let fail = |e: &dyn std::fmt::Display| {
+        eprintln!("error: {e}");
+        Exit::InvalidInput
+    };
+    for spec in &options.model_overrides {
+        manifest::apply_model_override(&mut pipeline, spec).map_err(|e| fail(&e))?;
+    }
+    for spec in &options.config_overrides {
+        manifest::apply_config_override(&mut pipeline, spec).map_err(|e| fail(&e))?;
+    }
+    if let Some(dir) = &options.workspace {
+        manifest::apply_workspace_override(&mut pipeline, dir).map_err(|e| fail(&e))?;
     }
     Ok(pipeline)
 }
@@ -158,7 +166,12 @@ pub async fn run(globals: &Globals, args: RunArgs) -> Exit {
     let Some(pipeline) = load_manifest(&args.pipeline) else {
         return Exit::InvalidInput;
     };
-    let pipeline = match with_overrides(pipeline, &args.options.model_overrides) {
+    let mut options = args.options.clone();
+    if let Some(dir) = &options.workspace {
+        // Recorded absolute: a resumed run works on the same directory.
+        options.workspace = Some(std::path::absolute(dir).unwrap_or_else(|_| dir.clone()));
+    }
+    let pipeline = match with_overrides(pipeline, &options) {
         Ok(p) => p,
         Err(exit) => return exit,
     };
@@ -217,7 +230,7 @@ pub async fn run(globals: &Globals, args: RunArgs) -> Exit {
         finished_ms: None,
         owner: Owner::current(),
         stages: pipeline.stages.iter().map(|s| s.id.clone()).collect(),
-        options: args.options.clone(),
+        options: options.clone(),
     };
     if let Err(e) = store.create_run(&record) {
         return report_store_error(&e);
@@ -283,7 +296,7 @@ async fn resume_with(globals: &Globals, store: Arc<Store>, args: ResumeArgs) -> 
             return Exit::InvalidInput;
         }
     };
-    let pipeline = match with_overrides(pipeline, &record.options.model_overrides) {
+    let pipeline = match with_overrides(pipeline, &record.options) {
         Ok(p) => p,
         Err(exit) => return exit,
     };
@@ -399,10 +412,18 @@ async fn execute(
     } else {
         report::print_summary(&summary);
     }
+    exit_for(&summary)
+}
+
+/// The documented exit code of a finished run.
+fn exit_for(summary: &RunSummary) -> Exit {
     if summary.succeeded() {
-        Exit::Success
-    } else {
-        Exit::StageFailed
+        return Exit::Success;
+    }
+    match summary.outcome {
+        RunOutcome::Escalated if summary.stages.iter().any(|s| s.gates_failed) => Exit::GatesFailed,
+        RunOutcome::Escalated => Exit::Escalated,
+        _ => Exit::StageFailed,
     }
 }
 

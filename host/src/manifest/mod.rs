@@ -14,7 +14,9 @@ pub mod when;
 
 pub use diagnostic::{Diagnostic, Diagnostics, Source};
 pub use duration::HumanDuration;
-pub use overrides::{OverrideError, apply_model_override};
+pub use overrides::{
+    OverrideError, SetError, apply_config_override, apply_model_override, apply_workspace_override,
+};
 pub use pipeline::*;
 
 use std::path::Path;

@@ -20,6 +20,58 @@ pub enum OverrideError {
     BadUrl { spec: String, url: String },
 }
 
+/// Why a `--set` or `--workspace` cannot apply.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum SetError {
+    #[error("--set '{0}': expected STAGE.KEY=VALUE, e.g. --set triage.risk=HIGH")]
+    Syntax(String),
+    #[error("--set '{spec}': the pipeline has no stage '{stage}'")]
+    UnknownStage { spec: String, stage: String },
+    #[error("--workspace {0}: not a directory")]
+    Workspace(String),
+}
+
+/// `--set STAGE.KEY=VALUE`: sets one key of a stage's config. VALUE is read
+/// as JSON when it parses (numbers, true, arrays...), else as text.
+pub fn apply_config_override(pipeline: &mut Pipeline, spec: &str) -> Result<(), SetError> {
+    let syntax = || SetError::Syntax(spec.to_string());
+    let (path, value) = spec.split_once('=').ok_or_else(syntax)?;
+    let (stage, key) = path.split_once('.').ok_or_else(syntax)?;
+    if stage.is_empty() || key.is_empty() {
+        return Err(syntax());
+    }
+    let value = serde_json::from_str(value).unwrap_or_else(|_| serde_json::Value::from(value));
+    let target = match pipeline.stages.iter_mut().find(|s| s.id == stage) {
+        Some(s) => s,
+        None => pipeline
+            .templates
+            .get_mut(stage)
+            .ok_or_else(|| SetError::UnknownStage {
+                spec: spec.to_string(),
+                stage: stage.to_string(),
+            })?,
+    };
+    if !target.config.is_object() {
+        target.config = serde_json::Value::Object(Default::default());
+    }
+    if let Some(config) = target.config.as_object_mut() {
+        config.insert(key.to_string(), value);
+    }
+    Ok(())
+}
+
+/// `--workspace DIR`: the run works on DIR instead of the manifest's.
+pub fn apply_workspace_override(
+    pipeline: &mut Pipeline,
+    dir: &std::path::Path,
+) -> Result<(), SetError> {
+    if !dir.is_dir() {
+        return Err(SetError::Workspace(dir.display().to_string()));
+    }
+    pipeline.workspace = Some(std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf()));
+    Ok(())
+}
+
 /// Applies one override to the pipeline's models.
 pub fn apply_model_override(pipeline: &mut Pipeline, spec: &str) -> Result<(), OverrideError> {
     let syntax = || OverrideError::Syntax(spec.to_string());

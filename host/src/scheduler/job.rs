@@ -122,6 +122,7 @@ impl StageJob {
                 memory_limit: self.stage.memory_limit,
             };
             let report = self.runtime.run_attempt(&self.plugin, spec).await;
+            let gates_failed = report.gate_runs.iter().any(|g| !g.passed);
             let activity = Activity {
                 model_calls: report.model_calls.clone(),
                 gate_runs: report.gate_runs,
@@ -178,6 +179,7 @@ impl StageJob {
                         output: Some(output),
                         model_calls,
                         iteration: self.iteration,
+                        gates_failed,
                         parent: self.stage.parent.clone(),
                         ..StageResult::new(&self.stage.id, StageStatus::Succeeded)
                     };

@@ -31,6 +31,10 @@ use std::time::Instant;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
+/// A stage that decides this hands the run to a person: the run ends
+/// escalated and nothing more is started.
+pub const ESCALATE: &str = "escalate";
+
 /// What one run needs beyond the pipeline.
 pub struct RunContext {
     pub run_id: String,
@@ -212,6 +216,21 @@ impl RunState<'_> {
                 }
                 Err(e) => tracing::warn!(stage = %id, "ignoring spawn requests: {e}"),
             }
+        }
+        let decision = result.output.as_ref().and_then(|o| o.decision.clone());
+        if decision.as_deref() == Some(ESCALATE) {
+            let summary = result.summary.clone().unwrap_or_default();
+            let reason = format!("escalated by '{id}': {summary}");
+            self.record(Event::Escalated {
+                stage: id.clone(),
+                iterations: self.graph.nodes[n].iteration,
+            })
+            .await?;
+            self.note(reason.clone());
+            self.outcome = RunOutcome::Escalated;
+            self.halted = Some(reason);
+            self.graph.finish(n);
+            return Ok(());
         }
         let node = &self.graph.nodes[n];
         if let Some(l) = node.spec.loop_back.clone()

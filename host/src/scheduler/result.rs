@@ -39,6 +39,8 @@ pub struct StageResult {
     pub model_calls: Vec<ModelCall>,
     /// Which pass of a loop produced this result (0: the first).
     pub iteration: u32,
+    /// Whether a gate this stage ran (in its last attempt) failed.
+    pub gates_failed: bool,
     /// For a spawned job: the stage that asked for it.
     pub parent: Option<String>,
 }
@@ -58,6 +60,7 @@ impl StageResult {
             reused: None,
             model_calls: Vec::new(),
             iteration: 0,
+            gates_failed: false,
             parent: None,
         }
     }

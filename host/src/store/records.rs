@@ -80,6 +80,12 @@ pub struct RunOptions {
     pub record: bool,
     /// `--replay RUN`: model answers come from that run's recordings.
     pub replay_from: Option<String>,
+    /// `--set STAGE.KEY=VALUE` overrides, in order.
+    #[serde(default)]
+    pub config_overrides: Vec<String>,
+    /// `--workspace DIR`.
+    #[serde(default)]
+    pub workspace: Option<std::path::PathBuf>,
 }
 
 /// A reference to an artifact stored once, by content.

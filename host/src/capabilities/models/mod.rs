@@ -358,23 +358,24 @@ impl ModelsGrant {
         }
     }
 
-    async fn call(
+    /// Checks a call against the grant and builds its request (with the
+    /// session's history first); a refusal is recorded here.
+    fn prepare(
         &mut self,
-        alias: String,
-        session: Option<String>,
+        alias: &str,
+        session: Option<&str>,
         messages: Vec<wit::Message>,
         params: wit::Params,
-    ) -> Result<wit::Completion, wit::ModelError> {
-        let session_ref = session.as_deref();
-        let Some(endpoint) = self.granted.get(&alias).cloned() else {
+    ) -> Result<Prepared, wit::ModelError> {
+        let Some(endpoint) = self.granted.get(alias).cloned() else {
             let reason = format!(
                 "stage '{}' is not granted model alias '{alias}' (granted: {})",
                 self.stage_id,
                 listing(self.granted.keys())
             );
-            return Err(self.refuse(&alias, session_ref, wit::ModelError::NotGranted(reason)));
+            return Err(self.refuse(alias, session, wit::ModelError::NotGranted(reason)));
         };
-        if let Some(name) = session_ref
+        if let Some(name) = session
             && !self.sessions.iter().any(|s| s == name)
         {
             let reason = format!(
@@ -382,30 +383,50 @@ impl ModelsGrant {
                 self.stage_id,
                 listing(self.sessions.iter())
             );
-            return Err(self.refuse(&alias, session_ref, wit::ModelError::NotGranted(reason)));
+            return Err(self.refuse(alias, session, wit::ModelError::NotGranted(reason)));
         }
         if self.calls.len() >= MAX_CALLS_PER_ATTEMPT {
             let reason = format!(
                 "stage '{}' made {MAX_CALLS_PER_ATTEMPT} model calls in one attempt",
                 self.stage_id
             );
-            return Err(self.refuse(&alias, session_ref, wit::ModelError::BudgetExceeded(reason)));
+            return Err(self.refuse(alias, session, wit::ModelError::BudgetExceeded(reason)));
         }
         let new_messages = to_messages(messages);
         let mut request = to_request(new_messages.clone(), params);
-        if let Some(name) = session_ref {
+        if let Some(name) = session {
             let mut all = match self.history(name) {
                 Ok(h) => h,
                 Err(e) => {
-                    return Err(self.refuse(&alias, session_ref, wit::ModelError::Unavailable(e)));
+                    return Err(self.refuse(alias, session, wit::ModelError::Unavailable(e)));
                 }
             };
             all.extend(request.messages);
             request.messages = all;
         }
-        let started = Instant::now();
-        let answer = self.answer(&alias, &endpoint, &request).await;
-        let latency = started.elapsed();
+        Ok(Prepared {
+            alias: alias.to_string(),
+            session: session.map(str::to_string),
+            endpoint,
+            request,
+            new_messages,
+        })
+    }
+
+    /// Records an answered call (and, in a session, what it added).
+    fn settle(
+        &mut self,
+        call: Prepared,
+        answer: Answer,
+        latency: Duration,
+    ) -> Result<wit::Completion, wit::ModelError> {
+        let Prepared {
+            alias,
+            session,
+            endpoint,
+            new_messages,
+            ..
+        } = call;
         let record = |model: String, r: Option<&ChatResponse>, error: Option<String>| ModelCall {
             alias: alias.clone(),
             model,
@@ -455,6 +476,67 @@ impl ModelsGrant {
             }
         }
     }
+
+    async fn call(
+        &mut self,
+        alias: String,
+        session: Option<String>,
+        messages: Vec<wit::Message>,
+        params: wit::Params,
+    ) -> Result<wit::Completion, wit::ModelError> {
+        let call = self.prepare(&alias, session.as_deref(), messages, params)?;
+        let started = Instant::now();
+        let answer = self
+            .answer(&call.alias, &call.endpoint, &call.request)
+            .await;
+        self.settle(call, answer, started.elapsed())
+    }
+
+    /// Every request at once: checked in order, answered concurrently,
+    /// recorded in order.
+    async fn call_all(
+        &mut self,
+        requests: Vec<wit::Request>,
+    ) -> Vec<Result<wit::Completion, wit::ModelError>> {
+        let prepared: Vec<Result<Prepared, wit::ModelError>> = requests
+            .into_iter()
+            .map(|r| self.prepare(&r.alias, None, r.messages, r.params))
+            .collect();
+        let started = Instant::now();
+        let this = &*self;
+        let answers = futures_util::future::join_all(prepared.iter().map(|p| async move {
+            match p {
+                Ok(call) => {
+                    let t = Instant::now();
+                    let answer = this
+                        .answer(&call.alias, &call.endpoint, &call.request)
+                        .await;
+                    Some((answer, t.elapsed()))
+                }
+                Err(_) => None,
+            }
+        }))
+        .await;
+        tracing::debug!(stage = %self.stage_id, n = answers.len(), elapsed = ?started.elapsed(), "batch answered");
+        prepared
+            .into_iter()
+            .zip(answers)
+            .map(|(p, a)| match (p, a) {
+                (Ok(call), Some((answer, latency))) => self.settle(call, answer, latency),
+                (Err(e), _) => Err(e),
+                (Ok(_), None) => Err(wit::ModelError::Unavailable("no answer".into())),
+            })
+            .collect()
+    }
+}
+
+/// A call that passed the grant's checks, ready to send.
+struct Prepared {
+    alias: String,
+    session: Option<String>,
+    endpoint: Arc<Endpoint>,
+    request: ChatRequest,
+    new_messages: Vec<ChatMessage>,
 }
 
 /// A call's worst case, reserved against budgets before it is sent: the
@@ -525,6 +607,13 @@ impl Host for ModelsGrant {
         params: wit::Params,
     ) -> wasmtime::Result<Result<wit::Completion, wit::ModelError>> {
         Ok(self.call(alias, None, messages, params).await)
+    }
+
+    async fn complete_all(
+        &mut self,
+        requests: Vec<wit::Request>,
+    ) -> wasmtime::Result<Vec<Result<wit::Completion, wit::ModelError>>> {
+        Ok(self.call_all(requests).await)
     }
 
     async fn converse(
