@@ -20,8 +20,10 @@ echo "local model: $LOCAL_LLM_URL"
 
 cargo fmt --all --check
 cargo build --release --target wasm32-wasip2 -p hello -p faulty -p noop -p netgrab \
-  -p triage -p discovery -p planning -p execution -p verification -p ship
+  -p triage -p discovery -p planning -p execution -p verification -p ship \
+  -p lsl-baseline -p lsl-harden -p lsl-evaluate
 cargo clippy --all-targets -- -D warnings
 cargo clippy --target wasm32-wasip2 -p plugin-sdk -p hello -p faulty -p noop -p netgrab \
-  -p triage -p discovery -p planning -p execution -p verification -p ship -- -D warnings
-cargo test --no-fail-fast -p host -p plugin-sdk -p triage -p ship
+  -p triage -p discovery -p planning -p execution -p verification -p ship \
+  -p lsl-core -p lsl-baseline -p lsl-harden -p lsl-evaluate -- -D warnings
+cargo test --no-fail-fast -p host -p plugin-sdk -p triage -p ship -p lsl-core

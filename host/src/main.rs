@@ -4,7 +4,7 @@
 mod commands;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use commands::{Exit, Globals, bench, cancel, gates, inspect, run};
+use commands::{Exit, Globals, bench, cancel, gates, inspect, results, run};
 use host::builder::BuildPolicy;
 use host::runtime::ComponentCache;
 use std::path::PathBuf;
@@ -53,6 +53,22 @@ impl BuildFlags {
 #[derive(Clone, Copy, ValueEnum)]
 enum ExportFormat {
     Jsonl,
+}
+
+#[derive(Subcommand)]
+enum ResultsAction {
+    /// The baseline against the hardened prompt on each model, for one run.
+    Compare {
+        run_id: String,
+        #[arg(long, value_enum, default_value = "text")]
+        format: results::Format,
+        /// The prompt stage to compare from.
+        #[arg(long, default_value = "baseline")]
+        baseline: String,
+        /// The prompt stage to compare to.
+        #[arg(long, default_value = "harden")]
+        hardened: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -160,6 +176,13 @@ enum Command {
     },
     /// Measure the host's own overhead: commits, instantiation, loads, resume, a large DAG.
     Bench(bench::BenchArgs),
+    /// Evaluation results across runs; `compare RUN_ID` puts the baseline beside the hardened prompt.
+    Results {
+        #[command(subcommand)]
+        action: Option<ResultsAction>,
+        #[arg(long)]
+        json: bool,
+    },
     /// Stream a run's records (run, stages, events) out.
     Export {
         run_id: String,
@@ -298,6 +321,17 @@ async fn dispatch(cli: Cli) -> Exit {
             json,
         } => gates::gates(&pipeline, json, output).await,
         Command::Bench(args) => bench::bench(args).await,
+        Command::Results { action: None, json } => results::list(&globals, json),
+        Command::Results {
+            action:
+                Some(ResultsAction::Compare {
+                    run_id,
+                    format,
+                    baseline,
+                    hardened,
+                }),
+            ..
+        } => results::compare(&globals, &run_id, &baseline, &hardened, format),
         Command::Cancel { run_id, wait } => cancel::cancel(&globals, &run_id, wait).await,
         Command::Runs { json } => inspect::runs(&globals, json),
         Command::Status { run_id, json } => inspect::status(&globals, &run_id, json),

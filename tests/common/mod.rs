@@ -60,6 +60,12 @@ pub fn plugin(name: &str) -> PathBuf {
                 "verification",
                 "-p",
                 "ship",
+                "-p",
+                "lsl-baseline",
+                "-p",
+                "lsl-harden",
+                "-p",
+                "lsl-evaluate",
             ])
             .current_dir(workspace_root())
             .status()

@@ -4,6 +4,7 @@ pub mod bench;
 pub mod cancel;
 pub mod gates;
 pub mod inspect;
+pub mod results;
 pub mod run;
 
 use host::manifest;

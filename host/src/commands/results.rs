@@ -1,0 +1,195 @@
+//! `host results`: evaluation results across runs (every stage output with
+//! an `evaluation.json`, as `lsl-evaluate` writes), and `host results compare
+//! RUN_ID`: the baseline against the hardened prompt on each model.
+
+use super::{Exit, Globals, report_store_error};
+use host::store::{RunRecord, Store};
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Deserialize)]
+struct Row {
+    prompt_stage: String,
+    prompt_id: String,
+    model: String,
+    n: usize,
+    correct: usize,
+    accuracy: f64,
+    ci_low: f64,
+    ci_high: f64,
+    tokens: u64,
+    duration_ms: u64,
+}
+
+/// The evaluation rows of one run, with the stage that wrote them.
+fn rows_of(store: &Store, run: &RunRecord) -> Result<Vec<(String, Row)>, Exit> {
+    let stages = store.stages(run).map_err(|e| report_store_error(&e))?;
+    let mut out = Vec::new();
+    for s in stages {
+        let Some(artifact) = s
+            .output
+            .as_ref()
+            .and_then(|o| o.artifacts.iter().find(|a| a.name == "evaluation.json"))
+        else {
+            continue;
+        };
+        let bytes = store
+            .blob(&artifact.hash)
+            .map_err(|e| report_store_error(&e))?
+            .unwrap_or_default();
+        match serde_json::from_slice::<Vec<Row>>(&bytes) {
+            Ok(rows) => out.extend(rows.into_iter().map(|r| (s.stage.clone(), r))),
+            Err(e) => eprintln!(
+                "warning: run {} stage {}: evaluation.json is not an evaluation result: {e}",
+                run.id, s.stage
+            ),
+        }
+    }
+    Ok(out)
+}
+
+pub fn list(globals: &Globals, json: bool) -> Exit {
+    let store = match globals.open_store(None) {
+        Ok(s) => s,
+        Err(exit) => return exit,
+    };
+    let runs = match store.runs() {
+        Ok(r) => r,
+        Err(e) => return report_store_error(&e),
+    };
+    if !json {
+        println!(
+            "{:<24} {:<10} {:<10} {:<14} {:<8} {:>8} {:>15} {:>4} {:>8}",
+            "run", "stage", "prompt", "prompt id", "model", "accuracy", "95% CI", "n", "tokens"
+        );
+    }
+    for run in &runs {
+        let rows = match rows_of(&store, run) {
+            Ok(r) => r,
+            Err(exit) => return exit,
+        };
+        for (stage, r) in rows {
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({
+                        "run": run.id, "stage": stage, "prompt_stage": r.prompt_stage,
+                        "prompt_id": r.prompt_id, "model": r.model, "n": r.n, "correct": r.correct,
+                        "accuracy": r.accuracy, "ci_low": r.ci_low, "ci_high": r.ci_high,
+                        "tokens": r.tokens, "duration_ms": r.duration_ms,
+                    })
+                );
+            } else {
+                println!(
+                    "{:<24} {:<10} {:<10} {:<14} {:<8} {:>8.3} {:>15} {:>4} {:>8}",
+                    run.id,
+                    stage,
+                    r.prompt_stage,
+                    r.prompt_id,
+                    r.model,
+                    r.accuracy,
+                    format!("[{:.2}, {:.2}]", r.ci_low, r.ci_high),
+                    r.n,
+                    r.tokens
+                );
+            }
+        }
+    }
+    Exit::Success
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum Format {
+    Text,
+    Markdown,
+}
+
+pub fn compare(
+    globals: &Globals,
+    run_id: &str,
+    baseline: &str,
+    hardened: &str,
+    format: Format,
+) -> Exit {
+    let store = match globals.open_store(None) {
+        Ok(s) => s,
+        Err(exit) => return exit,
+    };
+    let run = match store.run(run_id) {
+        Ok(r) => r,
+        Err(e) => return report_store_error(&e),
+    };
+    let rows = match rows_of(&store, &run) {
+        Ok(r) => r,
+        Err(exit) => return exit,
+    };
+    if rows.is_empty() {
+        eprintln!("error: run {run_id} has no evaluation results (no stage wrote evaluation.json)");
+        return Exit::InvalidInput;
+    }
+    let mut models: Vec<String> = rows.iter().map(|(_, r)| r.model.clone()).collect();
+    models.sort();
+    models.dedup();
+    let find = |stage: &str, model: &str| {
+        rows.iter()
+            .map(|(_, r)| r)
+            .find(|r| r.prompt_stage == stage && r.model == model)
+    };
+    let cell = |r: Option<&Row>| {
+        r.map_or("-".to_string(), |r| {
+            format!("{:.3} [{:.2}, {:.2}]", r.accuracy, r.ci_low, r.ci_high)
+        })
+    };
+    let header = [
+        "model".to_string(),
+        format!("{baseline} accuracy [95% CI]"),
+        format!("{hardened} accuracy [95% CI]"),
+        "delta".to_string(),
+        "tokens".to_string(),
+        "duration".to_string(),
+    ];
+    let mut table = Vec::new();
+    for model in &models {
+        let (b, h) = (find(baseline, model), find(hardened, model));
+        let delta = match (b, h) {
+            (Some(b), Some(h)) => format!("{:+.3}", h.accuracy - b.accuracy),
+            _ => "-".into(),
+        };
+        let tokens: u64 = [b, h].iter().flatten().map(|r| r.tokens).sum();
+        let ms: u64 = [b, h].iter().flatten().map(|r| r.duration_ms).sum();
+        table.push([
+            model.clone(),
+            cell(b),
+            cell(h),
+            delta,
+            tokens.to_string(),
+            format!("{:.1}s", ms as f64 / 1000.0),
+        ]);
+    }
+    match format {
+        Format::Markdown => {
+            println!("# {} vs {} (run {run_id})\n", baseline, hardened);
+            println!("| {} |", header.join(" | "));
+            println!("|{}|", vec!["---"; header.len()].join("|"));
+            for row in &table {
+                println!("| {} |", row.join(" | "));
+            }
+            println!(
+                "\nAccuracy is exact match after answer extraction on the test split; the interval is Wilson's."
+            );
+        }
+        Format::Text => {
+            println!("run {run_id}: {baseline} vs {hardened}");
+            println!(
+                "{:<10} {:<26} {:<26} {:>7} {:>8} {:>9}",
+                header[0], header[1], header[2], header[3], header[4], header[5]
+            );
+            for r in &table {
+                println!(
+                    "{:<10} {:<26} {:<26} {:>7} {:>8} {:>9}",
+                    r[0], r[1], r[2], r[3], r[4], r[5]
+                );
+            }
+        }
+    }
+    Exit::Success
+}
