@@ -302,6 +302,19 @@ models = ["m"]
 config = {{ behaviour = "env" }}
 
 [[stage]]
+id = "call-cap"
+plugin = "faulty"
+models = ["m"]
+max_model_calls = 3
+config = {{ behaviour = {{ call-models = {{ alias = "m", times = 10 }} }} }}
+
+[[stage]]
+id = "small-output"
+plugin = "faulty"
+max_output = "1KiB"
+config = {{ behaviour = {{ big-output = {{ bytes = 4096 }} }} }}
+
+[[stage]]
 id = "bystander"
 plugin = "faulty"
 config = {{ behaviour = "succeed" }}
@@ -327,7 +340,12 @@ config = {{ behaviour = "succeed" }}
         f.contains("model budget exceeded") && f.contains("6 calls > limit 5"),
         "{f}"
     );
-    assert_eq!(server.requests().len(), 5);
+    // Per-stage limits: model calls per attempt, output size.
+    let f = failure_text(&s, "call-cap");
+    assert!(f.contains("made 3 model calls in one attempt"), "{f}");
+    assert_eq!(server.requests().len(), 5 + 3);
+    assert_eq!(failure_kind(&s, "small-output"), "output-too-large");
+    assert_eq!(stage(&s, "small-output")["failure"]["limit"], 1024);
 
     // No variables, no arguments, no /proc: nothing of the host's.
     assert_eq!(stage(&s, "snoop")["status"], "succeeded");

@@ -61,6 +61,8 @@ fn spec(i: u32) -> AttemptSpec {
         workspace: None,
         timeout: Duration::from_secs(10),
         heartbeat: None,
+        max_output: crate::runtime::MAX_OUTPUT_BYTES,
+        max_log_lines: crate::runtime::MAX_LOG_LINES,
         memory_limit: 64 << 20,
     }
 }

@@ -285,6 +285,10 @@ pub struct StageSpec {
     pub retries: u32,
     /// Upper bound on the plugin's linear memory, in bytes.
     pub memory_limit: u64,
+    /// Per attempt: artifact bytes returned, log lines written, model calls made.
+    pub max_output: usize,
+    pub max_log_lines: u64,
+    pub max_model_calls: usize,
     pub config: serde_json::Value,
 }
 

@@ -123,5 +123,8 @@ pub struct StageSection {
     pub timeout: Option<Spanned<String>>,
     pub retries: Option<u32>,
     pub memory: Option<Spanned<String>>,
+    pub max_output: Option<Spanned<String>>,
+    pub max_log_lines: Option<u64>,
+    pub max_model_calls: Option<usize>,
     pub config: Option<Spanned<serde_json::Value>>,
 }

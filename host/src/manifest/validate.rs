@@ -835,6 +835,22 @@ fn check_stages(
                 DEFAULT_MEMORY_LIMIT
             }),
         };
+        let max_output = match &s.max_output {
+            None => crate::runtime::MAX_OUTPUT_BYTES,
+            Some(m) => parse_size(m.get_ref())
+                .filter(|&b| b >= 1 << 10 && b <= 1 << 30)
+                .map(|b| b as usize)
+                .unwrap_or_else(|| {
+                    c.error(
+                        Some(m.span()),
+                        format!(
+                            "stage '{id}' max_output '{}' must be like \"16MiB\" (1KiB to 1GiB)",
+                            m.get_ref()
+                        ),
+                    );
+                    crate::runtime::MAX_OUTPUT_BYTES
+                }),
+        };
         let config = match s.config {
             None => serde_json::Value::Object(Default::default()),
             Some(cfg) if cfg.get_ref().is_object() => cfg.into_inner(),
@@ -868,6 +884,11 @@ fn check_stages(
                 timeout,
                 retries: s.retries.unwrap_or(0),
                 memory_limit,
+                max_output,
+                max_log_lines: s.max_log_lines.unwrap_or(crate::runtime::MAX_LOG_LINES),
+                max_model_calls: s
+                    .max_model_calls
+                    .unwrap_or(crate::capabilities::models::MAX_CALLS_PER_ATTEMPT),
                 config,
             },
             spans,

@@ -17,9 +17,9 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 use wasmtime::{FrameInfo, Store, Trap, UpdateDeadline, WasmBacktrace};
 
-/// Largest total of artifact bytes one attempt may return.
+/// Default largest total of artifact bytes one attempt may return.
 pub const MAX_OUTPUT_BYTES: usize = 64 << 20;
-/// Most log lines one attempt may write.
+/// Default most log lines one attempt may write.
 pub const MAX_LOG_LINES: u64 = 10_000;
 
 /// How a stage attempt failed.
@@ -82,6 +82,9 @@ pub struct AttemptSpec {
     /// Silence (guest execution without a host call) that counts as hung.
     pub heartbeat: Option<Duration>,
     pub memory_limit: u64,
+    /// Largest total of artifact bytes, and most log lines, for this attempt.
+    pub max_output: usize,
+    pub max_log_lines: u64,
 }
 
 /// Hashes the workspace off the async threads (it reads every file).
@@ -102,7 +105,7 @@ impl Runtime {
             &spec.input.run_id,
             &spec.input.stage_id,
             spec.input.attempt,
-            MAX_LOG_LINES,
+            spec.max_log_lines,
         );
         let writable = match &spec.workspace {
             Some((dir, WorkspaceAccess::ReadWrite)) => Some(dir.clone()),
@@ -184,7 +187,7 @@ impl Runtime {
                 retryable: false,
                 message,
             }),
-            Ok(Ok(Ok(output))) => check_output_size(output),
+            Ok(Ok(Ok(output))) => check_output_size(output, spec.max_output),
         };
         let file_changes = match (writable, before) {
             (Some(dir), Some(before)) => before.changes(&snapshot(dir).await),
@@ -234,13 +237,10 @@ impl Runtime {
     }
 }
 
-fn check_output_size(output: StageOutput) -> Result<StageOutput, StageFailure> {
+fn check_output_size(output: StageOutput, limit: usize) -> Result<StageOutput, StageFailure> {
     let bytes: usize = output.artifacts.iter().map(|a| a.bytes.len()).sum();
-    if bytes > MAX_OUTPUT_BYTES {
-        return Err(StageFailure::OutputTooLarge {
-            bytes,
-            limit: MAX_OUTPUT_BYTES,
-        });
+    if bytes > limit {
+        return Err(StageFailure::OutputTooLarge { bytes, limit });
     }
     Ok(output)
 }

@@ -119,6 +119,8 @@ impl StageJob {
                 kv: KvGrant::new(self.store.clone(), &self.run_id, &self.stage.id),
                 timeout: self.stage.timeout,
                 heartbeat: self.stage.heartbeat,
+                max_output: self.stage.max_output,
+                max_log_lines: self.stage.max_log_lines,
                 memory_limit: self.stage.memory_limit,
             };
             let report = self.runtime.run_attempt(&self.plugin, spec).await;

@@ -105,8 +105,8 @@ pub fn usage_of(calls: &[ModelCall]) -> Usage {
         })
 }
 
-/// Most model calls one attempt may make: a runaway loop in a plugin must not
-/// run up an unbounded bill.
+/// Default most model calls one attempt may make: a runaway loop in a
+/// plugin must not run up an unbounded bill.
 pub const MAX_CALLS_PER_ATTEMPT: usize = 1000;
 
 /// Every model the pipeline declares, built once per run.
@@ -174,6 +174,7 @@ impl ModelsCapability {
             exchanges: Some(self.exchanges.clone()),
             store: Some(self.store.clone()),
             calls: Vec::new(),
+            max_calls: stage.max_model_calls,
             session_appends: BTreeMap::new(),
         }
     }
@@ -190,6 +191,8 @@ pub struct ModelsGrant {
     exchanges: Option<Arc<Exchanges>>,
     store: Option<Arc<Store>>,
     calls: Vec<ModelCall>,
+    /// Most calls (answered or refused) this attempt may make.
+    max_calls: usize,
     /// Messages this attempt added to each session, not yet committed.
     session_appends: BTreeMap<String, Vec<ChatMessage>>,
 }
@@ -215,6 +218,7 @@ impl ModelsGrant {
             exchanges: None,
             store: None,
             calls: Vec::new(),
+            max_calls: 0,
             session_appends: BTreeMap::new(),
         }
     }
@@ -385,10 +389,10 @@ impl ModelsGrant {
             );
             return Err(self.refuse(alias, session, wit::ModelError::NotGranted(reason)));
         }
-        if self.calls.len() >= MAX_CALLS_PER_ATTEMPT {
+        if self.calls.len() >= self.max_calls {
             let reason = format!(
-                "stage '{}' made {MAX_CALLS_PER_ATTEMPT} model calls in one attempt",
-                self.stage_id
+                "stage '{}' made {} model calls in one attempt (its max_model_calls)",
+                self.stage_id, self.max_calls
             );
             return Err(self.refuse(alias, session, wit::ModelError::BudgetExceeded(reason)));
         }
