@@ -838,7 +838,7 @@ fn check_stages(
         let max_output = match &s.max_output {
             None => crate::runtime::MAX_OUTPUT_BYTES,
             Some(m) => parse_size(m.get_ref())
-                .filter(|&b| b >= 1 << 10 && b <= 1 << 30)
+                .filter(|b| (1 << 10..=1 << 30).contains(b))
                 .map(|b| b as usize)
                 .unwrap_or_else(|| {
                     c.error(
