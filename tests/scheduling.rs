@@ -374,6 +374,12 @@ fn a_silent_stage_is_hung_and_a_group_runs_one_at_a_time() {
             "heartbeat = \"300ms\"\ntimeout = \"60s\"",
             "\"loop\"",
         ),
+        // Busy for longer than its heartbeat, but reporting progress: alive.
+        stage_block(
+            "busy",
+            "heartbeat = \"300ms\"\ntimeout = \"60s\"",
+            "{ burn = { rounds = 800000000, progress_every = 5000000 } }",
+        ),
         // Different configs: identical stages would come from the result cache.
         stage_block("g1", "group = \"db\"", "{ sleep = { ms = 300 } }"),
         stage_block("g2", "group = \"db\"", "{ sleep = { ms = 301 } }"),
@@ -389,6 +395,16 @@ fn a_silent_stage_is_hung_and_a_group_runs_one_at_a_time() {
         "hung",
         "{}",
         stage(&s, "spinner")
+    );
+    assert_eq!(
+        stage(&s, "busy")["status"],
+        "succeeded",
+        "{}",
+        stage(&s, "busy")
+    );
+    assert!(
+        stage(&s, "busy")["elapsed"].as_u64().unwrap() > 300,
+        "busy was not busy long enough to prove anything"
     );
     let ev = r.events(s["run_id"].as_str().unwrap());
     let mut spans: Vec<(u64, u64)> = ["g1", "g2", "g3"]

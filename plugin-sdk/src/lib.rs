@@ -21,6 +21,7 @@
 //! plugin_sdk::export_stage!(Echo);
 //! ```
 
+pub mod artifacts;
 pub mod files;
 pub mod gates;
 pub mod input;

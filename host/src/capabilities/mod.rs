@@ -6,6 +6,7 @@
 //! WIT host functions are implemented on the grant, so the check sits in the
 //! one place every call passes through.
 
+pub mod artifacts;
 pub mod gates;
 pub mod kv;
 pub mod log;
@@ -17,12 +18,27 @@ use wasmtime::component::{HasSelf, Linker};
 /// Registers every capability's host functions.
 pub fn add_to_linker(linker: &mut Linker<StageState>) -> wasmtime::Result<()> {
     use crate::bindings::orchestrator::stage as wit;
+    // Each getter runs once per host call: the plugin's heartbeat.
     wit::models::add_to_linker::<StageState, HasSelf<models::ModelsGrant>>(linker, |s| {
+        s.beat();
         &mut s.models
     })?;
-    wit::log::add_to_linker::<StageState, HasSelf<log::LogGrant>>(linker, |s| &mut s.log)?;
-    wit::kv::add_to_linker::<StageState, HasSelf<kv::KvGrant>>(linker, |s| &mut s.kv)?;
-    wit::gates::add_to_linker::<StageState, HasSelf<gates::GatesGrant>>(linker, |s| &mut s.gates)?;
+    wit::log::add_to_linker::<StageState, HasSelf<log::LogGrant>>(linker, |s| {
+        s.beat();
+        &mut s.log
+    })?;
+    wit::kv::add_to_linker::<StageState, HasSelf<kv::KvGrant>>(linker, |s| {
+        s.beat();
+        &mut s.kv
+    })?;
+    wit::gates::add_to_linker::<StageState, HasSelf<gates::GatesGrant>>(linker, |s| {
+        s.beat();
+        &mut s.gates
+    })?;
+    wit::artifacts::add_to_linker::<StageState, HasSelf<artifacts::ArtifactsGrant>>(linker, |s| {
+        s.beat();
+        &mut s.artifacts
+    })?;
     wit::types::add_to_linker::<StageState, HasSelf<StageState>>(linker, |s| s)?;
     Ok(())
 }

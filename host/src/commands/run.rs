@@ -484,14 +484,6 @@ fn new_run_id() -> String {
     format!("{}-{}-{}", &stamp[..8], &stamp[8..], &salt.to_hex()[..6])
 }
 
-/// Whether an artifact name (chosen by a plugin) is a plain file name.
-pub fn is_plain_name(name: &str) -> bool {
-    !name.is_empty()
-        && name != "."
-        && name != ".."
-        && Path::new(name).file_name().is_some_and(|f| f == name)
-}
-
 /// Writes artifacts as DIR/STAGE/NAME, each atomically. Names that are not
 /// plain file names are refused.
 fn write_outputs(dir: &Path, summary: &RunSummary) -> anyhow::Result<()> {
@@ -504,7 +496,7 @@ fn write_outputs(dir: &Path, summary: &RunSummary) -> anyhow::Result<()> {
             .with_context(|| format!("creating {}", stage_dir.display()))?;
         for artifact in &output.artifacts {
             let name = &artifact.name;
-            if !is_plain_name(name) {
+            if !host::store::is_plain_artifact_name(name) {
                 eprintln!(
                     "warning: stage '{}': artifact name {name:?} is not a plain file name; not written",
                     stage.id

@@ -122,7 +122,7 @@ impl Runtime {
             gates: spec.gates,
             workspace: spec.workspace,
         };
-        let state = match StageState::new(grants, spec.memory_limit) {
+        let state = match StageState::new(grants, spec.memory_limit, spec.max_output) {
             Ok(state) => state,
             Err(e) => {
                 return AttemptReport {
@@ -187,7 +187,8 @@ impl Runtime {
                 retryable: false,
                 message,
             }),
-            Ok(Ok(Ok(output))) => check_output_size(output, spec.max_output),
+            Ok(Ok(Ok(output))) => with_streamed(output, &mut store.data_mut().artifacts)
+                .and_then(|o| check_output_size(o, spec.max_output)),
         };
         let file_changes = match (writable, before) {
             (Some(dir), Some(before)) => before.changes(&snapshot(dir).await),
@@ -218,7 +219,7 @@ impl Runtime {
             gates: GatesGrant::none("(info)"),
             workspace: None,
         };
-        let mut store = Store::new(&self.engine, StageState::new(grants, 64 << 20)?);
+        let mut store = Store::new(&self.engine, StageState::new(grants, 64 << 20, 0)?);
         store.limiter(|s| &mut s.limiter);
         store.set_epoch_deadline(ticks(timeout));
         store.epoch_deadline_trap();
@@ -235,6 +236,27 @@ impl Runtime {
             Err(_) => Err(StageFailure::Timeout(timeout).to_string()),
         }
     }
+}
+
+/// Adds the artifacts the plugin streamed to the ones it returned.
+fn with_streamed(
+    mut output: StageOutput,
+    streamed: &mut crate::capabilities::artifacts::ArtifactsGrant,
+) -> Result<StageOutput, StageFailure> {
+    let fatal = |message: String| StageFailure::Plugin {
+        retryable: false,
+        message,
+    };
+    for artifact in streamed.finish().map_err(fatal)? {
+        if output.artifacts.iter().any(|a| a.name == artifact.name) {
+            return Err(fatal(format!(
+                "artifact '{}' was both streamed and returned",
+                artifact.name
+            )));
+        }
+        output.artifacts.push(artifact);
+    }
+    Ok(output)
 }
 
 fn check_output_size(output: StageOutput, limit: usize) -> Result<StageOutput, StageFailure> {

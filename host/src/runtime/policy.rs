@@ -18,7 +18,7 @@ const WASI_ALLOWED: &[&str] = &[
 ];
 
 /// Interfaces of this host's own package a plugin may import.
-const HOST_INTERFACES: &[&str] = &["types", "models", "log", "kv", "gates"];
+const HOST_INTERFACES: &[&str] = &["types", "models", "log", "kv", "gates", "artifacts"];
 
 /// Why one import or export is unacceptable.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]

@@ -2,7 +2,9 @@
 
 use super::limits::MemoryLimiter;
 use super::output_capture::CapturedOutput;
-use crate::capabilities::{gates::GatesGrant, kv::KvGrant, log::LogGrant, models::ModelsGrant};
+use crate::capabilities::{
+    artifacts::ArtifactsGrant, gates::GatesGrant, kv::KvGrant, log::LogGrant, models::ModelsGrant,
+};
 use crate::manifest::WorkspaceAccess;
 use std::path::PathBuf;
 use wasmtime::component::ResourceTable;
@@ -29,6 +31,7 @@ pub struct StageState {
     pub log: LogGrant,
     pub kv: KvGrant,
     pub gates: GatesGrant,
+    pub artifacts: ArtifactsGrant,
     pub stdout: CapturedOutput,
     pub stderr: CapturedOutput,
     /// Epoch ticks of guest execution since the plugin last called one of
@@ -47,7 +50,7 @@ impl StageState {
     /// A state with no file system, no environment, no arguments, no network:
     /// a plugin gets exactly what its grants add. Fails when the workspace
     /// cannot be opened.
-    pub fn new(grants: Grants, memory_limit: u64) -> Result<Self, String> {
+    pub fn new(grants: Grants, memory_limit: u64, max_output: usize) -> Result<Self, String> {
         let stdout = CapturedOutput::new(64 << 10);
         let stderr = CapturedOutput::new(64 << 10);
         let mut builder = WasiCtx::builder();
@@ -72,6 +75,7 @@ impl StageState {
             log: grants.log,
             kv: grants.kv,
             gates: grants.gates,
+            artifacts: ArtifactsGrant::new(max_output),
             stdout,
             stderr,
             silent_ticks: 0,

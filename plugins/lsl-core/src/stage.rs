@@ -200,7 +200,10 @@ pub fn evaluate_stage(input: &Input) -> Result<Output, StageError> {
     let params = Params::default()
         .max_tokens(config.max_tokens)
         .temperature(0.0);
-    let mut records = String::new();
+    // One record per example, streamed to the host as it is graded: the
+    // records never sit in this plugin's memory all at once.
+    let mut records = plugin_sdk::artifacts::JsonlWriter::new("records.jsonl");
+    let mut write_error = None;
     let mut rows = Vec::new();
     for (stage, candidate) in &prompts {
         for model in &config.models {
@@ -209,7 +212,7 @@ pub fn evaluate_stage(input: &Input) -> Result<Output, StageError> {
             let outcomes: Vec<Outcome> =
                 evaluate(&candidate.instruction, &test, model, &params, |o| {
                     tokens += u64::from(o.tokens);
-                    let line = serde_json::to_string(&Record {
+                    let record = Record {
                         example_id: &o.example_id,
                         prompt_id: &candidate.id,
                         prompt_stage: stage,
@@ -220,11 +223,14 @@ pub fn evaluate_stage(input: &Input) -> Result<Output, StageError> {
                         tokens: o.tokens,
                         latency_ms: o.latency_ms,
                         error: o.error.as_deref(),
-                    })
-                    .unwrap_or_default();
-                    records.push_str(&line);
-                    records.push('\n');
+                    };
+                    if let Err(e) = records.write(&record) {
+                        write_error.get_or_insert(e);
+                    }
                 });
+            if let Some(e) = write_error.take() {
+                return Err(e);
+            }
             let correct = outcomes.iter().filter(|o| o.graded.score >= 1.0).count();
             let (ci_low, ci_high) = wilson(correct, outcomes.len());
             rows.push(EvalRow {
@@ -255,6 +261,6 @@ pub fn evaluate_stage(input: &Input) -> Result<Output, StageError> {
     for r in &rows {
         out = out.metric(&format!("{}@{}", r.prompt_stage, r.model), r.accuracy);
     }
-    out.artifact("records.jsonl", "application/jsonl", records)
+    out.metric("records", records.records() as f64)
         .json("evaluation.json", &rows)
 }

@@ -48,7 +48,12 @@ enum Behaviour {
     /// Report every environment variable and argument the plugin can see.
     Env,
     /// Burn CPU: `rounds` rounds of integer mixing; the result is a metric.
-    Burn { rounds: u64 },
+    /// With `progress_every`, report progress (a host call) that often.
+    Burn {
+        rounds: u64,
+        #[serde(default)]
+        progress_every: Option<u64>,
+    },
     /// Return an artifact of `bytes` bytes.
     BigOutput { bytes: usize },
     /// Log `count` lines.
@@ -185,13 +190,21 @@ impl Stage for Faulty {
                     &serde_json::json!({ "vars": vars, "args": args, "proc_environ": format!("{environ:?}") }),
                 )
             }
-            Behaviour::Burn { rounds } => {
+            Behaviour::Burn {
+                rounds,
+                progress_every,
+            } => {
                 let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
                 for i in 0..rounds {
                     x ^= x << 13;
                     x ^= x >> 7;
                     x ^= x << 17;
                     x = x.wrapping_add(i);
+                    if let Some(every) = progress_every
+                        && i % every.max(1) == 0
+                    {
+                        plugin_sdk::log::progress(i, rounds, "burning");
+                    }
                 }
                 Ok(Output::new("burned").metric("result", (x % 1_000_000) as f64))
             }
