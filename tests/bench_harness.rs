@@ -17,6 +17,7 @@ fn bench_prints_a_finite_figure_for_every_scenario() {
         "resume",
         "dag",
         "model-call",
+        "dev-reload",
         "--json",
         "--noop",
         noop.to_str().unwrap(),
@@ -55,6 +56,7 @@ fn bench_prints_a_finite_figure_for_every_scenario() {
         "60-stage DAG end to end",
         "60-stage DAG throughput",
         "model call through the host",
+        "host dev: changed component to stage started",
     ] {
         let value = scenario(needle)["value"].as_f64().unwrap();
         assert!(value.is_finite() && value > 0.0, "{needle}: {value}");

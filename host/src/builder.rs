@@ -69,48 +69,55 @@ pub fn build_plugins(
         if !needed {
             continue;
         }
-        let wasm = plugin.wasm.display().to_string();
-        let Some(build) = plugin
-            .build
-            .as_ref()
-            .filter(|_| policy != BuildPolicy::Never)
-        else {
+        if plugin.build.is_none() || policy == BuildPolicy::Never {
             return Err(BuildError::NotBuildable {
                 plugin: plugin.name.clone(),
-                wasm,
-            });
-        };
-        let command = build.command.join(" ");
-        eprintln!("building plugin '{}': {command}", plugin.name);
-        let started = Instant::now();
-        // Build output goes to stderr so stdout stays the run's own report.
-        let status = std::process::Command::new(&build.command[0])
-            .args(&build.command[1..])
-            .current_dir(&build.dir)
-            .stdin(Stdio::null())
-            .stdout(std::io::stderr())
-            .status()
-            .map_err(|source| BuildError::Spawn {
-                plugin: plugin.name.clone(),
-                command: command.clone(),
-                dir: build.dir.display().to_string(),
-                source,
-            })?;
-        if !status.success() {
-            return Err(BuildError::Failed {
-                plugin: plugin.name.clone(),
-                command,
-                status: status.to_string(),
+                wasm: plugin.wasm.display().to_string(),
             });
         }
-        if !plugin.wasm.is_file() {
-            return Err(BuildError::NoOutput {
-                plugin: plugin.name.clone(),
-                command,
-                wasm,
-            });
-        }
-        built.push((plugin.name.clone(), started.elapsed()));
+        built.push((plugin.name.clone(), build_plugin(plugin)?));
     }
     Ok(built)
+}
+
+/// Runs one plugin's build command; returns how long it took.
+pub fn build_plugin(plugin: &PluginSpec) -> Result<Duration, BuildError> {
+    let wasm = plugin.wasm.display().to_string();
+    let Some(build) = plugin.build.as_ref() else {
+        return Err(BuildError::NotBuildable {
+            plugin: plugin.name.clone(),
+            wasm,
+        });
+    };
+    let command = build.command.join(" ");
+    eprintln!("building plugin '{}': {command}", plugin.name);
+    let started = Instant::now();
+    // Build output goes to stderr so stdout stays the run's own report.
+    let status = std::process::Command::new(&build.command[0])
+        .args(&build.command[1..])
+        .current_dir(&build.dir)
+        .stdin(Stdio::null())
+        .stdout(std::io::stderr())
+        .status()
+        .map_err(|source| BuildError::Spawn {
+            plugin: plugin.name.clone(),
+            command: command.clone(),
+            dir: build.dir.display().to_string(),
+            source,
+        })?;
+    if !status.success() {
+        return Err(BuildError::Failed {
+            plugin: plugin.name.clone(),
+            command,
+            status: status.to_string(),
+        });
+    }
+    if !plugin.wasm.is_file() {
+        return Err(BuildError::NoOutput {
+            plugin: plugin.name.clone(),
+            command,
+            wasm,
+        });
+    }
+    Ok(started.elapsed())
 }

@@ -4,7 +4,7 @@
 mod commands;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use commands::{Exit, Globals, bench, cancel, gates, inspect, results, run};
+use commands::{Exit, Globals, bench, cancel, dev, gates, inspect, results, run};
 use host::builder::BuildPolicy;
 use host::runtime::ComponentCache;
 use std::path::PathBuf;
@@ -128,6 +128,18 @@ enum Command {
         /// How long to wait for the run to stop.
         #[arg(long, default_value = "30s", value_parser = parse_duration)]
         wait: std::time::Duration,
+    },
+    /// Run a pipeline, then watch its manifest and plugins: rebuild, reload and re-run what changed.
+    Dev {
+        pipeline: PathBuf,
+        /// Stop after this many runs.
+        #[arg(long, value_name = "N")]
+        runs: Option<usize>,
+        /// Quiet time after a change before acting on it.
+        #[arg(long, default_value = "200ms", value_parser = parse_duration)]
+        debounce: std::time::Duration,
+        #[arg(long)]
+        json: bool,
     },
     /// Check a pipeline and load every plugin it uses; report every problem.
     Validate {
@@ -332,6 +344,20 @@ async fn dispatch(cli: Cli) -> Exit {
                 }),
             ..
         } => results::compare(&globals, &run_id, &baseline, &hardened, format),
+        Command::Dev {
+            pipeline,
+            runs,
+            debounce,
+            json,
+        } => {
+            let args = dev::DevArgs {
+                pipeline,
+                runs,
+                debounce,
+                json,
+            };
+            dev::dev(&globals, args).await
+        }
         Command::Cancel { run_id, wait } => cancel::cancel(&globals, &run_id, wait).await,
         Command::Runs { json } => inspect::runs(&globals, json),
         Command::Status { run_id, json } => inspect::status(&globals, &run_id, json),

@@ -3,6 +3,7 @@
 //! the target it is held to. Figures, never assertions: a slow machine prints
 //! slow numbers, it does not fail a build.
 
+mod dev_reload;
 mod instantiate;
 mod model_call;
 mod pipelines;
@@ -31,6 +32,8 @@ pub enum Scenario {
     ModelCall,
     /// What the limits (epoch interruption, memory limiter) cost a CPU-heavy stage.
     Limits,
+    /// `host dev`: from a changed component on disk to its stage re-running.
+    DevReload,
 }
 
 pub struct Options {
@@ -103,6 +106,7 @@ pub async fn run(options: &Options, mut on_row: impl FnMut(&Row)) -> Vec<Row> {
             Scenario::Dag => dag(options, &cache_dir),
             Scenario::ModelCall => model_call(options).await,
             Scenario::Limits => limits(options, &cache_dir).await,
+            Scenario::DevReload => dev_reload(options),
         };
         let produced = produced.unwrap_or_else(|e| vec![error_row(scenario, e)]);
         for row in produced {
@@ -178,6 +182,16 @@ async fn cached_load(o: &Options, cache_dir: &std::path::Path) -> Result<Vec<Row
         ));
     }
     Ok(rows)
+}
+
+fn dev_reload(o: &Options) -> Result<Vec<Row>, String> {
+    let s = dev_reload::measure(&o.host, &o.noop, &o.dir, 5 * o.repeats.max(1))?;
+    Ok(vec![time_row(
+        "host dev: changed component to stage started",
+        &s,
+        None,
+        "debounce 20 ms; includes compiling the new component",
+    )])
 }
 
 async fn limits(o: &Options, cache_dir: &std::path::Path) -> Result<Vec<Row>, String> {

@@ -84,6 +84,7 @@ pub async fn bench(args: BenchArgs) -> Exit {
             Scenario::Dag,
             Scenario::ModelCall,
             Scenario::Limits,
+            Scenario::DevReload,
         ]
     } else {
         args.scenarios

@@ -22,10 +22,12 @@ pub fn runs(globals: &Globals, json: bool) -> Exit {
         Ok(s) => s,
         Err(exit) => return exit,
     };
-    let runs = match store.runs() {
+    let mut runs = match store.runs() {
         Ok(r) => r,
         Err(e) => return report_store_error(&e),
     };
+    // Ids order runs by the second they started in; this orders them exactly.
+    runs.sort_by_key(|r| r.started_ms);
     let mut out = std::io::stdout().lock();
     if !json {
         let _ = writeln!(

@@ -2,6 +2,7 @@
 
 pub mod bench;
 pub mod cancel;
+pub mod dev;
 pub mod gates;
 pub mod inspect;
 pub mod results;

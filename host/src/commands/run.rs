@@ -99,7 +99,7 @@ pub fn build(path: &Path) -> Exit {
 
 /// The manifest's path as recorded with a run (absolute when possible), so
 /// that a later `host run` from another directory recognises it.
-fn manifest_key(path: &Path) -> String {
+pub fn manifest_key(path: &Path) -> String {
     std::fs::canonicalize(path)
         .unwrap_or_else(|_| path.to_path_buf())
         .display()
@@ -219,43 +219,68 @@ pub async fn run(globals: &Globals, args: RunArgs) -> Exit {
         Ok(s) => s,
         Err(exit) => return exit,
     };
+    start_new_run(
+        &pipeline,
+        NewRun {
+            key,
+            text,
+            options: &options,
+            fresh: args.fresh,
+            out: args.out.as_deref(),
+            json: args.json,
+        },
+        &session,
+        store,
+    )
+    .await
+}
+
+/// What a new run is started with, besides its pipeline and session.
+pub struct NewRun<'a> {
+    /// The manifest's path as runs record it, and its text.
+    pub key: String,
+    pub text: String,
+    pub options: &'a RunOptions,
+    pub fresh: bool,
+    pub out: Option<&'a Path>,
+    pub json: bool,
+}
+
+/// Records a new run and executes it.
+pub async fn start_new_run(
+    pipeline: &Pipeline,
+    new: NewRun<'_>,
+    session: &Session,
+    store: Arc<Store>,
+) -> Exit {
     let run_id = new_run_id();
     let record = RunRecord {
         id: run_id.clone(),
         pipeline: pipeline.name.clone(),
-        manifest_path: key,
-        manifest_text: text,
+        manifest_path: new.key,
+        manifest_text: new.text,
         status: RunStatus::Running,
         started_ms: now_ms(),
         finished_ms: None,
         owner: Owner::current(),
         stages: pipeline.stages.iter().map(|s| s.id.clone()).collect(),
-        options: options.clone(),
+        options: new.options.clone(),
     };
     if let Err(e) = store.create_run(&record) {
         return report_store_error(&e);
     }
     // Recording and replaying are about model calls: no stage may skip its
     // calls by reusing an earlier run's result.
-    let replaying = args.options.record || args.options.replay_from.is_some();
+    let replaying = new.options.record || new.options.replay_from.is_some();
     let ctx = RunContext {
         run_id,
-        fresh: args.fresh || replaying,
+        fresh: new.fresh || replaying,
         done: HashMap::new(),
         progress: HashMap::new(),
         cancel: None,
     };
-    let mode = exchange_mode(&args.options);
-    execute(
-        &pipeline,
-        &session,
-        store,
-        ctx,
-        mode,
-        args.out.as_deref(),
-        args.json,
-    )
-    .await
+    let mode = exchange_mode(new.options);
+    execute(pipeline, session, store, ctx, mode, new.out, new.json).await
 }
 
 pub async fn resume(globals: &Globals, args: ResumeArgs) -> Exit {
