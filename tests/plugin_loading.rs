@@ -181,3 +181,36 @@ fn a_component_that_imports_wasi_http_is_refused_by_name() {
         "{err}"
     );
 }
+
+#[test]
+fn plugin_check_says_what_a_component_is_and_whether_it_runs() {
+    let out = host(&["plugin", "check", plugin("hello").to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(
+        text.contains("built against: orchestrator:stage@0.1.1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("orchestrator:stage/models@0.1.1") && text.contains("`models`"),
+        "{text}"
+    );
+    assert!(text.contains("info: hello 0.1.0"), "{text}");
+    assert!(text.contains("compatible: yes"), "{text}");
+
+    let old = workspace_root().join("tests/fixtures/noop-wit-0.1.0.wasm");
+    let out = host(&["plugin", "check", "--json", old.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["report"]["wit_version"], "0.1.0");
+    assert_eq!(v["compatible"], true);
+
+    let out = host(&["plugin", "check", plugin("netgrab").to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(10));
+    let text = stdout(&out);
+    assert!(
+        text.contains("wasi:http/outgoing-handler@0.3.0") && text.contains("REFUSED"),
+        "{text}"
+    );
+    assert!(text.contains("compatible: no"), "{text}");
+}

@@ -4,7 +4,7 @@
 mod commands;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use commands::{Exit, Globals, bench, cancel, dev, gates, inspect, results, run};
+use commands::{Exit, Globals, bench, cancel, dev, gates, inspect, plugin, results, run};
 use host::builder::BuildPolicy;
 use host::runtime::ComponentCache;
 use std::path::PathBuf;
@@ -53,6 +53,17 @@ impl BuildFlags {
 #[derive(Clone, Copy, ValueEnum)]
 enum ExportFormat {
     Jsonl,
+}
+
+#[derive(Subcommand)]
+enum PluginAction {
+    /// What a component is: the WIT version it targets, its imports (and what
+    /// governs each), its exports, its size, `info()`, and whether this host runs it.
+    Check {
+        wasm: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -188,6 +199,11 @@ enum Command {
     },
     /// Measure the host's own overhead: commits, instantiation, loads, resume, a large DAG.
     Bench(bench::BenchArgs),
+    /// Work with plugin components.
+    Plugin {
+        #[command(subcommand)]
+        action: PluginAction,
+    },
     /// Evaluation results across runs; `compare RUN_ID` puts the baseline beside the hardened prompt.
     Results {
         #[command(subcommand)]
@@ -333,6 +349,9 @@ async fn dispatch(cli: Cli) -> Exit {
             json,
         } => gates::gates(&pipeline, json, output).await,
         Command::Bench(args) => bench::bench(args).await,
+        Command::Plugin {
+            action: PluginAction::Check { wasm, json },
+        } => plugin::check(&globals, &wasm, json).await,
         Command::Results { action: None, json } => results::list(&globals, json),
         Command::Results {
             action:

@@ -5,6 +5,7 @@ pub mod cancel;
 pub mod dev;
 pub mod gates;
 pub mod inspect;
+pub mod plugin;
 pub mod results;
 pub mod run;
 

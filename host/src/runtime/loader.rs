@@ -177,3 +177,124 @@ impl Runtime {
         })
     }
 }
+
+/// What `host plugin check` reports about a component.
+#[derive(Debug, serde::Serialize)]
+pub struct Inspection {
+    pub path: PathBuf,
+    pub size: u64,
+    pub hash: String,
+    /// The `orchestrator:stage` version the component was built against.
+    pub wit_version: Option<String>,
+    pub imports: Vec<ImportReport>,
+    pub exports: Vec<String>,
+    /// What `info()` says, or why the component cannot be used.
+    pub info: Result<InfoReport, String>,
+}
+
+/// A plugin's `info()`.
+#[derive(Debug, serde::Serialize)]
+pub struct InfoReport {
+    pub name: String,
+    pub version: String,
+    pub description: String,
+}
+
+#[derive(Debug, serde::Serialize)]
+pub struct ImportReport {
+    pub name: String,
+    /// `None` when the host provides it; else why it is refused.
+    pub refused: Option<String>,
+    /// What in the manifest governs it.
+    pub governed_by: &'static str,
+}
+
+/// What in a pipeline governs an import.
+fn governed_by(import: &str) -> &'static str {
+    let (package, iface) = import
+        .split('@')
+        .next()
+        .and_then(|p| p.split_once('/'))
+        .unwrap_or((import, ""));
+    match (package, iface) {
+        ("orchestrator:stage", "models") => "a stage's `models` (and `sessions`) grant",
+        ("orchestrator:stage", "gates") => "a stage's `gates` grant",
+        ("orchestrator:stage", "kv") => "always: checkpoints private to (run, stage)",
+        ("orchestrator:stage", "log") => "always: bounded by `max_log_lines`",
+        ("orchestrator:stage", "artifacts") => "always: bounded by `max_output`",
+        ("orchestrator:stage", _) => "always: shared types",
+        ("wasi:filesystem", _) => "a stage's `workspace` grant (else no file system)",
+        ("wasi:sockets", _) => "nothing: linked, every address and lookup refused",
+        ("wasi:http", _) => "nothing: refused",
+        ("wasi:cli" | "wasi:io" | "wasi:clocks" | "wasi:random", _) => {
+            "always: no environment or arguments, output captured"
+        }
+        _ => "nothing: unknown to this host",
+    }
+}
+
+impl Runtime {
+    /// Reports what a component is and whether this host can run it.
+    pub async fn inspect(&self, path: &Path) -> Result<Inspection, LoadError> {
+        let name = "(checked)";
+        let bytes = tokio::fs::read(path)
+            .await
+            .map_err(|source| LoadError::Read {
+                name: name.into(),
+                path: path.into(),
+                source,
+            })?;
+        sniff(name, path, &bytes)?;
+        let hash = blake3::hash(&bytes).to_hex().to_string();
+        let size = bytes.len() as u64;
+        let (engine, cache, h) = (self.engine.clone(), self.cache.clone(), hash.clone());
+        let (component, _) = tokio::task::spawn_blocking(move || cache.load(&engine, &bytes, &h))
+            .await
+            .map_err(|e| LoadError::Invalid {
+                name: name.into(),
+                path: path.into(),
+                reason: format!("compiler thread failed: {e}"),
+            })?
+            .map_err(|e| LoadError::Invalid {
+                name: name.into(),
+                path: path.into(),
+                reason: format!("{e:#}"),
+            })?;
+        let ty = component.component_type();
+        let imports: Vec<ImportReport> = ty
+            .imports(&self.engine)
+            .map(|(import, _)| ImportReport {
+                name: import.to_string(),
+                refused: policy::check_import(import).err().map(|v| v.to_string()),
+                governed_by: governed_by(import),
+            })
+            .collect();
+        let exports: Vec<String> = ty
+            .exports(&self.engine)
+            .map(|(export, _)| export.to_string())
+            .collect();
+        let wit_version = imports
+            .iter()
+            .map(|i| i.name.as_str())
+            .chain(exports.iter().map(String::as_str))
+            .filter(|n| n.starts_with("orchestrator:stage/"))
+            .find_map(|n| n.split_once('@').map(|(_, v)| v.to_string()));
+        let info = match self.load("(checked)", path).await {
+            Ok(plugin) => Ok(InfoReport {
+                name: plugin.info.name,
+                version: plugin.info.version,
+                description: plugin.info.description,
+            }),
+            Err(e) => Err(e.to_string()),
+        };
+        Ok(Inspection {
+            path: path.to_path_buf(),
+            size,
+            hash,
+            wit_version,
+            imports,
+            exports,
+            info,
+        })
+    }
+}
