@@ -7,6 +7,7 @@ use super::{Runtime, StageState};
 use crate::bindings::{PluginInfo, StagePre};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
+use wasmtime::component::Component;
 
 /// A plugin ready to instantiate, cheaply, once per stage attempt.
 pub struct LoadedPlugin {
@@ -95,9 +96,13 @@ fn sniff(name: &str, path: &Path, bytes: &[u8]) -> Result<(), LoadError> {
 }
 
 impl Runtime {
-    /// Loads the plugin at `path`. Compilation runs on a blocking thread.
-    pub async fn load(&self, name: &str, path: &Path) -> Result<LoadedPlugin, LoadError> {
-        let started = Instant::now();
+    /// Reads, checks and compiles (or takes from the cache) the component at
+    /// `path`, on a blocking thread; also returns its blake3 and size.
+    async fn compile(
+        &self,
+        name: &str,
+        path: &Path,
+    ) -> Result<(Component, CacheOutcome, String, u64), LoadError> {
         let bytes = tokio::fs::read(path)
             .await
             .map_err(|source| LoadError::Read {
@@ -107,22 +112,27 @@ impl Runtime {
             })?;
         sniff(name, path, &bytes)?;
         let hash = blake3::hash(&bytes).to_hex().to_string();
-        let engine = self.engine.clone();
-        let cache = self.cache.clone();
-        let (hash_for_cache, size) = (hash.clone(), bytes.len() as u64);
-        let compiled =
-            tokio::task::spawn_blocking(move || cache.load(&engine, &bytes, &hash_for_cache))
-                .await
-                .map_err(|e| LoadError::Invalid {
-                    name: name.into(),
-                    path: path.into(),
-                    reason: format!("compiler thread failed: {e}"),
-                })?;
-        let (component, cache_outcome) = compiled.map_err(|e| LoadError::Invalid {
+        let size = bytes.len() as u64;
+        let (engine, cache, h) = (self.engine.clone(), self.cache.clone(), hash.clone());
+        let compiled = tokio::task::spawn_blocking(move || cache.load(&engine, &bytes, &h))
+            .await
+            .map_err(|e| LoadError::Invalid {
+                name: name.into(),
+                path: path.into(),
+                reason: format!("compiler thread failed: {e}"),
+            })?;
+        let (component, outcome) = compiled.map_err(|e| LoadError::Invalid {
             name: name.into(),
             path: path.into(),
             reason: format!("{e:#}"),
         })?;
+        Ok((component, outcome, hash, size))
+    }
+
+    /// Loads the plugin at `path`.
+    pub async fn load(&self, name: &str, path: &Path) -> Result<LoadedPlugin, LoadError> {
+        let started = Instant::now();
+        let (component, cache_outcome, hash, size) = self.compile(name, path).await?;
 
         let ty = component.component_type();
         let mut violations: Vec<PolicyViolation> = ty
@@ -237,29 +247,7 @@ impl Runtime {
     /// Reports what a component is and whether this host can run it.
     pub async fn inspect(&self, path: &Path) -> Result<Inspection, LoadError> {
         let name = "(checked)";
-        let bytes = tokio::fs::read(path)
-            .await
-            .map_err(|source| LoadError::Read {
-                name: name.into(),
-                path: path.into(),
-                source,
-            })?;
-        sniff(name, path, &bytes)?;
-        let hash = blake3::hash(&bytes).to_hex().to_string();
-        let size = bytes.len() as u64;
-        let (engine, cache, h) = (self.engine.clone(), self.cache.clone(), hash.clone());
-        let (component, _) = tokio::task::spawn_blocking(move || cache.load(&engine, &bytes, &h))
-            .await
-            .map_err(|e| LoadError::Invalid {
-                name: name.into(),
-                path: path.into(),
-                reason: format!("compiler thread failed: {e}"),
-            })?
-            .map_err(|e| LoadError::Invalid {
-                name: name.into(),
-                path: path.into(),
-                reason: format!("{e:#}"),
-            })?;
+        let (component, _, hash, size) = self.compile(name, path).await?;
         let ty = component.component_type();
         let imports: Vec<ImportReport> = ty
             .imports(&self.engine)
@@ -279,7 +267,7 @@ impl Runtime {
             .chain(exports.iter().map(String::as_str))
             .filter(|n| n.starts_with("orchestrator:stage/"))
             .find_map(|n| n.split_once('@').map(|(_, v)| v.to_string()));
-        let info = match self.load("(checked)", path).await {
+        let info = match self.load(name, path).await {
             Ok(plugin) => Ok(InfoReport {
                 name: plugin.info.name,
                 version: plugin.info.version,

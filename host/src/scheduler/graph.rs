@@ -137,13 +137,14 @@ impl Graph {
         i
     }
 
-    /// Every node `from` depends on, directly or not.
-    fn ancestors(&self, from: usize) -> BTreeSet<usize> {
+    /// Every node reachable from `from` through `next` (its deps, or its
+    /// dependants), `from` itself excluded.
+    fn reachable(&self, from: usize, next: impl Fn(&Node) -> Vec<usize>) -> BTreeSet<usize> {
         let mut seen = BTreeSet::new();
-        let mut todo: Vec<usize> = self.nodes[from].deps.iter().map(|&(d, _)| d).collect();
+        let mut todo = next(&self.nodes[from]);
         while let Some(n) = todo.pop() {
             if seen.insert(n) {
-                todo.extend(self.nodes[n].deps.iter().map(|&(d, _)| d));
+                todo.extend(next(&self.nodes[n]));
             }
         }
         seen
@@ -153,11 +154,11 @@ impl Graph {
     /// `to` to `from` (both included) runs again, one iteration later, with
     /// `feedback` for `to`. Returns the nodes reset, in index order.
     pub fn loop_back(&mut self, to: usize, from: usize, feedback: String) -> Vec<usize> {
-        let above_from = self.ancestors(from);
+        // On a path from `to` to `from`: below `to` and above `from`.
+        let above_from = self.reachable(from, |n| n.deps.iter().map(|&(d, _)| d).collect());
+        let below_to = self.reachable(to, |n| n.dependants.clone());
         let body: Vec<usize> = (0..self.nodes.len())
-            .filter(|&n| {
-                n == from || n == to || (above_from.contains(&n) && self.ancestors(n).contains(&to))
-            })
+            .filter(|&n| n == from || n == to || (above_from.contains(&n) && below_to.contains(&n)))
             .collect();
         let in_body: BTreeSet<usize> = body.iter().copied().collect();
         for &n in &body {

@@ -414,21 +414,7 @@ impl Store {
                 if current.status != StageStatus::Succeeded
                     && current.status != StageStatus::Pending
                 {
-                    let mut r = self.load_stage(txn, run, stage)?;
-                    status::check_stage(r.status, StageStatus::Pending).map_err(|source| {
-                        StoreError::Illegal {
-                            run: run.into(),
-                            stage: stage.clone(),
-                            source,
-                        }
-                    })?;
-                    r.status = StageStatus::Pending;
-                    r.failure = None;
-                    r.skip_reason = None;
-                    txn.open_table(STAGES)
-                        .map_err(|e| self.err(e))?
-                        .insert((run, stage.as_str()), json(&r).as_slice())
-                        .map_err(|e| self.err(e))?;
+                    self.make_pending(txn, run, stage, |_| {})?;
                     reset.push(stage.clone());
                 }
             }
@@ -442,6 +428,36 @@ impl Store {
             )?;
             Ok(reset)
         })
+    }
+
+    /// Puts a stage back to pending (resume, loop), without its failure or
+    /// skip reason, after `update`; checked against the state machine.
+    fn make_pending(
+        &self,
+        txn: &redb::WriteTransaction,
+        run: &str,
+        stage: &str,
+        update: impl FnOnce(&mut StageRecord),
+    ) -> Result<()> {
+        let mut r = self.load_stage(txn, run, stage)?;
+        if r.status != StageStatus::Pending {
+            status::check_stage(r.status, StageStatus::Pending).map_err(|source| {
+                StoreError::Illegal {
+                    run: run.into(),
+                    stage: stage.into(),
+                    source,
+                }
+            })?;
+        }
+        r.status = StageStatus::Pending;
+        r.failure = None;
+        r.skip_reason = None;
+        update(&mut r);
+        txn.open_table(STAGES)
+            .map_err(|e| self.err(e))?
+            .insert((run, stage), json(&r).as_slice())
+            .map_err(|e| self.err(e))?;
+        Ok(())
     }
 
     fn run_in(&self, txn: &redb::WriteTransaction, run: &str) -> Result<RunRecord> {
@@ -682,29 +698,13 @@ impl Store {
         self.write(|txn| {
             let iteration = reset.iter().find(|(s, _)| s == to).map_or(0, |(_, i)| *i);
             for (stage, iteration) in reset {
-                let current = self.load_stage(txn, run, stage)?;
-                let mut r = current.clone();
-                if r.status != StageStatus::Pending {
-                    status::check_stage(r.status, StageStatus::Pending).map_err(|source| {
-                        StoreError::Illegal {
-                            run: run.into(),
-                            stage: stage.clone(),
-                            source,
-                        }
-                    })?;
-                }
-                r.status = StageStatus::Pending;
-                r.output = None;
-                r.failure = None;
-                r.skip_reason = None;
-                r.iteration = *iteration;
-                if stage == to {
-                    r.feedback = Some(feedback.to_string());
-                }
-                txn.open_table(STAGES)
-                    .map_err(|e| self.err(e))?
-                    .insert((run, stage.as_str()), json(&r).as_slice())
-                    .map_err(|e| self.err(e))?;
+                self.make_pending(txn, run, stage, |r| {
+                    r.output = None;
+                    r.iteration = *iteration;
+                    if stage == to {
+                        r.feedback = Some(feedback.to_string());
+                    }
+                })?;
             }
             self.append_event(
                 txn,
