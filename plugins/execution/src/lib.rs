@@ -14,7 +14,11 @@ use serde::Deserialize;
 #[serde(deny_unknown_fields, default)]
 struct Config {
     model: String,
-    session: String,
+    /// A session to carry across attempts and loop iterations. Off by
+    /// default: each iteration's prompt already restates the project, the
+    /// plan and the findings, and carrying every earlier prompt too soon
+    /// outgrows a small model's context window.
+    session: Option<String>,
     max_tokens: u32,
     /// Largest file, and total, shown to the model from the project.
     max_file_bytes: usize,
@@ -25,7 +29,7 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             model: String::new(),
-            session: "exec".into(),
+            session: None,
             max_tokens: 2000,
             max_file_bytes: 8 << 10,
             max_context_bytes: 48 << 10,
@@ -75,16 +79,28 @@ impl Stage for Execution {
             input.task(),
             project::context(root, config.max_file_bytes, config.max_context_bytes),
         );
-        let messages = [Message::system(ENGINEER), Message::user(prompt)];
-        let first = models::converse(&config.model, &config.session, &messages, &params)?;
+        let mut messages = vec![Message::system(ENGINEER), Message::user(prompt)];
+        let ask = |messages: &[Message]| match &config.session {
+            Some(session) => models::converse(&config.model, session, messages, &params),
+            None => models::complete(&config.model, messages, &params),
+        };
+        let first = ask(&messages)?;
         let edits = match files::parse(&first.text) {
             Ok(edits) => Ok(edits),
             Err(e) => {
                 let fix = format!(
                     "Your answer could not be used: {e}. Answer again with only the file blocks.\n\n{FORMAT_INSTRUCTIONS}"
                 );
-                let second = models::ask_in(&config.model, &config.session, &fix, &params)?;
-                files::parse(&second).map_err(|e2| format!("{e}; then {e2}"))
+                // In a session the host keeps the exchange; without one, it
+                // is sent again here.
+                if config.session.is_some() {
+                    messages.clear();
+                } else {
+                    messages.push(Message::assistant(first.text.clone()));
+                }
+                messages.push(Message::user(fix));
+                let second = ask(&messages)?;
+                files::parse(&second.text).map_err(|e2| format!("{e}; then {e2}"))
             }
         };
         match edits {
