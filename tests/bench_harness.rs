@@ -18,6 +18,7 @@ fn bench_prints_a_finite_figure_for_every_scenario() {
         "dag",
         "model-call",
         "dev-reload",
+        "ai-coding",
         "--json",
         "--noop",
         noop.to_str().unwrap(),
@@ -31,6 +32,8 @@ fn bench_prints_a_finite_figure_for_every_scenario() {
         "60",
         "--repeats",
         "1",
+        "--model-url",
+        &common::local_llm(),
     ]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
@@ -53,10 +56,13 @@ fn bench_prints_a_finite_figure_for_every_scenario() {
         "instantiate + call",
         "load no-op component",
         "resume a run with 30 finished stages",
-        "60-stage DAG end to end",
-        "60-stage DAG throughput",
+        "60-stage DAG, max_parallel 2",
+        "60-stage DAG, max_parallel 8",
+        "60-stage DAG throughput, max_parallel 2",
+        "60-stage DAG throughput, max_parallel 8",
         "model call through the host",
         "host dev: changed component to stage started",
+        "AI-coding example, host peak memory",
     ] {
         let value = scenario(needle)["value"].as_f64().unwrap();
         assert!(value.is_finite() && value > 0.0, "{needle}: {value}");

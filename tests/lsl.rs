@@ -360,8 +360,9 @@ config = { models = ["large"], max_tokens = 48 }
     let manifest = s.manifest(&url, 5, stages);
     let text = std::fs::read_to_string(&manifest)
         .unwrap()
-        .replace("scripted-large", "smollm2")
-        .replace("scripted-small", "smollm2")
+        // The local llama.cpp server takes one request at a time.
+        .replace("scripted-large\"", "smollm2\"\nmax_concurrent = 1")
+        .replace("scripted-small\"", "smollm2\"\nmax_concurrent = 1")
         .replace("minibatch = 2 }", "minibatch = 1, max_tokens = 48 }");
     std::fs::write(&manifest, text).unwrap();
     let out = s.host(&["run", "--json", manifest.to_str().unwrap()]);

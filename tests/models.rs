@@ -509,3 +509,49 @@ fn a_real_local_model_run_replays_identically_with_the_server_unreachable() {
     assert_eq!(answers.len(), 2);
     assert_eq!(answers, s.answers(&replayed, "talk"));
 }
+
+/// Stages calling models on one server at once: with `max_concurrent = 1`
+/// on either alias, the server never sees two requests in flight (a local
+/// llama.cpp server crashes when it does); without it, it does.
+#[test]
+fn max_concurrent_limits_requests_in_flight_per_server() {
+    for limit in [None, Some(1)] {
+        let in_flight = Arc::new(AtomicUsize::new(0));
+        let most = Arc::new(AtomicUsize::new(0));
+        let (now, peak) = (in_flight.clone(), most.clone());
+        let server = ModelServer::start(move |_| {
+            let n = now.fetch_add(1, Ordering::SeqCst) + 1;
+            peak.fetch_max(n, Ordering::SeqCst);
+            std::thread::sleep(Duration::from_millis(150));
+            now.fetch_sub(1, Ordering::SeqCst);
+            Reply::text("ok")
+        });
+        let s = Setup::new(&format!("concurrency-{limit:?}"));
+        // Two aliases on the same server; only one of them sets the limit.
+        let mut models = model("openai", &server.url, "");
+        if let Some(n) = limit {
+            models.push_str(&format!("max_concurrent = {n}\n"));
+        }
+        models.push_str(&format!(
+            "\n[models.n]\nprovider = \"openai\"\nbase_url = \"{}\"\nmodel = \"other\"\n",
+            server.url
+        ));
+        let stages = [
+            caller("a", 2, ""),
+            caller("b", 2, ""),
+            "[[stage]]\nid = \"c\"\nplugin = \"faulty\"\nmodels = [\"n\"]\n\
+             config = { behaviour = { call-models = { alias = \"n\", times = 2 } } }\n"
+                .to_string(),
+        ]
+        .join("\n");
+        let manifest = s.manifest("p.toml", &models, "max_parallel = 3", &stages);
+        let (out, _) = s.run(&manifest, &[]);
+        assert!(out.status.success(), "{limit:?}: {}", stderr(&out));
+        assert_eq!(server.requests().len(), 6);
+        let peak = most.load(Ordering::SeqCst);
+        match limit {
+            Some(n) => assert_eq!(peak, n, "limit {n}, peak {peak}"),
+            None => assert!(peak > 1, "three stages at once never overlapped"),
+        }
+    }
+}

@@ -16,6 +16,28 @@ pub struct ProcessFigures {
     pub exit: i32,
 }
 
+/// The AI-coding run: its process figures and how it ended.
+pub struct AiCodingFigures {
+    pub figures: ProcessFigures,
+    pub ended: &'static str,
+}
+
+/// Copies the regular files and directories under `from` into `to`.
+fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(to)?;
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let target = to.join(entry.file_name());
+        let kind = entry.file_type()?;
+        if kind.is_dir() {
+            copy_tree(&entry.path(), &target)?;
+        } else if kind.is_file() {
+            std::fs::copy(entry.path(), &target)?;
+        }
+    }
+    Ok(())
+}
+
 pub struct Bench<'a> {
     pub host: &'a Path,
     pub noop: &'a Path,
@@ -24,11 +46,17 @@ pub struct Bench<'a> {
 }
 
 /// A pipeline of `stages` no-op stages in layers of `width` (each stage
-/// depends on one stage of the layer before), plus an optional last stage
-/// that always fails.
-pub fn dag_manifest(noop: &Path, stages: usize, width: usize, failing_tail: bool) -> String {
+/// depends on one stage of the layer before), `parallel` running at once,
+/// plus an optional last stage that always fails.
+pub fn dag_manifest(
+    noop: &Path,
+    stages: usize,
+    width: usize,
+    parallel: usize,
+    failing_tail: bool,
+) -> String {
     let mut text = format!(
-        "[pipeline]\nname = \"bench-dag\"\ntask = \"nothing\"\nmax_parallel = 2\n\n\
+        "[pipeline]\nname = \"bench-dag\"\ntask = \"nothing\"\nmax_parallel = {parallel}\n\n\
          [plugins.noop]\nwasm = {:?}\n",
         noop.display().to_string()
     );
@@ -82,14 +110,23 @@ impl Bench<'_> {
         Ok(path)
     }
 
-    /// Runs a DAG of `stages` no-op stages end to end with durable state.
-    pub fn dag(&self, stages: usize, width: usize) -> Result<ProcessFigures, String> {
+    /// Runs a DAG of `stages` no-op stages end to end with durable state,
+    /// in a state directory of its own.
+    pub fn dag(
+        &self,
+        stages: usize,
+        width: usize,
+        parallel: usize,
+    ) -> Result<ProcessFigures, String> {
         let manifest = self.write_manifest(
-            &format!("dag-{stages}.toml"),
-            &dag_manifest(self.noop, stages, width, false),
+            &format!("dag-{stages}-{parallel}.toml"),
+            &dag_manifest(self.noop, stages, width, parallel, false),
         )?;
-        let state = self.dir.join(format!("dag-{stages}-state"));
-        let figures = self.host(&state, &["run", "--json", &manifest.to_string_lossy()])?;
+        let state = self.dir.join(format!("dag-{stages}-{parallel}-state"));
+        let _ = std::fs::remove_dir_all(&state);
+        let figures = self.host(&state, &["run", "--json", &manifest.to_string_lossy()]);
+        let _ = std::fs::remove_dir_all(&state);
+        let figures = figures?;
         if figures.exit != 0 {
             return Err(format!(
                 "the {stages}-stage run failed with exit code {}",
@@ -105,7 +142,7 @@ impl Bench<'_> {
     pub fn resume(&self, stages: usize, repeats: usize) -> Result<Summary, String> {
         let manifest = self.write_manifest(
             &format!("resume-{stages}.toml"),
-            &dag_manifest(self.noop, stages, 4, true),
+            &dag_manifest(self.noop, stages, 4, 2, true),
         )?;
         let state = self.dir.join(format!("resume-{stages}-state"));
         let first = self.host(&state, &["run", "--json", &manifest.to_string_lossy()])?;
@@ -125,6 +162,59 @@ impl Bench<'_> {
             samples.push(f.elapsed);
         }
         Summary::of(&samples).ok_or_else(|| "no repeats".into())
+    }
+
+    /// Runs the AI-coding example as a user would (its task routes to
+    /// MEDIUM risk: planning, execution, verification) on a fresh copy of
+    /// its project, both aliases pointed at `model_url`. Not HIGH: its
+    /// discovery stage sends two requests at once, which the local
+    /// llama.cpp server does not survive.
+    pub fn ai_coding(&self, model_url: Option<&str>) -> Result<AiCodingFigures, String> {
+        let example = Path::new("examples/ai-coding");
+        let manifest = example.join("pipeline.toml");
+        if !manifest.is_file() {
+            return Err(format!(
+                "{} not found: run `host bench ai-coding` from the repository root",
+                manifest.display()
+            ));
+        }
+        let workspace = self.dir.join("ai-coding-workspace");
+        let _ = std::fs::remove_dir_all(&workspace);
+        copy_tree(&example.join("project"), &workspace)
+            .map_err(|e| format!("cannot copy the example project: {e}"))?;
+        let url = model_url
+            .map(str::to_string)
+            .or_else(|| std::env::var("LOCAL_LLM_URL").ok())
+            .unwrap_or_else(|| "http://127.0.0.1:8088/v1".into());
+        let state = self.dir.join("ai-coding-state");
+        let _ = std::fs::remove_dir_all(&state);
+        let large = format!("large=openai:smollm2@{url}");
+        let small = format!("small=openai:smollm2@{url}");
+        let figures = self.host(
+            &state,
+            &[
+                "run",
+                "--json",
+                &manifest.to_string_lossy(),
+                "--workspace",
+                &workspace.to_string_lossy(),
+                "--model",
+                &large,
+                "--model",
+                &small,
+            ],
+        )?;
+        let ended = match figures.exit {
+            0 => "succeeded",
+            2 => "escalated",
+            3 => "escalated, gates failing",
+            code => {
+                return Err(format!(
+                    "the AI-coding run ended with exit code {code} (is a model server at {url}?)"
+                ));
+            }
+        };
+        Ok(AiCodingFigures { figures, ended })
     }
 
     fn only_run(&self, state: &Path) -> Result<String, String> {
@@ -151,7 +241,7 @@ mod tests {
 
     #[test]
     fn dag_manifest_is_a_valid_pipeline() {
-        let text = dag_manifest(Path::new("/x/noop.wasm"), 10, 3, true);
+        let text = dag_manifest(Path::new("/x/noop.wasm"), 10, 3, 2, true);
         let dir = std::env::temp_dir().join(format!("bench-manifest-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(dir.join("noop.wasm"), b"\0asm").unwrap();

@@ -13,8 +13,9 @@ pub struct CommitFigures {
     pub commit: Summary,
     /// A whole stage: its start and its success, both durable.
     pub stage: Summary,
-    /// Stage transitions per second with 1 and with `parallel` writers.
-    pub throughput: Vec<(usize, f64)>,
+    /// Per number of concurrent writers: stage transitions per second, and
+    /// changes per commit (the batching group commit achieved).
+    pub throughput: Vec<(usize, f64, f64)>,
 }
 
 fn output(i: usize) -> StageOutput {
@@ -35,6 +36,12 @@ fn output(i: usize) -> StageOutput {
     }
 }
 
+/// Changes per commit since `before`.
+fn batching(store: &Store, before: crate::store::CommitStats) -> f64 {
+    let now = store.commit_stats();
+    (now.changes - before.changes) as f64 / (now.commits - before.commits).max(1) as f64
+}
+
 fn create_run(store: &Store, id: &str, stages: usize) -> Result<Vec<String>, StoreError> {
     let names: Vec<String> = (0..stages).map(|i| format!("s{i:05}")).collect();
     store.create_run(&RunRecord {
@@ -53,12 +60,13 @@ fn create_run(store: &Store, id: &str, stages: usize) -> Result<Vec<String>, Sto
 }
 
 /// Runs `stages` start+success pairs one after the other, then the same
-/// number spread over `parallel` threads.
-pub fn measure(dir: &Path, stages: usize, parallel: usize) -> Result<CommitFigures, StoreError> {
+/// number spread over each count of concurrent writers in `parallel`.
+pub fn measure(dir: &Path, stages: usize, parallel: &[usize]) -> Result<CommitFigures, StoreError> {
     let store = Arc::new(Store::open(dir)?);
     let names = create_run(&store, "serial", stages)?;
     let mut commits = Vec::with_capacity(stages * 2);
     let mut pairs = Vec::with_capacity(stages);
+    let before = store.commit_stats();
     let serial_start = Instant::now();
     for (i, stage) in names.iter().enumerate() {
         let t0 = Instant::now();
@@ -71,25 +79,26 @@ pub fn measure(dir: &Path, stages: usize, parallel: usize) -> Result<CommitFigur
         pairs.push(t2 - t0);
     }
     let serial_rate = stages as f64 / serial_start.elapsed().as_secs_f64();
-
-    let mut throughput = vec![(1, serial_rate)];
-    if parallel > 1 {
-        let names = create_run(&store, "parallel", stages)?;
+    let mut throughput = vec![(1, serial_rate, batching(&store, before))];
+    for &writers in parallel.iter().filter(|&&w| w > 1) {
+        let run = format!("parallel-{writers}");
+        let names = create_run(&store, &run, stages)?;
+        let before = store.commit_stats();
         let started = Instant::now();
         let chunks: Vec<Vec<String>> = names
-            .chunks(stages.div_ceil(parallel))
+            .chunks(stages.div_ceil(writers))
             .map(<[String]>::to_vec)
             .collect();
         let results: Vec<Result<(), StoreError>> = std::thread::scope(|scope| {
             let handles: Vec<_> = chunks
                 .into_iter()
                 .map(|chunk| {
-                    let store = store.clone();
+                    let (store, run) = (store.clone(), run.as_str());
                     scope.spawn(move || {
                         for (i, stage) in chunk.iter().enumerate() {
-                            store.stage_started("parallel", stage, 1, None)?;
+                            store.stage_started(run, stage, 1, None)?;
                             store.stage_succeeded(
-                                "parallel",
+                                run,
                                 stage,
                                 1,
                                 &output(i),
@@ -109,7 +118,8 @@ pub fn measure(dir: &Path, stages: usize, parallel: usize) -> Result<CommitFigur
         for r in results {
             r?;
         }
-        throughput.push((parallel, stages as f64 / started.elapsed().as_secs_f64()));
+        let rate = stages as f64 / started.elapsed().as_secs_f64();
+        throughput.push((writers, rate, batching(&store, before)));
     }
     let empty = || Summary::of(&[Duration::ZERO]).expect("one sample");
     Ok(CommitFigures {

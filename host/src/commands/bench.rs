@@ -33,6 +33,10 @@ pub struct BenchArgs {
     /// Repetitions of each end-to-end scenario.
     #[arg(long, default_value_t = 5)]
     repeats: usize,
+    /// The OpenAI-compatible server for the ai-coding scenario (default:
+    /// $LOCAL_LLM_URL, else http://127.0.0.1:8088/v1).
+    #[arg(long, value_name = "URL")]
+    model_url: Option<String>,
     /// Print rows as JSON lines.
     #[arg(long)]
     json: bool,
@@ -85,6 +89,7 @@ pub async fn bench(args: BenchArgs) -> Exit {
             Scenario::ModelCall,
             Scenario::Limits,
             Scenario::DevReload,
+            Scenario::AiCoding,
         ]
     } else {
         args.scenarios
@@ -111,6 +116,7 @@ pub async fn bench(args: BenchArgs) -> Exit {
         resume_stages: args.resume_stages,
         dag_stages: args.dag_stages.max(1),
         repeats: args.repeats.max(1),
+        model_url: args.model_url,
     };
     let json = args.json;
     let rows = bench::run(&options, |row| {

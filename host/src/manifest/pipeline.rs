@@ -129,6 +129,9 @@ pub struct ModelSpec {
     pub price_out_per_1k: f64,
     /// Answer identical requests from the response cache.
     pub cache: bool,
+    /// Most requests in flight at once to this model's server (`None`: no
+    /// limit). Shared by every alias with the same `base_url`.
+    pub max_concurrent: Option<u32>,
 }
 
 /// A plugin component and, optionally, how to build it.

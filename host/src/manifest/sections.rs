@@ -35,6 +35,7 @@ pub struct ModelSection {
     pub price_out_per_1k: Option<Spanned<f64>>,
     #[serde(default)]
     pub cache: bool,
+    pub max_concurrent: Option<Spanned<u32>>,
 }
 
 /// `[plugins.NAME]`

@@ -269,10 +269,16 @@ fn stage_label(index: usize, item: &Spanned<DeValue<'_>>) -> String {
 }
 
 fn read_task(c: &mut Checker, p: &PipelineSection, base_dir: &Path) -> Option<String> {
-    if let Some(n) = &p.max_parallel
-        && *n.get_ref() == 0
-    {
-        c.error(Some(n.span()), "[pipeline] max_parallel must be at least 1");
+    if let Some(n) = &p.max_parallel {
+        let limit = crate::runtime::MAX_CONCURRENT_INSTANCES as usize;
+        if *n.get_ref() == 0 {
+            c.error(Some(n.span()), "[pipeline] max_parallel must be at least 1");
+        } else if *n.get_ref() > limit {
+            c.error(
+                Some(n.span()),
+                format!("[pipeline] max_parallel must be at most {limit} (stages running at once)"),
+            );
+        }
     }
     check_name(c, "pipeline name", &p.name);
     match (&p.task, &p.task_file) {
@@ -395,6 +401,14 @@ fn check_model(
             );
         }
     }
+    if let Some(n) = &m.max_concurrent
+        && *n.get_ref() == 0
+    {
+        c.error(
+            Some(n.span()),
+            format!("[models.{alias}] max_concurrent must be at least 1"),
+        );
+    }
     Some(ModelSpec {
         alias,
         provider: provider?,
@@ -406,6 +420,7 @@ fn check_model(
         price_in_per_1k: m.price_in_per_1k.map_or(0.0, Spanned::into_inner),
         price_out_per_1k: m.price_out_per_1k.map_or(0.0, Spanned::into_inner),
         cache: m.cache,
+        max_concurrent: m.max_concurrent.map(Spanned::into_inner),
     })
 }
 

@@ -179,6 +179,7 @@ mod tests {
             price_in_per_1k: 0.0,
             price_out_per_1k: 0.0,
             cache: false,
+            max_concurrent: None,
         };
         let _ = rustls::crypto::ring::default_provider().install_default();
         let p = AnthropicProvider::new(reqwest::Client::new(), &spec);

@@ -12,7 +12,7 @@ mod state;
 
 pub use attempt::{AttemptReport, AttemptSpec, MAX_LOG_LINES, MAX_OUTPUT_BYTES, StageFailure};
 pub use cache::{CacheOutcome, ComponentCache};
-pub use engine::Limits;
+pub use engine::{Limits, MAX_CONCURRENT_INSTANCES};
 pub use loader::{ImportReport, InfoReport, Inspection, LoadError, LoadedPlugin};
 pub use state::{Grants, StageState, WORKSPACE_GUEST_PATH};
 

@@ -7,11 +7,13 @@
 //! events say, and a process killed at any moment leaves either all of a
 //! change or none of it.
 
+mod group_commit;
 mod guard;
 mod model_tables;
 pub mod records;
 pub mod status;
 
+pub use group_commit::CommitStats;
 pub use model_tables::RecordingKey;
 pub use records::*;
 pub use status::{IllegalTransition, RunStatus, StageStatus};
@@ -93,6 +95,7 @@ pub type Result<T> = std::result::Result<T, StoreError>;
 pub struct Store {
     db: Database,
     path: PathBuf,
+    commits: group_commit::GroupCommit,
 }
 
 /// Where state lives when neither `--state-dir` nor the pipeline says:
@@ -155,7 +158,11 @@ impl Store {
                 .set_concurrency_mode(ConcurrencyMode::MultiWriter)
                 .create(&p)
                 .map_err(|e| classify(&p, e.into()))?;
-            let store = Store { db, path: p };
+            let store = Store {
+                db,
+                commits: group_commit::GroupCommit::new(&p),
+                path: p,
+            };
             store.init_schema()?;
             Ok(store)
         })
@@ -163,6 +170,11 @@ impl Store {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Changes committed by this process and the commits they took.
+    pub fn commit_stats(&self) -> CommitStats {
+        self.commits.stats()
     }
 
     fn err(&self, e: impl Into<redb::Error>) -> StoreError {
@@ -205,15 +217,12 @@ impl Store {
         txn.commit().map_err(|e| self.err(e))
     }
 
-    fn write<T>(&self, f: impl FnOnce(&redb::WriteTransaction) -> Result<T>) -> Result<T> {
-        guard(&self.path, || {
-            let txn = self.db.begin_write().map_err(|e| self.err(e))?;
-            let value = f(&txn)?;
-            crate::failpoint::hit("before-commit");
-            txn.commit().map_err(|e| self.err(e))?;
-            crate::failpoint::hit("after-commit");
-            Ok(value)
-        })
+    /// Applies `f` in a write transaction, committed durably before this
+    /// returns, possibly together with concurrent writers' changes (group
+    /// commit); `f` may run more than once (see [`group_commit`]).
+    fn write<T>(&self, f: impl Fn(&redb::WriteTransaction) -> Result<T>) -> Result<T> {
+        self.commits
+            .write(|| self.db.begin_write().map_err(|e| self.err(e)), f)
     }
 
     fn read<T>(&self, f: impl FnOnce(&redb::ReadTransaction) -> Result<T>) -> Result<T> {
@@ -493,7 +502,7 @@ impl Store {
                 Event::StageStarted {
                     stage: stage.into(),
                     attempt,
-                    cache_key,
+                    cache_key: cache_key.clone(),
                 },
             )
             .map(|_| ())
@@ -764,7 +773,7 @@ impl Store {
 
     /// Appends an event that changes no table (a refusal, a deadlock...).
     pub fn note(&self, run: &str, event: Event) -> Result<()> {
-        self.write(|txn| self.append_event(txn, run, event))
+        self.write(|txn| self.append_event(txn, run, event.clone()))
     }
 
     /// A running stage stopped by a cancel or a deadline.

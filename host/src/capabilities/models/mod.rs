@@ -23,6 +23,9 @@ use std::time::{Duration, Instant};
 struct Endpoint {
     provider: Arc<dyn Provider>,
     spec: ModelSpec,
+    /// Permits for requests in flight to this endpoint's server, when its
+    /// models set `max_concurrent`.
+    in_flight: Option<Arc<tokio::sync::Semaphore>>,
 }
 
 impl Endpoint {
@@ -132,6 +135,19 @@ impl ModelsCapability {
         store: Arc<Store>,
         mode: ExchangeMode,
     ) -> Self {
+        // A concurrency limit belongs to a server, not to an alias: every
+        // alias on the same base URL shares the smallest limit set for it.
+        let mut limits: BTreeMap<&str, u32> = BTreeMap::new();
+        for spec in pipeline.models.values() {
+            if let Some(n) = spec.max_concurrent {
+                let limit = limits.entry(spec.base_url.as_str()).or_insert(n);
+                *limit = (*limit).min(n);
+            }
+        }
+        let semaphores: BTreeMap<&str, Arc<tokio::sync::Semaphore>> = limits
+            .into_iter()
+            .map(|(url, n)| (url, Arc::new(tokio::sync::Semaphore::new(n as usize))))
+            .collect();
         let endpoints = pipeline
             .models
             .values()
@@ -139,6 +155,7 @@ impl ModelsCapability {
                 let endpoint = Endpoint {
                     provider: provider_for(spec, &client),
                     spec: spec.clone(),
+                    in_flight: semaphores.get(spec.base_url.as_str()).cloned(),
                 };
                 (spec.alias.clone(), Arc::new(endpoint))
             })
@@ -328,6 +345,11 @@ impl ModelsGrant {
                     }
                 }
             }
+            None => None,
+        };
+        // The semaphore is never closed, so acquiring only waits.
+        let _permit = match &endpoint.in_flight {
+            Some(s) => s.clone().acquire_owned().await.ok(),
             None => None,
         };
         let attempted = endpoint.provider.complete(request).await;
