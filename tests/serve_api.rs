@@ -6,6 +6,7 @@
 mod common;
 
 use common::http::{SseStream, get, request, wait_for};
+use common::model_server::{ModelServer, Reply as ModelReply};
 use common::*;
 use serde_json::Value;
 use std::io::{BufRead, BufReader};
@@ -48,9 +49,8 @@ impl Drop for Server {
     }
 }
 
-fn manifest(scratch: &Scratch) -> PathBuf {
+fn manifest(scratch: &Scratch, model_url: &str) -> PathBuf {
     let faulty = plugin("faulty").display().to_string();
-    let url = local_llm();
     scratch.write(
         "watch.toml",
         &format!(
@@ -64,9 +64,11 @@ wasm = {faulty:?}
 
 [models.m]
 provider = "openai"
-base_url = "{url}"
-model = "smollm2"
+base_url = "{model_url}"
+model = "scripted"
 timeout = "60s"
+price_in_per_1k = 1.0
+price_out_per_1k = 2.0
 
 [[stage]]
 id = "first"
@@ -135,7 +137,9 @@ fn assert_json_error(reply: &common::http::Reply, status: u16, mentions: &str) {
 fn the_api_serves_a_run_while_another_process_runs_it_and_after() {
     let scratch = Scratch::new("serve-api");
     let state = scratch.path("state");
-    let manifest = manifest(&scratch);
+    // A scripted OpenAI-compatible server: 11 tokens in, 7 out per call.
+    let model = ModelServer::start(|_| ModelReply::text("hello"));
+    let manifest = manifest(&scratch, &model.url);
     let server = Server::start(&state);
     let base = server.url.as_str();
 
@@ -261,7 +265,7 @@ fn the_api_serves_a_run_while_another_process_runs_it_and_after() {
     assert_eq!(runs[0]["id"], run_id.as_str());
     assert_eq!(runs[0]["status"], "succeeded");
     assert_eq!(runs[0]["stage_counts"]["succeeded"], 5);
-    assert!(runs[0]["tokens"].as_u64().unwrap() > 0, "{runs}");
+    assert_eq!(runs[0]["tokens"], 18, "{runs}");
     let done = get(base, &format!("/api/runs/{run_id}")).json();
     assert_eq!(done["run"]["status"], "succeeded");
     assert_eq!(stage(&done, "flaky")["attempts"], 2);
@@ -300,9 +304,11 @@ fn the_api_serves_a_run_while_another_process_runs_it_and_after() {
     let ask = get(base, &format!("/api/runs/{run_id}/stages/ask")).json();
     let call = &ask["model_calls"][0];
     assert_eq!(call["alias"], "m");
-    assert!(call["input_tokens"].as_u64().unwrap() > 0, "{call}");
+    assert_eq!(call["input_tokens"], 11, "{call}");
+    assert_eq!(call["output_tokens"], 7, "{call}");
     assert!(call["latency_ms"].is_u64(), "{call}");
-    assert!(call["cost_usd"].is_number(), "{call}");
+    assert!((call["cost_usd"].as_f64().unwrap() - 0.025).abs() < 1e-9, "{call}");
+    assert_eq!(ask["tokens"], 18);
     let attempts = get(base, &format!("/api/runs/{run_id}/stages/flaky/attempts")).json();
     assert_eq!(attempts.as_array().unwrap().len(), 2);
     assert!(
