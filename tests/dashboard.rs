@@ -43,7 +43,8 @@ fn chromium() -> PathBuf {
 /// never lets `--dump-dom --virtual-time-budget` finish, so the test asks
 /// the page for its DOM while it runs instead.
 struct Browser {
-    child: Killed,
+    // Held for its Drop: the browser dies with the test.
+    _child: Killed,
     commands: File,
     answers: BufReader<File>,
     next_id: u64,
@@ -104,7 +105,7 @@ impl Browser {
             unsafe { libc::kill(pid, libc::SIGKILL) };
         });
         Browser {
-            child: Killed(child),
+            _child: Killed(child),
             commands,
             answers: BufReader::new(answers),
             next_id: 0,

@@ -307,7 +307,10 @@ fn the_api_serves_a_run_while_another_process_runs_it_and_after() {
     assert_eq!(call["input_tokens"], 11, "{call}");
     assert_eq!(call["output_tokens"], 7, "{call}");
     assert!(call["latency_ms"].is_u64(), "{call}");
-    assert!((call["cost_usd"].as_f64().unwrap() - 0.025).abs() < 1e-9, "{call}");
+    assert!(
+        (call["cost_usd"].as_f64().unwrap() - 0.025).abs() < 1e-9,
+        "{call}"
+    );
     assert_eq!(ask["tokens"], 18);
     let attempts = get(base, &format!("/api/runs/{run_id}/stages/flaky/attempts")).json();
     assert_eq!(attempts.as_array().unwrap().len(), 2);

@@ -310,8 +310,10 @@ fn init_tracing(format: LogFormat, quiet: bool) {
     use tracing_subscriber::EnvFilter;
     let default = if quiet { "error" } else { "warn,plugin=info" };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    use std::io::IsTerminal;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(TerminalWriter);
     let _ = match format {
         LogFormat::Text => builder.without_time().try_init(),

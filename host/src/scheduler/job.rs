@@ -144,8 +144,8 @@ impl StageJob {
                 live,
             };
             // Whatever the host logs while the attempt runs carries its ids.
-            let span =
-                tracing::info_span!("stage", run = %self.run_id, stage = %self.stage.id, attempt);
+            // Target "plugin", so the default filter (plugin=info) keeps it.
+            let span = tracing::info_span!(target: "plugin", "stage", run = %self.run_id, stage = %self.stage.id, attempt);
             let report = self
                 .runtime
                 .run_attempt(&self.plugin, spec)
