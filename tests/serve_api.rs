@@ -96,9 +96,35 @@ models = ["m"]
 config = {{ behaviour = {{ call-models = {{ alias = "m", times = 1, max_tokens = 8 }} }} }}
 
 [[stage]]
+id = "draft"
+plugin = "faulty"
+after = ["first"]
+config = {{ behaviour = "echo-feedback" }}
+
+[[stage]]
+id = "review"
+plugin = "faulty"
+after = ["draft"]
+loop = {{ to = "draft", max = 2, on = "revise" }}
+config = {{ behaviour = {{ revise-until = {{ until = 1 }} }} }}
+
+[[stage]]
+id = "tests"
+plugin = "faulty"
+after = ["first"]
+spawns = ["fixer"]
+config = {{ behaviour = {{ spawn = {{ jobs = [{{ template = "fixer", id = "fix" }}] }} }} }}
+
+[[stage]]
+id = "fixer"
+plugin = "faulty"
+template = true
+config = {{ behaviour = "succeed" }}
+
+[[stage]]
 id = "last"
 plugin = "faulty"
-after = ["slow", "flaky", "ask"]
+after = ["slow", "flaky", "ask", "review"]
 config = {{ behaviour = "succeed" }}
 "#
         ),
@@ -176,7 +202,7 @@ fn the_api_serves_a_run_while_another_process_runs_it_and_after() {
     assert_eq!(live["run"]["pipeline"], "watched");
     assert_eq!(stage(&live, "first")["status"], "succeeded");
     assert_eq!(stage(&live, "slow")["depth"], 1);
-    assert_eq!(stage(&live, "last")["depth"], 2);
+    assert_eq!(stage(&live, "last")["depth"], 3);
     let edges = live["edges"].as_array().unwrap();
     assert!(
         edges
@@ -264,7 +290,7 @@ fn the_api_serves_a_run_while_another_process_runs_it_and_after() {
     let runs = get(base, "/api/runs").json();
     assert_eq!(runs[0]["id"], run_id.as_str());
     assert_eq!(runs[0]["status"], "succeeded");
-    assert_eq!(runs[0]["stage_counts"]["succeeded"], 5);
+    assert_eq!(runs[0]["stage_counts"]["succeeded"], 9);
     assert_eq!(runs[0]["tokens"], 18, "{runs}");
     let done = get(base, &format!("/api/runs/{run_id}")).json();
     assert_eq!(done["run"]["status"], "succeeded");
@@ -281,6 +307,44 @@ fn the_api_serves_a_run_while_another_process_runs_it_and_after() {
         "{timeline:?}"
     );
 
+    // The loop: one pass back from review to draft, drawn as a loop edge;
+    // the second pass of draft has its own attempt and log.
+    assert_eq!(done["loops"].as_array().unwrap().len(), 1, "{done}");
+    assert_eq!(done["loops"][0]["from"], "review");
+    assert_eq!(done["loops"][0]["to"], "draft");
+    assert_eq!(done["loops"][0]["iteration"], 1);
+    assert_eq!(stage(&done, "draft")["iteration"], 1);
+    let edges = done["edges"].as_array().unwrap();
+    assert!(
+        edges
+            .iter()
+            .any(|e| e["kind"] == "loop" && e["from"] == "review" && e["to"] == "draft"),
+        "{edges:?}"
+    );
+    let passes: Vec<u64> = timeline
+        .iter()
+        .filter(|a| a["stage"] == "draft")
+        .map(|a| a["iteration"].as_u64().unwrap())
+        .collect();
+    assert_eq!(passes, [0, 1]);
+    let second = get(
+        base,
+        &format!("/api/runs/{run_id}/stages/draft/log?iteration=1&attempt=1"),
+    );
+    assert_eq!(second.status, 200, "{}", second.text());
+    assert_eq!(second.json()["iteration"], 1);
+    // The spawned job: a child of its parent, one layer below it.
+    let job = stage(&done, "tests.fix");
+    assert_eq!(job["parent"], "tests");
+    assert_eq!(job["status"], "succeeded");
+    assert_eq!(job["depth"], 2);
+    assert!(
+        edges
+            .iter()
+            .any(|e| e["kind"] == "spawn" && e["from"] == "tests" && e["to"] == "tests.fix"),
+        "{edges:?}"
+    );
+
     // A stage: inputs, outputs, model calls, attempts, diff.
     let last = get(base, &format!("/api/runs/{run_id}/stages/last")).json();
     let inputs: Vec<&str> = last["inputs"]
@@ -289,7 +353,7 @@ fn the_api_serves_a_run_while_another_process_runs_it_and_after() {
         .iter()
         .map(|i| i["stage"].as_str().unwrap())
         .collect();
-    assert_eq!(inputs, ["slow", "flaky", "ask"]);
+    assert_eq!(inputs, ["slow", "flaky", "ask", "review"]);
     assert_eq!(last["spec"]["plugin"], "faulty");
     let chatter = &last["inputs"][0]["artifacts"][0];
     assert_eq!(chatter["name"], "chatter.txt");
