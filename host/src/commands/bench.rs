@@ -85,6 +85,7 @@ pub async fn bench(args: BenchArgs) -> Exit {
             Scenario::ModelCall,
             Scenario::Limits,
             Scenario::DevReload,
+            Scenario::LogLine,
         ]
     } else {
         args.scenarios
