@@ -18,6 +18,7 @@ fn bench_prints_a_finite_figure_for_every_scenario() {
         "dag",
         "model-call",
         "dev-reload",
+        "log-line",
         "--json",
         "--noop",
         noop.to_str().unwrap(),
@@ -57,6 +58,7 @@ fn bench_prints_a_finite_figure_for_every_scenario() {
         "60-stage DAG throughput",
         "model call through the host",
         "host dev: changed component to stage started",
+        "plugin log line",
     ] {
         let value = scenario(needle)["value"].as_f64().unwrap();
         assert!(value.is_finite() && value > 0.0, "{needle}: {value}");
