@@ -365,6 +365,8 @@ fn the_api_serves_a_run_while_another_process_runs_it_and_after() {
             .unwrap()
             .starts_with("text/plain")
     );
+    // Plugin output never runs scripts with the dashboard's origin.
+    assert_eq!(raw.header("content-security-policy"), Some("sandbox"));
     let ask = get(base, &format!("/api/runs/{run_id}/stages/ask")).json();
     let call = &ask["model_calls"][0];
     assert_eq!(call["alias"], "m");

@@ -74,11 +74,20 @@ impl Reply {
     }
 
     pub fn into_response(self) -> Response<Body> {
+        // A media type is whatever a plugin said: one that is not a valid
+        // header value is served as plain bytes.
+        let content_type = hyper::header::HeaderValue::from_str(&self.content_type).unwrap_or(
+            hyper::header::HeaderValue::from_static("application/octet-stream"),
+        );
         let mut builder = Response::builder()
             .status(self.status)
-            .header("content-type", self.content_type)
-            .header("cache-control", "no-store");
+            .header("content-type", content_type)
+            .header("cache-control", "no-store")
+            .header("x-content-type-options", "nosniff");
         if let Some(name) = &self.filename {
+            // A download is plugin output: an HTML artifact must not run
+            // scripts with the dashboard's origin (and so its API).
+            builder = builder.header("content-security-policy", "sandbox");
             let safe: String = name
                 .chars()
                 .map(|c| if c == '"' || c.is_control() { '_' } else { c })
