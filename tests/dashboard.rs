@@ -282,6 +282,10 @@ config = {{ behaviour = "succeed" }}
         html.contains("class=\"log-line info\"") && html.contains("chatter step"),
         "a log line was streamed into the page:\n{html}"
     );
+    assert!(
+        html.contains("id=\"progress-text\">") && html.contains("/150 ("),
+        "the plugin's progress is shown:\n{html}"
+    );
     // More lines arrive while the page stays open: it is a live stream.
     let count = |html: &str| html.matches("class=\"log-line info\"").count();
     let before = count(&html);
