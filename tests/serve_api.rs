@@ -484,3 +484,54 @@ fn serve_refuses_a_non_loopback_address_unless_told() {
         "{err}"
     );
 }
+
+#[test]
+fn a_run_killed_mid_stage_shows_as_interrupted() {
+    let scratch = Scratch::new("serve-killed");
+    let state = scratch.path("state");
+    let manifest = scratch.write(
+        "killed.toml",
+        &format!(
+            "[pipeline]\nname = \"killed\"\ntask = \"t\"\n\n[plugins.faulty]\nwasm = {:?}\n\n\
+             [[stage]]\nid = \"slow\"\nplugin = \"faulty\"\n\
+             config = {{ behaviour = {{ chatter = {{ steps = 300, every_ms = 100 }} }} }}\n",
+            plugin("faulty").display().to_string()
+        ),
+    );
+    let mut run = Command::new(env!("CARGO_BIN_EXE_host"))
+        .args(["--cache-dir", cache_dir().to_str().unwrap()])
+        .args(["--state-dir", state.to_str().unwrap()])
+        .args(["run", "--quiet"])
+        .arg(&manifest)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let log = wait_for("the stage to log", Duration::from_secs(120), || {
+        let dir = std::fs::read_dir(state.join("logs")).ok()?.next()?.ok()?;
+        let file = dir.path().join("slow-1.jsonl");
+        (std::fs::metadata(&file).ok()?.len() > 0).then_some(file)
+    });
+    // SIGKILL: the database is left unclean, the stage recorded as running.
+    run.kill().unwrap();
+    run.wait().unwrap();
+    assert!(log.is_file());
+
+    let server = Server::start(&state);
+    let runs = get(&server.url, "/api/runs");
+    assert_eq!(runs.status, 200, "{}", runs.text());
+    let runs = runs.json();
+    assert_eq!(runs[0]["status"], "interrupted", "{runs}");
+    let id = runs[0]["id"].as_str().unwrap();
+    let attempts = get(&server.url, &format!("/api/runs/{id}/stages/slow/attempts")).json();
+    assert_eq!(attempts[0]["outcome"], "interrupted", "{attempts}");
+    // Its log is complete up to the kill, and its stream ends at once.
+    let log = get(&server.url, &format!("/api/runs/{id}/stages/slow/log")).json();
+    assert_eq!(log["running"], false, "its process is gone: {log}");
+    assert!(!log["lines"].as_array().unwrap().is_empty());
+    let stream = get(
+        &server.url,
+        &format!("/api/runs/{id}/stages/slow/log/stream"),
+    );
+    assert!(stream.text().contains("event: end"), "{}", stream.text());
+}

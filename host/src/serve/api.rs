@@ -623,7 +623,10 @@ fn log(dir: &Path, run: &RunRecord, stage: &StageRecord, query: &Query) -> Answe
         "stage": stage.stage,
         "iteration": iteration,
         "attempt": attempt,
-        "running": stage.status.as_str() == "running" && stage.iteration == iteration && stage.attempts == attempt,
+        "running": shown_status(run) == "running"
+            && stage.status.as_str() == "running"
+            && stage.iteration == iteration
+            && stage.attempts == attempt,
         "lines": lines,
         "next_offset": next,
     })))

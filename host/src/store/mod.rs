@@ -194,14 +194,22 @@ impl Store {
     /// Opens the database in `dir` for reading only, beside any process
     /// that has it open for writing (they share it in multi-writer mode,
     /// and a reader sees each of their commits). The file must exist.
+    ///
+    /// A file left unclean by a killed process cannot be read until it is
+    /// repaired, and only a writable open repairs: that case opens it as
+    /// every other command would (the repair is what they would do too).
     pub fn open_read_only(dir: &Path) -> Result<Store> {
         let path = dir.join(DB_FILE);
         let p = path.clone();
         guard(&path, move || {
-            let db = Database::builder()
+            let opened = Database::builder()
                 .set_concurrency_mode(ConcurrencyMode::MultiWriter)
-                .open_read_only(&p)
-                .map_err(|e| classify(&p, e.into()))?;
+                .open_read_only(&p);
+            let db = match opened {
+                Ok(db) => db,
+                Err(redb::DatabaseError::RepairAborted) => return Store::open(dir),
+                Err(e) => return Err(classify(&p, e.into())),
+            };
             let store = Store {
                 db: Db::ReadOnly(db),
                 path: p,
