@@ -19,6 +19,7 @@ fn bench_prints_a_finite_figure_for_every_scenario() {
         "model-call",
         "dev-reload",
         "ai-coding",
+        "log-line",
         "--json",
         "--noop",
         noop.to_str().unwrap(),
@@ -63,6 +64,7 @@ fn bench_prints_a_finite_figure_for_every_scenario() {
         "model call through the host",
         "host dev: changed component to stage started",
         "AI-coding example, host peak memory",
+        "plugin log line",
     ] {
         let value = scenario(needle)["value"].as_f64().unwrap();
         assert!(value.is_finite() && value > 0.0, "{needle}: {value}");

@@ -10,6 +10,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# Headless Chromium for the dashboard test (tests/dashboard.rs), from Debian.
+command -v chromium >/dev/null || (apt-get update && apt-get install -y chromium)
+
 rustup target add wasm32-wasip2 >/dev/null 2>&1 || rustup target list --installed | grep -q wasm32-wasip2
 
 if [[ -z ${LOCAL_LLM_URL:-} ]]; then

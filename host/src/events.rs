@@ -28,6 +28,28 @@ pub enum RunEvent {
         stage: String,
         reason: String,
     },
+    /// A plugin's own progress report (the WIT log interface's `progress`).
+    StageProgress {
+        stage: String,
+        attempt: u32,
+        done: u64,
+        total: u64,
+        message: String,
+    },
+    /// A line the plugin logged.
+    StageLog {
+        stage: String,
+        attempt: u32,
+        level: crate::live::LogLevel,
+        message: String,
+    },
+    /// A model call the stage made (answered, failed or refused), as it
+    /// finished: tokens and cost so far are the sum of these.
+    ModelCalled {
+        stage: String,
+        attempt: u32,
+        call: crate::capabilities::models::ModelCall,
+    },
     /// Something about the run as a whole: a loop, a spawn, a deadlock...
     Note {
         message: String,

@@ -4,8 +4,9 @@
 mod commands;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use commands::{Exit, Globals, bench, cancel, dev, gates, inspect, plugin, results, run};
+use commands::{Exit, Globals, bench, cancel, dev, gates, inspect, plugin, results, run, serve};
 use host::builder::BuildPolicy;
+use host::report::OutputMode;
 use host::runtime::ComponentCache;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -26,6 +27,9 @@ struct Cli {
     /// Directory of the state database (default: the pipeline's state_dir, $HOST_STATE_DIR, or ~/.local/state/orchestrator-host).
     #[arg(long, global = true, value_name = "DIR")]
     state_dir: Option<PathBuf>,
+    /// How log lines (host and plugin) are written to stderr; RUST_LOG filters them.
+    #[arg(long, global = true, value_enum, default_value = "text")]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
 }
@@ -48,6 +52,13 @@ impl BuildFlags {
             _ => BuildPolicy::IfMissing,
         }
     }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum LogFormat {
+    Text,
+    /// One JSON object per line, with run, stage and attempt as fields.
+    Json,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -99,6 +110,9 @@ enum Command {
         /// Print events and the summary as JSON lines.
         #[arg(long)]
         json: bool,
+        /// Print only the summary (and errors): no event lines, no live progress.
+        #[arg(long)]
+        quiet: bool,
         /// Run every stage, even those whose result is cached from an identical earlier stage.
         #[arg(long)]
         fresh: bool,
@@ -131,6 +145,8 @@ enum Command {
         #[arg(long)]
         json: bool,
         #[arg(long)]
+        quiet: bool,
+        #[arg(long)]
         fresh: bool,
     },
     /// Stop a running run (its process records running stages as interrupted); resume it later.
@@ -151,6 +167,17 @@ enum Command {
         debounce: std::time::Duration,
         #[arg(long)]
         json: bool,
+        #[arg(long)]
+        quiet: bool,
+    },
+    /// Serve a web dashboard and a JSON API (under /api) over the state directory.
+    Serve {
+        /// Address to listen on; port 0 picks a free port. The URL is printed first.
+        #[arg(long, default_value = "127.0.0.1:7878")]
+        addr: std::net::SocketAddr,
+        /// Allow a non-loopback address: anyone who can reach it sees every run.
+        #[arg(long)]
+        public: bool,
     },
     /// Check a pipeline and load every plugin it uses; report every problem.
     Validate {
@@ -235,7 +262,7 @@ fn main() -> ExitCode {
             });
         }
     };
-    init_tracing();
+    init_tracing(cli.log_format, cli.command.is_quiet());
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -265,15 +292,33 @@ fn report_peak_memory() {
     }
 }
 
-fn init_tracing() {
+impl Command {
+    fn is_quiet(&self) -> bool {
+        matches!(
+            self,
+            Command::Run { quiet: true, .. }
+                | Command::Resume { quiet: true, .. }
+                | Command::Dev { quiet: true, .. }
+        )
+    }
+}
+
+/// Logs go to stderr, through the live progress board's writer so a log
+/// line never tears the board; `--quiet` keeps only errors by default.
+fn init_tracing(format: LogFormat, quiet: bool) {
+    use host::progress::TerminalWriter;
     use tracing_subscriber::EnvFilter;
-    let filter =
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn,plugin=info"));
-    let _ = tracing_subscriber::fmt()
+    let default = if quiet { "error" } else { "warn,plugin=info" };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    use std::io::IsTerminal;
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .without_time()
-        .try_init();
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(TerminalWriter);
+    let _ = match format {
+        LogFormat::Text => builder.without_time().try_init(),
+        LogFormat::Json => builder.json().with_current_span(true).try_init(),
+    };
 }
 
 async fn dispatch(cli: Cli) -> Exit {
@@ -292,6 +337,7 @@ async fn dispatch(cli: Cli) -> Exit {
             build,
             out,
             json,
+            quiet,
             fresh,
             new,
             models,
@@ -305,7 +351,7 @@ async fn dispatch(cli: Cli) -> Exit {
                 dry_run,
                 build: build.policy(),
                 out,
-                json,
+                output: OutputMode::choose(json, quiet),
                 fresh,
                 new,
                 options: host::store::RunOptions {
@@ -323,13 +369,14 @@ async fn dispatch(cli: Cli) -> Exit {
             build,
             out,
             json,
+            quiet,
             fresh,
         } => {
             let args = run::ResumeArgs {
                 run_id,
                 build: build.policy(),
                 out,
-                json,
+                output: OutputMode::choose(json, quiet),
                 fresh,
             };
             run::resume(&globals, args).await
@@ -368,15 +415,17 @@ async fn dispatch(cli: Cli) -> Exit {
             runs,
             debounce,
             json,
+            quiet,
         } => {
             let args = dev::DevArgs {
                 pipeline,
                 runs,
                 debounce,
-                json,
+                output: OutputMode::choose(json, quiet),
             };
             dev::dev(&globals, args).await
         }
+        Command::Serve { addr, public } => serve::serve(&globals, addr, public).await,
         Command::Cancel { run_id, wait } => cancel::cancel(&globals, &run_id, wait).await,
         Command::Runs { json } => inspect::runs(&globals, json),
         Command::Status { run_id, json } => inspect::status(&globals, &run_id, json),

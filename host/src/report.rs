@@ -7,16 +7,51 @@ use crate::scheduler::{RunOutcome, RunSummary, StageStatus};
 use std::io::Write;
 use std::sync::Mutex;
 
-/// Prints one line per event to stdout; with `json`, one JSON object per line.
+/// How a run shows itself on stdout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutputMode {
+    /// One line per event (stdout is not a terminal).
+    Lines,
+    /// Event lines above a live board of running stages (a terminal).
+    Live,
+    /// One JSON object per event.
+    Json,
+    /// Nothing but the summary (and errors, on stderr).
+    Quiet,
+}
+
+impl OutputMode {
+    /// `--json` wins, then `--quiet`; else live progress on a terminal.
+    pub fn choose(json: bool, quiet: bool) -> Self {
+        use std::io::IsTerminal;
+        match (json, quiet) {
+            (true, _) => OutputMode::Json,
+            (_, true) => OutputMode::Quiet,
+            _ if std::io::stdout().is_terminal() => OutputMode::Live,
+            _ => OutputMode::Lines,
+        }
+    }
+
+    /// The observer that prints a run this way.
+    pub fn observer(self) -> std::sync::Arc<dyn RunObserver> {
+        match self {
+            OutputMode::Live => std::sync::Arc::new(crate::progress::TerminalObserver::new()),
+            mode => std::sync::Arc::new(ConsoleObserver::new(mode)),
+        }
+    }
+}
+
+/// Prints one line per event to stdout; with `Json`, one JSON object per
+/// line; with `Quiet`, nothing.
 pub struct ConsoleObserver {
-    json: bool,
+    mode: OutputMode,
     out: Mutex<std::io::Stdout>,
 }
 
 impl ConsoleObserver {
-    pub fn new(json: bool) -> Self {
+    pub fn new(mode: OutputMode) -> Self {
         ConsoleObserver {
-            json,
+            mode,
             out: Mutex::new(std::io::stdout()),
         }
     }
@@ -26,69 +61,87 @@ fn secs(d: std::time::Duration) -> String {
     format!("{:.2}s", d.as_secs_f64())
 }
 
+/// The line an event prints as, if any: progress, log lines and model
+/// calls have their own displays (the live board, the log, the summary).
+pub fn event_line(event: &RunEvent) -> Option<String> {
+    let line = match event {
+        RunEvent::RunStarted {
+            run_id,
+            pipeline,
+            stages,
+        } => {
+            format!("run {run_id}: pipeline '{pipeline}', {stages} stage(s)")
+        }
+        RunEvent::Note { message } => format!("  * {message}"),
+        RunEvent::StageStarted { stage, attempt: 1 } => format!("  > {stage} started"),
+        RunEvent::StageStarted { stage, attempt } => {
+            format!("  > {stage} started (attempt {attempt})")
+        }
+        RunEvent::StageRetrying {
+            stage,
+            attempt,
+            failure,
+            delay,
+        } => {
+            format!(
+                "  ~ {stage} attempt {attempt} failed: {failure}; retrying in {}",
+                secs(*delay)
+            )
+        }
+        RunEvent::StageFinished(r) => match r.status {
+            StageStatus::Succeeded => {
+                let mut line = format!(
+                    "  ok {} {} {}",
+                    r.id,
+                    secs(r.elapsed),
+                    r.summary.as_deref().unwrap_or("")
+                );
+                if !r.model_calls.is_empty() {
+                    line.push_str(&format!(
+                        " [{} model call(s), {} tokens, ${:.4}]",
+                        r.model_calls.len(),
+                        r.tokens(),
+                        r.cost_usd()
+                    ));
+                }
+                line
+            }
+            _ => format!(
+                "  FAILED {} {} after {} attempt(s): {}",
+                r.id,
+                secs(r.elapsed),
+                r.attempts,
+                r.failure
+                    .as_ref()
+                    .map(|f| f.to_string())
+                    .unwrap_or_default()
+            ),
+        },
+        RunEvent::StageSkipped { stage, reason } => {
+            format!("  - {stage} skipped: {reason}")
+        }
+        RunEvent::StageProgress { .. }
+        | RunEvent::StageLog { .. }
+        | RunEvent::ModelCalled { .. }
+        | RunEvent::RunFinished { .. } => return None,
+    };
+    Some(line)
+}
+
 impl RunObserver for ConsoleObserver {
     fn on_event(&self, event: &RunEvent) {
-        let line = if self.json {
-            serde_json::to_string(event).unwrap_or_default()
-        } else {
-            match event {
-                RunEvent::RunStarted {
-                    run_id,
-                    pipeline,
-                    stages,
-                } => {
-                    format!("run {run_id}: pipeline '{pipeline}', {stages} stage(s)")
-                }
-                RunEvent::Note { message } => format!("  * {message}"),
-                RunEvent::StageStarted { stage, attempt: 1 } => format!("  > {stage} started"),
-                RunEvent::StageStarted { stage, attempt } => {
-                    format!("  > {stage} started (attempt {attempt})")
-                }
-                RunEvent::StageRetrying {
-                    stage,
-                    attempt,
-                    failure,
-                    delay,
-                } => {
-                    format!(
-                        "  ~ {stage} attempt {attempt} failed: {failure}; retrying in {}",
-                        secs(*delay)
-                    )
-                }
-                RunEvent::StageFinished(r) => match r.status {
-                    StageStatus::Succeeded => {
-                        let mut line = format!(
-                            "  ok {} {} {}",
-                            r.id,
-                            secs(r.elapsed),
-                            r.summary.as_deref().unwrap_or("")
-                        );
-                        if !r.model_calls.is_empty() {
-                            line.push_str(&format!(
-                                " [{} model call(s), {} tokens, ${:.4}]",
-                                r.model_calls.len(),
-                                r.tokens(),
-                                r.cost_usd()
-                            ));
-                        }
-                        line
-                    }
-                    _ => format!(
-                        "  FAILED {} {} after {} attempt(s): {}",
-                        r.id,
-                        secs(r.elapsed),
-                        r.attempts,
-                        r.failure
-                            .as_ref()
-                            .map(|f| f.to_string())
-                            .unwrap_or_default()
-                    ),
-                },
-                RunEvent::StageSkipped { stage, reason } => {
-                    format!("  - {stage} skipped: {reason}")
-                }
-                RunEvent::RunFinished { .. } => return,
-            }
+        let line = match self.mode {
+            OutputMode::Quiet => return,
+            OutputMode::Json => match event {
+                // Already on stderr through tracing; as JSON events they
+                // would only double the volume of stdout.
+                RunEvent::StageLog { .. } => return,
+                _ => serde_json::to_string(event).unwrap_or_default(),
+            },
+            OutputMode::Lines | OutputMode::Live => match event_line(event) {
+                Some(line) => line,
+                None => return,
+            },
         };
         let mut out = self.out.lock().unwrap_or_else(|e| e.into_inner());
         let _ = writeln!(out, "{line}");

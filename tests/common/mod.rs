@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod http;
 pub mod model_server;
 
 use std::path::{Path, PathBuf};

@@ -64,6 +64,7 @@ fn spec(i: u32) -> AttemptSpec {
         max_output: crate::runtime::MAX_OUTPUT_BYTES,
         max_log_lines: crate::runtime::MAX_LOG_LINES,
         memory_limit: 64 << 20,
+        live: std::sync::Arc::new(crate::live::AttemptLive::detached("noop")),
     }
 }
 

@@ -5,6 +5,7 @@
 
 mod dev_reload;
 mod instantiate;
+mod live_log;
 mod model_call;
 mod pipelines;
 mod stats;
@@ -36,6 +37,8 @@ pub enum Scenario {
     DevReload,
     /// Peak memory of the host running the AI-coding example against a model.
     AiCoding,
+    /// One plugin log line: appended to the attempt's live log, sent to the observer.
+    LogLine,
 }
 
 pub struct Options {
@@ -112,6 +115,7 @@ pub async fn run(options: &Options, mut on_row: impl FnMut(&Row)) -> Vec<Row> {
             Scenario::Limits => limits(options, &cache_dir).await,
             Scenario::DevReload => dev_reload(options),
             Scenario::AiCoding => ai_coding(options, &cache_dir),
+            Scenario::LogLine => log_line(options),
         };
         let produced = produced.unwrap_or_else(|e| vec![error_row(scenario, e)]);
         for row in produced {
@@ -199,6 +203,16 @@ fn dev_reload(o: &Options) -> Result<Vec<Row>, String> {
         &s,
         None,
         "debounce 20 ms; includes compiling the new component",
+    )])
+}
+
+fn log_line(o: &Options) -> Result<Vec<Row>, String> {
+    let s = live_log::measure(&o.dir, 10_000, 5 * o.repeats.max(1))?;
+    Ok(vec![time_row(
+        "plugin log line (live log + observer)",
+        &s,
+        None,
+        "one JSON line written to the attempt's log file (no fsync), one event",
     )])
 }
 

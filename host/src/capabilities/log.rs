@@ -1,7 +1,10 @@
 //! The `log` interface: plugin log lines and progress, as tracing events
-//! tagged with run, stage and attempt, within a per-attempt volume cap.
+//! tagged with run, stage and attempt, within a per-attempt volume cap; and
+//! to the attempt's live view (observer and log file, see `crate::live`).
 
 use crate::bindings::orchestrator::stage::log::{Host, Level};
+use crate::live::{AttemptLive, LogLevel};
+use std::sync::Arc;
 
 /// Longest log message kept; the rest is cut.
 const MAX_MESSAGE_BYTES: usize = 4096;
@@ -13,11 +16,19 @@ pub struct LogGrant {
     max_lines: u64,
     lines: u64,
     dropped: u64,
+    live: Arc<AttemptLive>,
 }
 
 impl LogGrant {
-    pub fn new(run_id: &str, stage_id: &str, attempt: u32, max_lines: u64) -> Self {
+    pub fn new(
+        run_id: &str,
+        stage_id: &str,
+        attempt: u32,
+        max_lines: u64,
+        live: Arc<AttemptLive>,
+    ) -> Self {
         LogGrant {
+            live,
             run_id: run_id.to_string(),
             stage_id: stage_id.to_string(),
             attempt,
@@ -63,6 +74,16 @@ impl Host for LogGrant {
             return Ok(());
         }
         let msg = clip(&message);
+        self.live.log(
+            match level {
+                Level::Trace => LogLevel::Trace,
+                Level::Debug => LogLevel::Debug,
+                Level::Info => LogLevel::Info,
+                Level::Warn => LogLevel::Warn,
+                Level::Error => LogLevel::Error,
+            },
+            msg,
+        );
         let (run, stage, attempt) = (&self.run_id, &self.stage_id, self.attempt);
         match level {
             Level::Trace => {
@@ -88,7 +109,10 @@ impl Host for LogGrant {
         if !self.admit() {
             return Ok(());
         }
-        tracing::info!(target: "plugin", run = %self.run_id, stage = %self.stage_id, attempt = self.attempt,
+        self.live.progress(done, total, clip(&message));
+        // Debug, not info: progress has its own display (the terminal's
+        // progress bar, the live log), a line per report would drown it.
+        tracing::debug!(target: "plugin", run = %self.run_id, stage = %self.stage_id, attempt = self.attempt,
             done, total, "progress {done}/{total}: {}", clip(&message));
         Ok(())
     }

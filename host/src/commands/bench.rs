@@ -90,6 +90,7 @@ pub async fn bench(args: BenchArgs) -> Exit {
             Scenario::Limits,
             Scenario::DevReload,
             Scenario::AiCoding,
+            Scenario::LogLine,
         ]
     } else {
         args.scenarios

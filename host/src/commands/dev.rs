@@ -26,7 +26,7 @@ pub struct DevArgs {
     /// Stop after this many runs (for scripts and tests).
     pub runs: Option<usize>,
     pub debounce: Duration,
-    pub json: bool,
+    pub output: host::report::OutputMode,
 }
 
 /// What a change touched.
@@ -292,7 +292,7 @@ pub async fn dev(globals: &Globals, args: DevArgs) -> Exit {
                     options: &options,
                     fresh: false,
                     out: None,
-                    json: args.json,
+                    output: args.output,
                 },
                 &session,
                 store.clone(),

@@ -8,6 +8,7 @@ pub mod inspect;
 pub mod plugin;
 pub mod results;
 pub mod run;
+pub mod serve;
 
 use host::manifest;
 use host::store::{Store, StoreError, default_state_dir};

@@ -5,7 +5,7 @@ use anyhow::Context;
 use host::builder::{self, BuildPolicy};
 use host::capabilities::models::ExchangeMode;
 use host::manifest::{self, Pipeline};
-use host::report::{self, ConsoleObserver};
+use host::report::{self, OutputMode};
 use host::scheduler::{RunContext, RunOutcome, RunSummary, StageResult};
 use host::session::{Session, SessionError, SessionOptions};
 use host::store::{Owner, RunOptions, RunRecord, RunStatus, StageStatus, Store, now_ms};
@@ -18,7 +18,7 @@ pub struct RunArgs {
     pub dry_run: bool,
     pub build: BuildPolicy,
     pub out: Option<PathBuf>,
-    pub json: bool,
+    pub output: OutputMode,
     /// Ignore the result cache.
     pub fresh: bool,
     /// Start a new run even if an unfinished one of this pipeline exists.
@@ -31,7 +31,7 @@ pub struct ResumeArgs {
     pub run_id: String,
     pub build: BuildPolicy,
     pub out: Option<PathBuf>,
-    pub json: bool,
+    pub output: OutputMode,
     pub fresh: bool,
 }
 
@@ -176,7 +176,7 @@ pub async fn run(globals: &Globals, args: RunArgs) -> Exit {
         Err(exit) => return exit,
     };
     if args.dry_run {
-        if args.json {
+        if args.output == OutputMode::Json {
             println!(
                 "{}",
                 serde_json::to_string_pretty(&pipeline).unwrap_or_default()
@@ -207,7 +207,7 @@ pub async fn run(globals: &Globals, args: RunArgs) -> Exit {
                     run_id: previous.id,
                     build: args.build,
                     out: args.out,
-                    json: args.json,
+                    output: args.output,
                     fresh: args.fresh,
                 };
                 return resume_with(globals, store, resume).await;
@@ -227,7 +227,7 @@ pub async fn run(globals: &Globals, args: RunArgs) -> Exit {
             options: &options,
             fresh: args.fresh,
             out: args.out.as_deref(),
-            json: args.json,
+            output: args.output,
         },
         &session,
         store,
@@ -243,7 +243,7 @@ pub struct NewRun<'a> {
     pub options: &'a RunOptions,
     pub fresh: bool,
     pub out: Option<&'a Path>,
-    pub json: bool,
+    pub output: OutputMode,
 }
 
 /// Records a new run and executes it.
@@ -280,7 +280,7 @@ pub async fn start_new_run(
         cancel: None,
     };
     let mode = exchange_mode(new.options);
-    execute(pipeline, session, store, ctx, mode, new.out, new.json).await
+    execute(pipeline, session, store, ctx, mode, new.out, new.output).await
 }
 
 pub async fn resume(globals: &Globals, args: ResumeArgs) -> Exit {
@@ -383,7 +383,7 @@ async fn resume_with(globals: &Globals, store: Arc<Store>, args: ResumeArgs) -> 
         ctx,
         exchange_mode(&record.options),
         args.out.as_deref(),
-        args.json,
+        args.output,
     )
     .await
 }
@@ -410,7 +410,7 @@ async fn execute(
     mut ctx: RunContext,
     mode: ExchangeMode,
     out: Option<&Path>,
-    json: bool,
+    output: OutputMode,
 ) -> Exit {
     let http = match http_client() {
         Ok(c) => c,
@@ -421,8 +421,9 @@ async fn execute(
     };
     let scheduler = session.scheduler(pipeline, http, store, mode);
     ctx.cancel = Some(cancel_on_signals());
-    let observer = Arc::new(ConsoleObserver::new(json));
-    let summary = match scheduler.run(pipeline, ctx, observer).await {
+    let observer = output.observer();
+    let summary = scheduler.run(pipeline, ctx, observer).await;
+    let summary = match summary {
         Ok(s) => s,
         Err(e) => return report_store_error(&e),
     };
@@ -432,7 +433,7 @@ async fn execute(
         eprintln!("error: cannot write outputs to {}: {e:#}", out.display());
         return Exit::HostError;
     }
-    if json {
+    if output == OutputMode::Json {
         println!("{}", serde_json::to_string(&summary).unwrap_or_default());
     } else {
         report::print_summary(&summary);

@@ -85,6 +85,8 @@ pub struct AttemptSpec {
     /// Largest total of artifact bytes, and most log lines, for this attempt.
     pub max_output: usize,
     pub max_log_lines: u64,
+    /// Where log lines and progress go as they happen.
+    pub live: std::sync::Arc<crate::live::AttemptLive>,
 }
 
 /// Hashes the workspace off the async threads (it reads every file).
@@ -106,6 +108,7 @@ impl Runtime {
             &spec.input.stage_id,
             spec.input.attempt,
             spec.max_log_lines,
+            spec.live.clone(),
         );
         let writable = match &spec.workspace {
             Some((dir, WorkspaceAccess::ReadWrite)) => Some(dir.clone()),
@@ -211,7 +214,13 @@ impl Runtime {
     pub(super) async fn call_info(&self, pre: &StagePre<StageState>) -> Result<PluginInfo, String> {
         let timeout = Duration::from_secs(5);
         let models = ModelsGrant::empty("(info)");
-        let log = LogGrant::new("-", "(info)", 0, 100);
+        let log = LogGrant::new(
+            "-",
+            "(info)",
+            0,
+            100,
+            std::sync::Arc::new(crate::live::AttemptLive::detached("(info)")),
+        );
         let grants = Grants {
             models,
             log,

@@ -10,11 +10,13 @@ use crate::capabilities::gates::GatesCapability;
 use crate::capabilities::kv::KvGrant;
 use crate::capabilities::models::ModelsCapability;
 use crate::events::{RunEvent, RunObserver};
+use crate::live::{AttemptId, AttemptLive};
 use crate::manifest::StageSpec;
 use crate::runtime::{AttemptSpec, LoadedPlugin, Runtime, StageFailure};
 use crate::store::{Activity, Store, StoreError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tracing::Instrument;
 
 /// Delay before retry `n` of a stage: 1 s, 2 s, 4 s... capped at 30 s, plus
 /// up to 25% jitter so stages that failed together do not retry in step.
@@ -102,6 +104,20 @@ impl StageJob {
                 stage: self.stage.id.clone(),
                 attempt,
             });
+            // The state directory is where the database file is: the
+            // attempt's live log goes beside it, for other processes.
+            let state_dir = self
+                .store
+                .path()
+                .parent()
+                .unwrap_or(std::path::Path::new("."));
+            let id = AttemptId {
+                run: &self.run_id,
+                stage: &self.stage.id,
+                iteration: self.iteration,
+                attempt,
+            };
+            let live = Arc::new(AttemptLive::new(state_dir, id, events.clone()));
             let spec = AttemptSpec {
                 input: StageInput {
                     run_id: self.run_id.clone(),
@@ -113,7 +129,10 @@ impl StageJob {
                     iteration: self.iteration,
                     feedback: feedback.clone(),
                 },
-                models: self.models.grant(&self.stage, &self.run_id),
+                models: self
+                    .models
+                    .grant(&self.stage, &self.run_id)
+                    .with_live(live.clone()),
                 gates: self.gates.grant(&self.stage),
                 workspace: self.gates.workspace_for(&self.stage),
                 kv: KvGrant::new(self.store.clone(), &self.run_id, &self.stage.id),
@@ -122,8 +141,16 @@ impl StageJob {
                 max_output: self.stage.max_output,
                 max_log_lines: self.stage.max_log_lines,
                 memory_limit: self.stage.memory_limit,
+                live,
             };
-            let report = self.runtime.run_attempt(&self.plugin, spec).await;
+            // Whatever the host logs while the attempt runs carries its ids.
+            // Target "plugin", so the default filter (plugin=info) keeps it.
+            let span = tracing::info_span!(target: "plugin", "stage", run = %self.run_id, stage = %self.stage.id, attempt);
+            let report = self
+                .runtime
+                .run_attempt(&self.plugin, spec)
+                .instrument(span)
+                .await;
             let gates_failed = report.gate_runs.iter().any(|g| !g.passed);
             let activity = Activity {
                 model_calls: report.model_calls.clone(),

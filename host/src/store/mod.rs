@@ -70,6 +70,8 @@ pub enum StoreError {
     Incompatible { path: PathBuf },
     #[error("state database {path}: {detail}")]
     Db { path: PathBuf, detail: String },
+    #[error("state database {path} is open read-only")]
+    ReadOnly { path: PathBuf },
     #[error("no run '{0}' in this state directory (see `host runs`)")]
     UnknownRun(String),
     #[error("run '{run}' has no stage '{stage}'")]
@@ -93,9 +95,34 @@ pub type Result<T> = std::result::Result<T, StoreError>;
 /// The state directory's database. Several host processes may open the same
 /// one: write transactions are serialized by the database's file locks.
 pub struct Store {
-    db: Database,
+    db: Db,
     path: PathBuf,
     commits: group_commit::GroupCommit,
+}
+
+/// The database as opened: for writing (every command that runs), or
+/// read-only (`host serve`, which must never take a writer's locks).
+enum Db {
+    Writable(Database),
+    ReadOnly(redb::ReadOnlyDatabase),
+}
+
+impl Db {
+    fn begin_read(&self) -> std::result::Result<redb::ReadTransaction, redb::TransactionError> {
+        match self {
+            Db::Writable(db) => db.begin_read(),
+            Db::ReadOnly(db) => db.begin_read(),
+        }
+    }
+
+    fn begin_write(&self, path: &Path) -> Result<redb::WriteTransaction> {
+        match self {
+            Db::Writable(db) => db.begin_write().map_err(|e| classify(path, e.into())),
+            Db::ReadOnly(_) => Err(StoreError::ReadOnly {
+                path: path.to_path_buf(),
+            }),
+        }
+    }
 }
 
 /// Where state lives when neither `--state-dir` nor the pipeline says:
@@ -159,12 +186,57 @@ impl Store {
                 .create(&p)
                 .map_err(|e| classify(&p, e.into()))?;
             let store = Store {
-                db,
+                db: Db::Writable(db),
                 commits: group_commit::GroupCommit::new(&p),
                 path: p,
             };
             store.init_schema()?;
             Ok(store)
+        })
+    }
+
+    /// Opens the database in `dir` for reading only, beside any process
+    /// that has it open for writing (they share it in multi-writer mode,
+    /// and a reader sees each of their commits). The file must exist.
+    ///
+    /// A file left unclean by a killed process cannot be read until it is
+    /// repaired, and only a writable open repairs: that case opens it as
+    /// every other command would (the repair is what they would do too).
+    pub fn open_read_only(dir: &Path) -> Result<Store> {
+        let path = dir.join(DB_FILE);
+        let p = path.clone();
+        guard(&path, move || {
+            let opened = Database::builder()
+                .set_concurrency_mode(ConcurrencyMode::MultiWriter)
+                .open_read_only(&p);
+            let db = match opened {
+                Ok(db) => db,
+                Err(redb::DatabaseError::RepairAborted) => return Store::open(dir),
+                Err(e) => return Err(classify(&p, e.into())),
+            };
+            let store = Store {
+                db: Db::ReadOnly(db),
+                commits: group_commit::GroupCommit::new(&p),
+                path: p,
+            };
+            let found = store.read(|txn| match txn.open_table(META) {
+                Ok(meta) => Ok(meta
+                    .get("schema_version")
+                    .map_err(|e| store.err(e))?
+                    .map(|v| v.value())),
+                Err(redb::TableError::TableDoesNotExist(_)) => Ok(None),
+                Err(e) => Err(store.err(e)),
+            })?;
+            match found {
+                Some(v) if v > SCHEMA_VERSION => Err(StoreError::TooNew {
+                    path: store.path.clone(),
+                    found: v,
+                }),
+                Some(_) => Ok(store),
+                None => Err(StoreError::Foreign {
+                    path: store.path.clone(),
+                }),
+            }
         })
     }
 
@@ -182,7 +254,7 @@ impl Store {
     }
 
     fn init_schema(&self) -> Result<()> {
-        let txn = self.db.begin_write().map_err(|e| self.err(e))?;
+        let txn = self.db.begin_write(&self.path)?;
         {
             let mut meta = txn.open_table(META).map_err(|e| self.err(e))?;
             let found = meta
@@ -221,8 +293,7 @@ impl Store {
     /// returns, possibly together with concurrent writers' changes (group
     /// commit); `f` may run more than once (see [`group_commit`]).
     fn write<T>(&self, f: impl Fn(&redb::WriteTransaction) -> Result<T>) -> Result<T> {
-        self.commits
-            .write(|| self.db.begin_write().map_err(|e| self.err(e)), f)
+        self.commits.write(|| self.db.begin_write(&self.path), f)
     }
 
     fn read<T>(&self, f: impl FnOnce(&redb::ReadTransaction) -> Result<T>) -> Result<T> {

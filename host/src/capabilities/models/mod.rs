@@ -193,6 +193,7 @@ impl ModelsCapability {
             calls: Vec::new(),
             max_calls: stage.max_model_calls,
             session_appends: BTreeMap::new(),
+            live: None,
         }
     }
 }
@@ -212,6 +213,8 @@ pub struct ModelsGrant {
     max_calls: usize,
     /// Messages this attempt added to each session, not yet committed.
     session_appends: BTreeMap<String, Vec<ChatMessage>>,
+    /// Where each call is reported as it finishes.
+    live: Option<Arc<crate::live::AttemptLive>>,
 }
 
 /// How a call was answered, before it is recorded.
@@ -237,7 +240,21 @@ impl ModelsGrant {
             calls: Vec::new(),
             max_calls: 0,
             session_appends: BTreeMap::new(),
+            live: None,
         }
+    }
+
+    /// Reports each call to the attempt's live view as it finishes.
+    pub fn with_live(mut self, live: Arc<crate::live::AttemptLive>) -> Self {
+        self.live = Some(live);
+        self
+    }
+
+    fn record_call(&mut self, call: ModelCall) {
+        if let Some(live) = &self.live {
+            live.model_called(&call);
+        }
+        self.calls.push(call);
     }
 
     pub fn calls(&self) -> &[ModelCall] {
@@ -262,7 +279,7 @@ impl ModelsGrant {
         error: wit::ModelError,
     ) -> wit::ModelError {
         tracing::warn!(stage = %self.stage_id, alias, "model call refused: {error:?}");
-        self.calls.push(ModelCall {
+        self.record_call(ModelCall {
             alias: alias.to_string(),
             model: String::new(),
             input_tokens: 0,
@@ -477,7 +494,8 @@ impl ModelsGrant {
                 } else {
                     r.model.clone()
                 };
-                self.calls.push(record(model.clone(), Some(r), None));
+                let call = record(model.clone(), Some(r), None);
+                self.record_call(call);
                 if let Some(name) = &session {
                     let pending = self.session_appends.entry(name.clone()).or_default();
                     pending.extend(new_messages);
@@ -497,7 +515,8 @@ impl ModelsGrant {
             Err(e) => {
                 tracing::warn!(stage = %self.stage_id, alias = %alias, "model call failed: {e:?}");
                 let model = endpoint.provider.model().to_string();
-                self.calls.push(record(model, None, Some(format!("{e:?}"))));
+                let call = record(model, None, Some(format!("{e:?}")));
+                self.record_call(call);
                 Err(e.clone())
             }
         }

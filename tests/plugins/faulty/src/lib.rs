@@ -58,6 +58,9 @@ enum Behaviour {
     BigOutput { bytes: usize },
     /// Log `count` lines.
     LogFlood { count: u64 },
+    /// A slow stage to watch: `steps` times, log a line, report progress
+    /// and sleep `every_ms`; then succeed.
+    Chatter { steps: u64, every_ms: u64 },
     /// Count attempts in a kv checkpoint; fail retryably until the count
     /// reaches `succeed_at`.
     Checkpoint { succeed_at: u64 },
@@ -266,6 +269,15 @@ impl Stage for Faulty {
                     report.insert(format!("list {path}"), r.into());
                 }
                 Output::new("probed").json("probe.json", &report)
+            }
+            Behaviour::Chatter { steps, every_ms } => {
+                for i in 1..=steps {
+                    plugin_sdk::log::info(&format!("chatter step {i} of {steps}"));
+                    plugin_sdk::log::progress(i, steps, "chattering");
+                    std::thread::sleep(std::time::Duration::from_millis(every_ms));
+                }
+                Ok(Output::new(format!("chattered {steps} steps"))
+                    .text("chatter.txt", format!("{steps} steps")))
             }
             Behaviour::LogFlood { count } => {
                 for i in 0..count {
