@@ -11,6 +11,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 rustup target add wasm32-wasip2 >/dev/null 2>&1 || rustup target list --installed | grep -q wasm32-wasip2
+# componentize-py (PyPI) and componentize-js (npm), for the plugin templates' test.
+tests/setup-plugin-tools.sh
 
 if [[ -z ${LOCAL_LLM_URL:-} ]]; then
   LOCAL_LLM_URL=$(../shared/tools/local-llm-server start | tail -n1)

@@ -7,6 +7,7 @@ mod dev_reload;
 mod instantiate;
 mod model_call;
 mod pipelines;
+mod polyglot;
 mod stats;
 mod store_commit;
 
@@ -34,6 +35,9 @@ pub enum Scenario {
     Limits,
     /// `host dev`: from a changed component on disk to its stage re-running.
     DevReload,
+    /// Plugins in several languages (`--plugin LABEL=WASM`): first and
+    /// cached load, and one stage attempt with a model call.
+    Polyglot,
 }
 
 pub struct Options {
@@ -45,6 +49,9 @@ pub struct Options {
     pub faulty: PathBuf,
     /// A large component (e.g. a Python plugin) for the cached-load figure.
     pub large: Option<PathBuf>,
+    /// Labelled plugins for the polyglot scenario: template stages that
+    /// call the alias in `config.model` once.
+    pub plugins: Vec<(String, PathBuf)>,
     /// Scratch space on the disk whose fsync is being measured.
     pub dir: PathBuf,
     pub commit_stages: usize,
@@ -107,6 +114,7 @@ pub async fn run(options: &Options, mut on_row: impl FnMut(&Row)) -> Vec<Row> {
             Scenario::ModelCall => model_call(options).await,
             Scenario::Limits => limits(options, &cache_dir).await,
             Scenario::DevReload => dev_reload(options),
+            Scenario::Polyglot => polyglot(options).await,
         };
         let produced = produced.unwrap_or_else(|e| vec![error_row(scenario, e)]);
         for row in produced {
@@ -179,6 +187,38 @@ async fn cached_load(o: &Options, cache_dir: &std::path::Path) -> Result<Vec<Row
                 size as f64 / 1e6,
                 human(first)
             ),
+        ));
+    }
+    Ok(rows)
+}
+
+async fn polyglot(o: &Options) -> Result<Vec<Row>, String> {
+    if o.plugins.is_empty() {
+        return Err("no plugins: pass --plugin LABEL=WASM (e.g. python=tpl-py.wasm)".into());
+    }
+    let mut rows = Vec::new();
+    for (label, path) in &o.plugins {
+        let f = polyglot::measure(&o.dir, path, o.repeats.max(1)).await?;
+        let mb = f.size as f64 / 1e6;
+        rows.push(Row {
+            scenario: format!("{label} plugin: first load (compile)"),
+            figure: human(f.first),
+            value: f.first.as_secs_f64() * 1e6,
+            unit: "µs",
+            target: None,
+            detail: format!("{mb:.1} MB component, empty cache"),
+        });
+        rows.push(time_row(
+            format!("{label} plugin: cached load"),
+            &f.cached,
+            None,
+            format!("{mb:.1} MB component, compiled code from the cache"),
+        ));
+        rows.push(time_row(
+            format!("{label} plugin: instantiate + call"),
+            &f.attempt,
+            None,
+            "one stage attempt: fresh instance, run() with one loopback model call (~0.1 ms)",
         ));
     }
     Ok(rows)
