@@ -122,7 +122,12 @@ pub async fn bench(args: BenchArgs) -> Exit {
         faulty,
         noop,
         large: args.large,
-        plugins: args.plugins,
+        // Like --noop: the generated manifest lives elsewhere.
+        plugins: args
+            .plugins
+            .into_iter()
+            .map(|(label, p)| (label, std::path::absolute(&p).unwrap_or(p)))
+            .collect(),
         dir: dir.clone(),
         commit_stages: args.commit_stages.max(1),
         resume_stages: args.resume_stages,
