@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 rustup target add wasm32-wasip2 >/dev/null 2>&1 || true
 if [[ -z ${LOCAL_LLM_URL:-} ]]; then
-  ../shared/tools/local-llm-server start >/dev/null
+  tests/local-llm.sh start >/dev/null
 fi
 work=target/ai-coding-workspace
 rm -rf "$work" && mkdir -p "$work" && cp -r examples/ai-coding/project/. "$work/"

@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 rustup target add wasm32-wasip2
 if [[ -x ../shared/tools/local-llm-server ]]; then
-  ../shared/tools/local-llm-server start
+  tests/local-llm.sh start
 else
   echo "note: no local model server found; the 'ask' stage needs an OpenAI-compatible server at the base_url in examples/hello/pipeline.toml" >&2
 fi

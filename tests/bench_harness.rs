@@ -83,3 +83,45 @@ fn bench_without_its_component_says_how_to_build_it() {
         "{stderr}"
     );
 }
+
+#[test]
+fn bench_polyglot_times_each_labelled_plugin() {
+    // hello asks the alias in `config.model`, as the templates' stages do.
+    let scratch = Scratch::new("bench-polyglot");
+    let hello = plugin("hello");
+    let out = host(&[
+        "bench",
+        "polyglot",
+        "--json",
+        "--noop",
+        plugin("noop").to_str().unwrap(),
+        "--plugin",
+        &format!("rust={}", hello.display()),
+        "--dir",
+        scratch.dir.to_str().unwrap(),
+        "--repeats",
+        "1",
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "bench failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rows: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("one JSON row per line"))
+        .collect();
+    for needle in [
+        "rust plugin: first load (compile)",
+        "rust plugin: cached load",
+        "rust plugin: instantiate + call",
+    ] {
+        let row = rows
+            .iter()
+            .find(|r| r["scenario"] == needle)
+            .unwrap_or_else(|| panic!("no row {needle}: {stdout}"));
+        let value = row["value"].as_f64().unwrap();
+        assert!(value.is_finite() && value > 0.0, "{row}");
+    }
+}

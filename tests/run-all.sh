@@ -6,7 +6,7 @@
 #   tests/run-all.sh
 #
 # Env: LOCAL_LLM_URL to use an already running OpenAI-compatible server
-# instead of starting ../shared/tools/local-llm-server.
+# instead of starting ../shared/tools/local-llm-server (through tests/local-llm.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -14,9 +14,11 @@ cd "$(dirname "$0")/.."
 command -v chromium >/dev/null || (apt-get update && apt-get install -y chromium)
 
 rustup target add wasm32-wasip2 >/dev/null 2>&1 || rustup target list --installed | grep -q wasm32-wasip2
+# componentize-py (PyPI) and componentize-js (npm), for the plugin templates' test.
+tests/setup-plugin-tools.sh
 
 if [[ -z ${LOCAL_LLM_URL:-} ]]; then
-  LOCAL_LLM_URL=$(../shared/tools/local-llm-server start | tail -n1)
+  LOCAL_LLM_URL=$(tests/local-llm.sh start | tail -n1)
   export LOCAL_LLM_URL
 fi
 echo "local model: $LOCAL_LLM_URL"

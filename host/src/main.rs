@@ -75,6 +75,20 @@ enum PluginAction {
         #[arg(long)]
         json: bool,
     },
+    /// Create a ready-to-build plugin project: sources, build script, test,
+    /// README and a pipeline.toml that runs it.
+    New {
+        /// The plugin's name (lower-case letters, digits, '-', '_').
+        name: String,
+        #[arg(long, value_enum)]
+        lang: host::scaffold::Lang,
+        /// Where to create it (default: ./NAME); must be missing or empty.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+        /// The plugin-sdk directory a Rust project depends on (default: the one this host was built from).
+        #[arg(long, value_name = "PATH")]
+        sdk: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -399,6 +413,15 @@ async fn dispatch(cli: Cli) -> Exit {
         Command::Plugin {
             action: PluginAction::Check { wasm, json },
         } => plugin::check(&globals, &wasm, json).await,
+        Command::Plugin {
+            action:
+                PluginAction::New {
+                    name,
+                    lang,
+                    dir,
+                    sdk,
+                },
+        } => plugin::new(&name, lang, dir, sdk),
         Command::Results { action: None, json } => results::list(&globals, json),
         Command::Results {
             action:

@@ -10,6 +10,7 @@
 //!
 //! impl Stage for Echo {
 //!     fn info() -> PluginInfo {
+//!         // Declares what it needs: here nothing (see `capabilities`).
 //!         PluginInfo::new("echo", env!("CARGO_PKG_VERSION"), "Echoes the task")
 //!     }
 //!     fn run(input: Input) -> Result<Output, StageError> {
@@ -22,6 +23,7 @@
 //! ```
 
 pub mod artifacts;
+pub mod capabilities;
 pub mod files;
 pub mod gates;
 pub mod input;
@@ -48,17 +50,21 @@ pub mod bindings {
 pub use input::{ConfigError, Input, Upstream};
 pub use output::{Artifact, Output};
 
-/// What a plugin says about itself (name, version, description).
+/// What a plugin says about itself (name, version, description) and what it
+/// needs (see [`capabilities`]).
 pub use bindings::orchestrator::stage::types::PluginInfo;
 /// Why a stage attempt failed: `Retryable` or `Fatal`.
 pub use bindings::orchestrator::stage::types::StageError;
 
 impl PluginInfo {
+    /// A plugin that needs nothing yet: add its needs with [`PluginInfo::model`],
+    /// [`PluginInfo::session`], [`PluginInfo::gate`], [`PluginInfo::workspace`].
     pub fn new(name: &str, version: &str, description: &str) -> Self {
         PluginInfo {
             name: name.to_string(),
             version: version.to_string(),
             description: description.to_string(),
+            capabilities: capabilities::Capabilities::none(),
         }
     }
 }
@@ -94,7 +100,8 @@ impl From<models::ModelError> for StageError {
 
 /// The one trait a plugin implements.
 pub trait Stage {
-    /// Describes the plugin. Called when the host loads it; must not call imports.
+    /// Describes the plugin and what it needs. Called when the host loads it;
+    /// must not call imports.
     fn info() -> PluginInfo;
 
     /// Runs one attempt of the stage.
@@ -103,6 +110,7 @@ pub trait Stage {
 
 /// Everything a plugin usually needs, in one `use`.
 pub mod prelude {
+    pub use crate::capabilities::{Need, WorkspaceAccess};
     pub use crate::json::{extract_json, extract_json_as};
     pub use crate::models::{Message, ModelError, Params};
     pub use crate::{Input, Output, PluginInfo, Stage, StageError, Upstream};

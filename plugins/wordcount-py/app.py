@@ -19,6 +19,13 @@ class Runner(exports.Runner):
             name="wordcount-py",
             version="0.1.0",
             description="Counts words in the task and upstream text artifacts (Python)",
+            # Needs nothing from the stage's grants: no model, session, gate or workspace.
+            capabilities=types.Capabilities(
+                models=[],
+                sessions=[],
+                gates=[],
+                workspace=types.WorkspaceNeed(access=types.WorkspaceAccess.NONE, required=False),
+            ),
         )
 
     def run(self, input: types.StageInput) -> types.StageOutput:

@@ -197,7 +197,7 @@ pub fn local_llm() -> String {
         if let Ok(url) = std::env::var("LOCAL_LLM_URL") {
             return url;
         }
-        let tool = workspace_root().join("../shared/tools/local-llm-server");
+        let tool = workspace_root().join("tests/local-llm.sh");
         let out = Command::new(&tool)
             .arg("start")
             .output()

@@ -8,6 +8,7 @@ mod instantiate;
 mod live_log;
 mod model_call;
 mod pipelines;
+mod polyglot;
 mod stats;
 mod store_commit;
 
@@ -39,6 +40,9 @@ pub enum Scenario {
     AiCoding,
     /// One plugin log line: appended to the attempt's live log, sent to the observer.
     LogLine,
+    /// Plugins in several languages (`--plugin LABEL=WASM`): first and
+    /// cached load, and one stage attempt with a model call.
+    Polyglot,
 }
 
 pub struct Options {
@@ -50,6 +54,9 @@ pub struct Options {
     pub faulty: PathBuf,
     /// A large component (e.g. a Python plugin) for the cached-load figure.
     pub large: Option<PathBuf>,
+    /// Labelled plugins for the polyglot scenario: template stages that
+    /// call the alias in `config.model` once.
+    pub plugins: Vec<(String, PathBuf)>,
     /// Scratch space on the disk whose fsync is being measured.
     pub dir: PathBuf,
     pub commit_stages: usize,
@@ -116,6 +123,7 @@ pub async fn run(options: &Options, mut on_row: impl FnMut(&Row)) -> Vec<Row> {
             Scenario::DevReload => dev_reload(options),
             Scenario::AiCoding => ai_coding(options, &cache_dir),
             Scenario::LogLine => log_line(options),
+            Scenario::Polyglot => polyglot(options).await,
         };
         let produced = produced.unwrap_or_else(|e| vec![error_row(scenario, e)]);
         for row in produced {
@@ -191,6 +199,38 @@ async fn cached_load(o: &Options, cache_dir: &std::path::Path) -> Result<Vec<Row
                 size as f64 / 1e6,
                 human(first)
             ),
+        ));
+    }
+    Ok(rows)
+}
+
+async fn polyglot(o: &Options) -> Result<Vec<Row>, String> {
+    if o.plugins.is_empty() {
+        return Err("no plugins: pass --plugin LABEL=WASM (e.g. python=tpl-py.wasm)".into());
+    }
+    let mut rows = Vec::new();
+    for (label, path) in &o.plugins {
+        let f = polyglot::measure(&o.dir, path, o.repeats.max(1)).await?;
+        let mb = f.size as f64 / 1e6;
+        rows.push(Row {
+            scenario: format!("{label} plugin: first load (compile)"),
+            figure: human(f.first),
+            value: f.first.as_secs_f64() * 1e6,
+            unit: "µs",
+            target: None,
+            detail: format!("{mb:.1} MB component, empty cache"),
+        });
+        rows.push(time_row(
+            format!("{label} plugin: cached load"),
+            &f.cached,
+            None,
+            format!("{mb:.1} MB component, compiled code from the cache"),
+        ));
+        rows.push(time_row(
+            format!("{label} plugin: instantiate + call"),
+            &f.attempt,
+            None,
+            "one stage attempt: fresh instance, run() with one loopback model call (~0.1 ms)",
         ));
     }
     Ok(rows)

@@ -16,7 +16,7 @@ use tokio::net::TcpListener;
 const ANSWER: &str = r#"{"id":"x","object":"chat.completion","model":"bench","choices":[{"index":0,"message":{"role":"assistant","content":"ok"},"finish_reason":"stop"}],"usage":{"prompt_tokens":5,"completion_tokens":1}}"#;
 
 /// A minimal keep-alive HTTP/1.1 server answering every POST with `ANSWER`.
-async fn serve() -> std::io::Result<String> {
+pub(super) async fn serve() -> std::io::Result<String> {
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let url = format!("http://{}/v1", listener.local_addr()?);
     tokio::spawn(async move {

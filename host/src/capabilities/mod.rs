@@ -11,6 +11,7 @@ pub mod gates;
 pub mod kv;
 pub mod log;
 pub mod models;
+pub mod wit_0_1;
 
 use crate::runtime::StageState;
 use wasmtime::component::{HasSelf, Linker};
@@ -40,6 +41,8 @@ pub fn add_to_linker(linker: &mut Linker<StageState>) -> wasmtime::Result<()> {
         &mut s.artifacts
     })?;
     wit::types::add_to_linker::<StageState, HasSelf<StageState>>(linker, |s| s)?;
+    // Plugins built against orchestrator:stage 0.1.x.
+    wit_0_1::add_to_linker(linker)?;
     Ok(())
 }
 

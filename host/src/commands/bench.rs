@@ -18,6 +18,10 @@ pub struct BenchArgs {
     /// A large component (e.g. a Python plugin) to time cached loads of.
     #[arg(long, value_name = "WASM")]
     large: Option<PathBuf>,
+    /// A plugin for the polyglot scenario, labelled (repeatable): a stage
+    /// made by `host plugin new`, e.g. --plugin python=tpl-py/tpl-py.wasm.
+    #[arg(long = "plugin", value_name = "LABEL=WASM", value_parser = labelled)]
+    plugins: Vec<(String, PathBuf)>,
     /// Scratch directory, on the disk to measure (default: a temporary one).
     #[arg(long, value_name = "DIR")]
     dir: Option<PathBuf>,
@@ -40,6 +44,15 @@ pub struct BenchArgs {
     /// Print rows as JSON lines.
     #[arg(long)]
     json: bool,
+}
+
+fn labelled(spec: &str) -> Result<(String, PathBuf), String> {
+    match spec.split_once('=') {
+        Some((label, path)) if !label.is_empty() && !path.is_empty() => {
+            Ok((label.to_string(), PathBuf::from(path)))
+        }
+        _ => Err(format!("expected LABEL=WASM, got '{spec}'")),
+    }
 }
 
 fn default_noop() -> PathBuf {
@@ -92,6 +105,9 @@ pub async fn bench(args: BenchArgs) -> Exit {
             Scenario::AiCoding,
             Scenario::LogLine,
         ]
+        .into_iter()
+        .chain((!args.plugins.is_empty()).then_some(Scenario::Polyglot))
+        .collect()
     } else {
         args.scenarios
     };
@@ -112,6 +128,12 @@ pub async fn bench(args: BenchArgs) -> Exit {
         faulty,
         noop,
         large: args.large,
+        // Like --noop: the generated manifest lives elsewhere.
+        plugins: args
+            .plugins
+            .into_iter()
+            .map(|(label, p)| (label, std::path::absolute(&p).unwrap_or(p)))
+            .collect(),
         dir: dir.clone(),
         commit_stages: args.commit_stages.max(1),
         resume_stages: args.resume_stages,

@@ -4,6 +4,7 @@ pub mod bench;
 pub mod cancel;
 pub mod dev;
 pub mod gates;
+pub mod grants;
 pub mod inspect;
 pub mod plugin;
 pub mod results;

@@ -1,10 +1,11 @@
 //! `host plugin check FILE.wasm`: what a component is, and whether this host
-//! can run it.
+//! can run it; `host plugin new`: a new plugin project.
 
 use super::{Exit, Globals};
-use host::bindings::{WIT_PACKAGE, WIT_VERSION};
+use host::bindings::{WIT_ACCEPTED, WIT_PACKAGE, WIT_VERSION};
 use host::runtime::Runtime;
-use std::path::Path;
+use host::scaffold::{self, Lang};
+use std::path::{Path, PathBuf};
 
 pub async fn check(globals: &Globals, path: &Path, json: bool) -> Exit {
     let runtime = match Runtime::new(globals.cache_dir.clone()) {
@@ -25,7 +26,12 @@ pub async fn check(globals: &Globals, path: &Path, json: bool) -> Exit {
     if json {
         println!(
             "{}",
-            serde_json::json!({ "report": report, "compatible": compatible, "host_wit": format!("{WIT_PACKAGE}@{WIT_VERSION}") })
+            serde_json::json!({
+                "report": report,
+                "compatible": compatible,
+                "host_wit": format!("{WIT_PACKAGE}@{WIT_VERSION}"),
+                "host_accepts": WIT_ACCEPTED,
+            })
         );
     } else {
         println!("{}", report.path.display());
@@ -43,7 +49,7 @@ pub async fn check(globals: &Globals, path: &Path, json: bool) -> Exit {
                     "{WIT_PACKAGE}@{v}"
                 ))
         );
-        println!("  this host implements: {WIT_PACKAGE}@{WIT_VERSION}");
+        println!("  this host implements: {WIT_PACKAGE}@{WIT_VERSION} (runs {WIT_ACCEPTED})");
         println!("  imports:");
         for i in &report.imports {
             match &i.refused {
@@ -58,6 +64,17 @@ pub async fn check(globals: &Globals, path: &Path, json: bool) -> Exit {
                     "  info: {} {}: {}",
                     info.name, info.version, info.description
                 );
+                match &info.capabilities {
+                    Some(needs) => {
+                        println!("  capabilities (checked against each stage by `host validate`):");
+                        for line in needs.lines() {
+                            println!("    {line}");
+                        }
+                    }
+                    None => println!(
+                        "  capabilities: undeclared (orchestrator:stage 0.1 cannot declare them)"
+                    ),
+                }
                 println!("  compatible: yes");
             }
             Err(why) => println!("  compatible: no\n  {why}"),
@@ -68,4 +85,35 @@ pub async fn check(globals: &Globals, path: &Path, json: bool) -> Exit {
     } else {
         Exit::InvalidInput
     }
+}
+
+/// `host plugin new NAME --lang LANG [--dir DIR] [--sdk PATH]`.
+pub fn new(name: &str, lang: Lang, dir: Option<PathBuf>, sdk: Option<PathBuf>) -> Exit {
+    let dir = dir.unwrap_or_else(|| PathBuf::from(name));
+    let sdk = sdk.unwrap_or_else(scaffold::default_sdk);
+    let created = match scaffold::create(name, lang, &dir, &sdk) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Exit::InvalidInput;
+        }
+    };
+    println!(
+        "created {} plugin '{name}' in {} (WIT {WIT_PACKAGE}@{WIT_VERSION}):",
+        lang.as_str(),
+        created.dir.display()
+    );
+    for f in &created.files {
+        println!("  {}", f.display());
+    }
+    let test = match lang {
+        Lang::Rust => "cargo test",
+        Lang::Python => "python3 -m unittest",
+        Lang::Js => "npm test",
+    };
+    println!(
+        "next: cd {} && ./build.sh && host plugin check {name}.wasm && {test} && host run pipeline.toml",
+        created.dir.display()
+    );
+    Exit::Success
 }

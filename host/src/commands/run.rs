@@ -61,20 +61,36 @@ pub async fn validate(globals: &Globals, path: &Path, policy: BuildPolicy) -> Ex
     plugins.sort_by(|a, b| a.name.cmp(&b.name));
     for p in plugins {
         println!(
-            "plugin '{}': {} {} ({} KiB, {:?} in {:.0} ms): {}",
+            "plugin '{}': {} {} (orchestrator:stage@{}, {} KiB, {:?} in {:.0} ms): {}",
             p.name,
             p.info.name,
             p.info.version,
+            p.wit_version,
             p.size / 1024,
             p.cache,
             p.load_time.as_secs_f64() * 1000.0,
             p.info.description
         );
     }
+    let tally = super::grants::report(&pipeline, &session.plugins);
+    if tally.errors > 0 {
+        eprintln!(
+            "error: {}: {} problem{} with stage grants (above)",
+            path.display(),
+            tally.errors,
+            if tally.errors == 1 { "" } else { "s" }
+        );
+        return Exit::InvalidInput;
+    }
     println!(
-        "{}: valid ({} stages)",
+        "{}: valid ({} stages{})",
         path.display(),
-        pipeline.stages.len()
+        pipeline.stages.len(),
+        match tally.warnings {
+            0 => String::new(),
+            1 => ", 1 warning".to_string(),
+            n => format!(", {n} warnings"),
+        }
     );
     Exit::Success
 }

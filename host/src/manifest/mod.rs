@@ -6,6 +6,7 @@
 
 mod diagnostic;
 mod duration;
+pub mod locate;
 mod overrides;
 mod pipeline;
 mod sections;
@@ -18,6 +19,7 @@ pub use overrides::{
     OverrideError, SetError, apply_config_override, apply_model_override, apply_workspace_override,
 };
 pub use pipeline::*;
+pub use validate::is_valid_name;
 
 use std::path::Path;
 

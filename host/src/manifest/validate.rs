@@ -338,7 +338,8 @@ fn named_sections<T: for<'de> Deserialize<'de>>(
         .collect()
 }
 
-fn is_valid_name(name: &str) -> bool {
+/// A valid name for a model alias, plugin, gate, group or stage.
+pub fn is_valid_name(name: &str) -> bool {
     let mut chars = name.chars();
     matches!(chars.next(), Some(c) if c.is_ascii_alphanumeric())
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')

@@ -4,8 +4,9 @@
 use super::engine::{Limits, ticks};
 use super::loader::LoadedPlugin;
 use super::state::Grants;
+use super::world::{PluginInfo, PluginPre};
 use super::{Runtime, StageState};
-use crate::bindings::{PluginInfo, StageError, StageInput, StageOutput, StagePre};
+use crate::bindings::{StageError, StageInput, StageOutput};
 use crate::capabilities::gates::GatesGrant;
 use crate::capabilities::kv::KvGrant;
 use crate::capabilities::log::LogGrant;
@@ -168,14 +169,10 @@ impl Runtime {
         let call = async {
             let instance = plugin
                 .pre
-                .instantiate_async(&mut store)
+                .instantiate(&mut store)
                 .await
                 .map_err(|e| Err(StageFailure::Instantiate(format!("{e:#}"))))?;
-            instance
-                .orchestrator_stage_runner()
-                .call_run(&mut store, &spec.input)
-                .await
-                .map_err(Ok)
+            instance.call_run(&mut store, &spec.input).await.map_err(Ok)
         };
         let result = tokio::time::timeout(spec.timeout + HOST_CALL_GRACE, call).await;
         let outcome = match result {
@@ -211,7 +208,7 @@ impl Runtime {
     }
 
     /// Calls `info()` in a throwaway instance with no grants and a short deadline.
-    pub(super) async fn call_info(&self, pre: &StagePre<StageState>) -> Result<PluginInfo, String> {
+    pub(super) async fn call_info(&self, pre: &PluginPre) -> Result<PluginInfo, String> {
         let timeout = Duration::from_secs(5);
         let models = ModelsGrant::empty("(info)");
         let log = LogGrant::new(
@@ -233,11 +230,8 @@ impl Runtime {
         store.set_epoch_deadline(ticks(timeout));
         store.epoch_deadline_trap();
         let call = async {
-            let instance = pre.instantiate_async(&mut store).await?;
-            instance
-                .orchestrator_stage_runner()
-                .call_info(&mut store)
-                .await
+            let instance = pre.instantiate(&mut store).await?;
+            instance.call_info(&mut store).await
         };
         match tokio::time::timeout(timeout + HOST_CALL_GRACE, call).await {
             Ok(Ok(info)) => Ok(info),

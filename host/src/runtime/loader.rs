@@ -1,10 +1,11 @@
 //! Loading a plugin: read, recognise, compile (or fetch from cache), check
 //! its imports and exports against the host's policy, link, and ask `info()`.
 
+use super::Runtime;
 use super::cache::CacheOutcome;
 use super::policy::{self, PolicyViolation};
-use super::{Runtime, StageState};
-use crate::bindings::{PluginInfo, StagePre};
+use super::world::{PluginInfo, PluginPre, WitLine};
+use crate::needs::Needs;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use wasmtime::component::Component;
@@ -17,7 +18,10 @@ pub struct LoadedPlugin {
     pub hash: String,
     pub size: u64,
     pub info: PluginInfo,
-    pub pre: StagePre<StageState>,
+    /// The orchestrator:stage version its runner was built against.
+    pub wit_version: String,
+    pub line: WitLine,
+    pub pre: PluginPre,
     pub load_time: Duration,
     pub cache: CacheOutcome,
 }
@@ -143,16 +147,23 @@ impl Runtime {
             .exports(&self.engine)
             .map(|(export, _)| export.to_string())
             .collect();
-        if let Err(v) = policy::check_exports(exports.iter().map(String::as_str)) {
-            violations.push(v);
-        }
-        if !violations.is_empty() {
+        let runner = match policy::check_exports(exports.iter().map(String::as_str)) {
+            Ok((runner, line)) => Some((runner.to_string(), line)),
+            Err(v) => {
+                violations.push(v);
+                None
+            }
+        };
+        let Some((runner, line)) = runner.filter(|_| violations.is_empty()) else {
             return Err(LoadError::Policy {
                 name: name.into(),
                 path: path.into(),
                 violations,
             });
-        }
+        };
+        let wit_version = runner
+            .split_once('@')
+            .map_or_else(String::new, |(_, v)| v.to_string());
 
         let instance_pre =
             self.linker
@@ -162,7 +173,7 @@ impl Runtime {
                     path: path.into(),
                     reason: format!("{e:#}"),
                 })?;
-        let pre = StagePre::new(instance_pre).map_err(|e| LoadError::Link {
+        let pre = PluginPre::new(instance_pre, line, &runner).map_err(|e| LoadError::Link {
             name: name.into(),
             path: path.into(),
             reason: format!("{e:#}"),
@@ -181,6 +192,8 @@ impl Runtime {
             hash,
             size,
             info,
+            wit_version,
+            line,
             pre,
             load_time: started.elapsed(),
             cache: cache_outcome,
@@ -208,6 +221,8 @@ pub struct InfoReport {
     pub name: String,
     pub version: String,
     pub description: String,
+    /// What it declares it needs; `None`: undeclared (a 0.1 plugin).
+    pub capabilities: Option<Needs>,
 }
 
 #[derive(Debug, serde::Serialize)]
@@ -272,6 +287,7 @@ impl Runtime {
                 name: plugin.info.name,
                 version: plugin.info.version,
                 description: plugin.info.description,
+                capabilities: plugin.info.capabilities,
             }),
             Err(e) => Err(e.to_string()),
         };

@@ -9,12 +9,14 @@ mod loader;
 mod output_capture;
 pub mod policy;
 mod state;
+pub mod world;
 
 pub use attempt::{AttemptReport, AttemptSpec, MAX_LOG_LINES, MAX_OUTPUT_BYTES, StageFailure};
 pub use cache::{CacheOutcome, ComponentCache};
 pub use engine::{Limits, MAX_CONCURRENT_INSTANCES};
 pub use loader::{ImportReport, InfoReport, Inspection, LoadError, LoadedPlugin};
 pub use state::{Grants, StageState, WORKSPACE_GUEST_PATH};
+pub use world::{PluginInfo, WitLine};
 
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -2,7 +2,8 @@
 //! checked at load time, so an ungranted import is named clearly instead of
 //! failing deep inside instantiation.
 
-use crate::bindings::{WIT_PACKAGE, WIT_VERSION};
+use super::world::WitLine;
+use crate::bindings::{WIT_ACCEPTED, WIT_PACKAGE};
 
 /// WASI packages a plugin may import. Importing is not being granted: files
 /// need a preopen the stage's grant adds, and `wasi:sockets` is linked only
@@ -26,13 +27,13 @@ pub enum PolicyViolation {
     #[error("imports {0}: network access (wasi:http) is not available to stage plugins")]
     Http(String),
     #[error(
-        "imports {name}: built against {WIT_PACKAGE}@{found}, but this host implements {WIT_PACKAGE}@{WIT_VERSION}"
+        "imports {name}: built against {WIT_PACKAGE}@{found}, but this host runs {WIT_PACKAGE} {WIT_ACCEPTED}"
     )]
     IncompatibleVersion { name: String, found: String },
     #[error("imports {0}: an interface this host does not provide")]
     Unknown(String),
     #[error(
-        "does not export {WIT_PACKAGE}/runner@{WIT_VERSION}: it is not a stage plugin (exports: {0})"
+        "does not export {WIT_PACKAGE}/runner ({WIT_ACCEPTED}): it is not a stage plugin (exports: {0})"
     )]
     NoRunner(String),
 }
@@ -47,17 +48,9 @@ fn split_name(name: &str) -> (&str, &str, Option<&str>) {
     (package, iface, version)
 }
 
-/// Same major version, and for 0.x the same minor: semver compatibility.
+/// A version of a line this host runs (see `runtime::world`).
 pub fn version_compatible(found: &str) -> bool {
-    let parse = |v: &str| -> Option<(u64, u64)> {
-        let mut parts = v.split(['.', '-', '+']);
-        Some((parts.next()?.parse().ok()?, parts.next()?.parse().ok()?))
-    };
-    match (parse(found), parse(WIT_VERSION)) {
-        (Some((0, fm)), Some((0, hm))) => fm == hm,
-        (Some((fmaj, _)), Some((hmaj, _))) => fmaj == hmaj,
-        _ => false,
-    }
+    WitLine::of(found).is_some()
 }
 
 pub fn check_import(name: &str) -> Result<(), PolicyViolation> {
@@ -83,15 +76,19 @@ pub fn check_import(name: &str) -> Result<(), PolicyViolation> {
     }
 }
 
-/// Checks the exports contain a compatible `runner`.
-pub fn check_exports<'a>(exports: impl Iterator<Item = &'a str>) -> Result<(), PolicyViolation> {
+/// Checks the exports contain a compatible `runner`; returns its name and
+/// the line it belongs to.
+pub fn check_exports<'a>(
+    exports: impl Iterator<Item = &'a str>,
+) -> Result<(&'a str, WitLine), PolicyViolation> {
     let exports: Vec<&str> = exports.collect();
-    let ok = exports.iter().any(|name| {
+    let runner = exports.iter().find_map(|name| {
         let (package, iface, version) = split_name(name);
-        package == WIT_PACKAGE && iface == "runner" && version.is_some_and(version_compatible)
+        let line = version.and_then(WitLine::of)?;
+        (package == WIT_PACKAGE && iface == "runner").then_some((*name, line))
     });
-    if ok {
-        return Ok(());
+    if let Some(found) = runner {
+        return Ok(found);
     }
     if let Some(other) = exports
         .iter()
@@ -117,6 +114,7 @@ mod tests {
     #[test]
     fn allows_host_and_plain_wasi() {
         assert_eq!(check_import("orchestrator:stage/models@0.1.0"), Ok(()));
+        assert_eq!(check_import("orchestrator:stage/models@0.2.0"), Ok(()));
         assert_eq!(check_import("orchestrator:stage/log@0.1.3"), Ok(()));
         assert_eq!(check_import("wasi:cli/environment@0.2.6"), Ok(()));
         assert_eq!(check_import("wasi:filesystem/preopens@0.2.0"), Ok(()));
@@ -137,7 +135,11 @@ mod tests {
             Err(PolicyViolation::Unknown(_))
         ));
         assert!(matches!(
-            check_import("orchestrator:stage/models@0.2.0"),
+            check_import("orchestrator:stage/models@0.3.0"),
+            Err(PolicyViolation::IncompatibleVersion { .. })
+        ));
+        assert!(matches!(
+            check_import("orchestrator:stage/models@1.0.0"),
             Err(PolicyViolation::IncompatibleVersion { .. })
         ));
         assert!(matches!(
@@ -150,10 +152,14 @@ mod tests {
     fn requires_a_compatible_runner() {
         assert_eq!(
             check_exports(["orchestrator:stage/runner@0.1.0"].into_iter()),
-            Ok(())
+            Ok(("orchestrator:stage/runner@0.1.0", WitLine::V0_1))
+        );
+        assert_eq!(
+            check_exports(["orchestrator:stage/runner@0.2.0"].into_iter()),
+            Ok(("orchestrator:stage/runner@0.2.0", WitLine::V0_2))
         );
         assert!(matches!(
-            check_exports(["orchestrator:stage/runner@0.2.0"].into_iter()),
+            check_exports(["orchestrator:stage/runner@0.3.0"].into_iter()),
             Err(PolicyViolation::IncompatibleVersion { .. })
         ));
         assert!(matches!(

@@ -45,6 +45,10 @@ impl Stage for Discovery {
             env!("CARGO_PKG_VERSION"),
             "Asks several models for a spec in parallel and merges them",
         )
+        .model(Need::config("models"))
+        .model(Need::config("lead").optional())
+        .session(Need::config("session").or("plan"))
+        .optional_workspace(WorkspaceAccess::ReadOnly)
     }
 
     fn run(input: Input) -> Result<Output, StageError> {

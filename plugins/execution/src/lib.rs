@@ -49,6 +49,9 @@ impl Stage for Execution {
             env!("CARGO_PKG_VERSION"),
             "Writes the plan's file changes into the workspace, strictly parsed",
         )
+        .model(Need::config("model"))
+        .session(Need::config("session").optional())
+        .workspace(WorkspaceAccess::ReadWrite)
     }
 
     fn run(input: Input) -> Result<Output, StageError> {

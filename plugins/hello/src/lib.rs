@@ -49,6 +49,7 @@ impl Stage for Hello {
             env!("CARGO_PKG_VERSION"),
             "Greets the task, lists upstream artifacts, optionally asks a model",
         )
+        .model(Need::config("model").optional())
     }
 
     fn run(input: Input) -> Result<Output, StageError> {

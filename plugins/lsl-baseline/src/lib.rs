@@ -12,6 +12,9 @@ impl Stage for Baseline {
             env!("CARGO_PKG_VERSION"),
             "Optimises a prompt on the task model with a reflective loop",
         )
+        .model(Need::config("task_model"))
+        .model(Need::config("reflection_model"))
+        .workspace(WorkspaceAccess::ReadOnly)
     }
 
     fn run(input: Input) -> Result<Output, StageError> {

@@ -12,6 +12,8 @@ impl Stage for Evaluate {
             env!("CARGO_PKG_VERSION"),
             "Evaluates prompts on the test split, per example and in aggregate",
         )
+        .model(Need::config("models"))
+        .workspace(WorkspaceAccess::ReadOnly)
     }
 
     fn run(input: Input) -> Result<Output, StageError> {

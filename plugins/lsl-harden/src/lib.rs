@@ -12,6 +12,9 @@ impl Stage for Harden {
             env!("CARGO_PKG_VERSION"),
             "Hardens a prompt against a weak model's failures",
         )
+        .model(Need::config("task_model"))
+        .model(Need::config("reflection_model"))
+        .workspace(WorkspaceAccess::ReadOnly)
     }
 
     fn run(input: Input) -> Result<Output, StageError> {

@@ -57,6 +57,10 @@ impl Stage for Planning {
             env!("CARGO_PKG_VERSION"),
             "Plans with a model, adds edge cases, and revises until a reviewer approves",
         )
+        .model(Need::config("planner"))
+        .model(Need::config("edge_cases").optional())
+        .model(Need::config("reviewer"))
+        .session(Need::config("session").or("plan"))
     }
 
     fn run(input: Input) -> Result<Output, StageError> {

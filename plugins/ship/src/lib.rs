@@ -89,6 +89,8 @@ impl Stage for Ship {
             env!("CARGO_PKG_VERSION"),
             "Updates CHANGELOG.md and README.md for changes that need it",
         )
+        .model(Need::config("model"))
+        .workspace(WorkspaceAccess::ReadWrite)
     }
 
     fn run(input: Input) -> Result<Output, StageError> {

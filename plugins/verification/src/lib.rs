@@ -48,6 +48,10 @@ impl Stage for Verification {
             env!("CARGO_PKG_VERSION"),
             "Runs the preflight gates, then asks an independent auditor model",
         )
+        .gate(Need::config("gates").optional())
+        .model(Need::config("auditor"))
+        .session(Need::config("session").or("verify"))
+        .optional_workspace(WorkspaceAccess::ReadOnly)
     }
 
     fn run(input: Input) -> Result<Output, StageError> {

@@ -103,6 +103,12 @@ impl Stage for Faulty {
             env!("CARGO_PKG_VERSION"),
             "Misbehaves as configured",
         )
+        // Each behaviour that reaches for a grant names it in its own table.
+        .model(Need::config("behaviour.call-model.alias").optional())
+        .model(Need::config("behaviour.call-models.alias").optional())
+        .session(Need::config("behaviour.call-models.session").optional())
+        .gate(Need::config("behaviour.run-gates.names").optional())
+        .optional_workspace(WorkspaceAccess::ReadWrite)
     }
 
     fn run(input: Input) -> Result<Output, StageError> {

@@ -1,0 +1,124 @@
+//! What a plugin's language costs the host: loading its component the first
+//! time (compiling it) and again (from the compiled-component cache), and
+//! one stage attempt (instantiate, then `run` with one model call to a
+//! loopback server), for each plugin given.
+
+use super::stats::Summary;
+use crate::bindings::StageInput;
+use crate::bindings::orchestrator::stage::types::{Artifact, Upstream};
+use crate::capabilities::gates::GatesGrant;
+use crate::capabilities::kv::KvGrant;
+use crate::capabilities::models::{ExchangeMode, ModelsCapability};
+use crate::runtime::{AttemptSpec, Runtime};
+use crate::store::Store;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+pub struct Figures {
+    pub size: u64,
+    /// Load with an empty cache: read, compile, check, link, `info()`.
+    pub first: Duration,
+    /// Loads with the compiled code cached on disk.
+    pub cached: Summary,
+    /// One attempt: a fresh instance and `run`, with one model call.
+    pub attempt: Summary,
+}
+
+/// The input every language's template stage gets: the task and one
+/// upstream text artifact.
+fn input(i: u32) -> StageInput {
+    StageInput {
+        run_id: "bench".into(),
+        stage_id: "stage".into(),
+        task: "Summarise the upstream text.".into(),
+        config_json: r#"{"model":"m","max_tokens":16}"#.into(),
+        inputs: vec![Upstream {
+            stage_id: "up".into(),
+            summary: "upstream".into(),
+            decision: None,
+            artifacts: vec![Artifact {
+                name: "notes.txt".into(),
+                media_type: "text/plain".into(),
+                bytes: "Some upstream notes worth a summary."
+                    .repeat(20)
+                    .into_bytes(),
+            }],
+            metrics: Vec::new(),
+        }],
+        attempt: 1,
+        iteration: i,
+        feedback: None,
+    }
+}
+
+pub async fn measure(dir: &Path, component: &Path, repeats: usize) -> Result<Figures, String> {
+    let size = std::fs::metadata(component)
+        .map_err(|e| format!("{}: {e}", component.display()))?
+        .len();
+    // An empty cache of its own, so the first load compiles.
+    let cache_dir = dir.join("polyglot-cache");
+    let _ = std::fs::remove_dir_all(&cache_dir);
+    let (cached, first) =
+        super::instantiate::cached_load(&cache_dir, component, 5 * repeats).await?;
+
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let url = super::model_call::serve()
+        .await
+        .map_err(|e| e.to_string())?;
+    let manifest = format!(
+        "[pipeline]\nname = \"bench\"\ntask = \"t\"\n\n[models.m]\nprovider = \"openai\"\n\
+         base_url = \"{url}\"\nmodel = \"bench\"\n\n[[stage]]\nid = \"stage\"\nplugin = {:?}\nmodels = [\"m\"]\n",
+        component.display().to_string()
+    );
+    let pipeline = crate::manifest::parse(&dir.join("polyglot-bench.toml"), manifest)
+        .map_err(|d| d.to_string())?;
+    let state = dir.join("polyglot-state");
+    let _ = std::fs::remove_dir_all(&state);
+    let store = Arc::new(Store::open(&state).map_err(|e| e.to_string())?);
+    let models = ModelsCapability::new(
+        &pipeline,
+        reqwest::Client::new(),
+        store,
+        ExchangeMode::default(),
+    );
+    let runtime = Runtime::new(Some(cache_dir)).map_err(|e| format!("{e:#}"))?;
+    let plugin = runtime
+        .load("bench", component)
+        .await
+        .map_err(|e| e.to_string())?;
+    let stage = &pipeline.stages[0];
+    let mut samples = Vec::new();
+    let attempts = 5 * repeats;
+    for i in 0..attempts + 3 {
+        let spec = AttemptSpec {
+            input: input(i as u32),
+            models: models.grant(stage, "bench"),
+            kv: KvGrant::none(),
+            gates: GatesGrant::none("stage"),
+            workspace: None,
+            timeout: Duration::from_secs(60),
+            heartbeat: None,
+            max_output: crate::runtime::MAX_OUTPUT_BYTES,
+            max_log_lines: crate::runtime::MAX_LOG_LINES,
+            memory_limit: 256 << 20,
+            live: std::sync::Arc::new(crate::live::AttemptLive::detached("stage")),
+        };
+        let t = Instant::now();
+        let report = runtime.run_attempt(&plugin, spec).await;
+        let elapsed = t.elapsed();
+        report
+            .outcome
+            .map_err(|e| format!("{}: the stage failed: {e}", component.display()))?;
+        // The first attempts warm up the allocator and the connection pool.
+        if i >= 3 {
+            samples.push(elapsed);
+        }
+    }
+    Ok(Figures {
+        size,
+        first,
+        cached,
+        attempt: Summary::of(&samples).ok_or("no attempts")?,
+    })
+}

@@ -1,0 +1,133 @@
+//! {{name}}: a stage plugin for the `host` orchestrator.
+//!
+//! It reads the task and every upstream text or JSON artifact, asks the
+//! model alias named by `config.model` (default "small") about them, and
+//! returns the answer as `{{name}}.md` with an account of its inputs in
+//! `{{name}}.json`.
+
+use plugin_sdk::models::{self, Message, Params};
+use plugin_sdk::prelude::*;
+use serde::Deserialize;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct Config {
+    /// The model alias to ask (the stage must be granted it).
+    model: String,
+    /// What the model is asked to do with the inputs.
+    instruction: String,
+    max_tokens: u32,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            model: "small".into(),
+            instruction: "Summarise the inputs in one short paragraph.".into(),
+            max_tokens: 200,
+        }
+    }
+}
+
+/// Most characters of one upstream artifact put into the prompt.
+const MAX_INPUT_CHARS: usize = 2000;
+
+/// The upstream artifacts worth showing a model: text and JSON.
+fn readable(input: &Input) -> Vec<(&str, &str, &str)> {
+    input
+        .upstream()
+        .iter()
+        .flat_map(|u| u.artifacts.iter().map(move |a| (u.stage_id.as_str(), a)))
+        .filter(|(_, a)| a.media_type.starts_with("text/") || a.media_type == "application/json")
+        .filter_map(|(stage, a)| Some((stage, a.name.as_str(), a.as_text()?)))
+        .collect()
+}
+
+/// The user message: the task, then each input under a header.
+fn build_prompt(task: &str, inputs: &[(&str, &str, &str)]) -> String {
+    let mut prompt = format!("Task:\n{task}\n");
+    for (stage, name, text) in inputs {
+        let text: String = text.chars().take(MAX_INPUT_CHARS).collect();
+        prompt.push_str(&format!("\n--- {stage}/{name} ---\n{text}\n"));
+    }
+    prompt
+}
+
+struct Plugin;
+
+impl Stage for Plugin {
+    fn info() -> PluginInfo {
+        PluginInfo::new(
+            "{{name}}",
+            env!("CARGO_PKG_VERSION"),
+            "Asks a model about the task and the upstream artifacts",
+        )
+        // What `host validate` checks each stage's grants against.
+        .model(Need::config("model").or("small"))
+    }
+
+    fn run(input: Input) -> Result<Output, StageError> {
+        let config: Config = input.config()?;
+        let inputs = readable(&input);
+        let messages = [
+            Message::system(config.instruction.as_str()),
+            Message::user(build_prompt(input.task(), &inputs)),
+        ];
+        let params = Params::default().max_tokens(config.max_tokens);
+        let completion = models::complete(&config.model, &messages, &params)?;
+        let account = serde_json::json!({
+            "alias": config.model,
+            "model": completion.model,
+            "inputs": inputs
+                .iter()
+                .map(|(stage, name, text)| serde_json::json!({"stage": stage, "name": name, "chars": text.chars().count()}))
+                .collect::<Vec<_>>(),
+            "output_tokens": completion.output_tokens,
+        });
+        Output::new(format!(
+            "{} answered from {} inputs",
+            config.model,
+            inputs.len()
+        ))
+        .text("{{name}}.md", completion.text)
+        .metric("inputs", inputs.len() as f64)
+        .metric("output_tokens", completion.output_tokens as f64)
+        .json("{{name}}.json", &account)
+    }
+}
+
+plugin_sdk::export_stage!(Plugin);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use plugin_sdk::{Artifact, Upstream};
+
+    #[test]
+    fn the_prompt_holds_the_task_and_each_readable_input() {
+        let upstream = Upstream {
+            stage_id: "greet".into(),
+            summary: String::new(),
+            decision: None,
+            artifacts: vec![
+                Artifact {
+                    name: "greeting.txt".into(),
+                    media_type: "text/plain".into(),
+                    bytes: b"Hello there".to_vec(),
+                },
+                Artifact {
+                    name: "image.png".into(),
+                    media_type: "image/png".into(),
+                    bytes: vec![0x89, 0x50],
+                },
+            ],
+            metrics: Vec::new(),
+        };
+        let input = Input::for_test("s", "the task", serde_json::json!({})).with_upstream(upstream);
+        let inputs = readable(&input);
+        assert_eq!(inputs, vec![("greet", "greeting.txt", "Hello there")]);
+        let prompt = build_prompt(input.task(), &inputs);
+        assert!(prompt.starts_with("Task:\nthe task\n"));
+        assert!(prompt.contains("--- greet/greeting.txt ---\nHello there"));
+    }
+}
