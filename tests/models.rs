@@ -511,8 +511,8 @@ fn a_real_local_model_run_replays_identically_with_the_server_unreachable() {
 }
 
 /// Stages calling models on one server at once: with `max_concurrent = 1`
-/// on either alias, the server never sees two requests in flight (a local
-/// llama.cpp server crashes when it does); without it, it does.
+/// on either alias, the server never sees two requests in flight; without
+/// it, it does.
 #[test]
 fn max_concurrent_limits_requests_in_flight_per_server() {
     for limit in [None, Some(1)] {

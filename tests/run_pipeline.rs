@@ -45,7 +45,6 @@ config = {{ greeting = "Goodbye" }}
 
 #[test]
 fn three_stages_pass_data_through_a_real_model() {
-    let _turn = common::local_llm_turn();
     let scratch = Scratch::new("three-stages");
     let manifest = scratch.write("pipeline.toml", &hello_pipeline(&local_llm()));
     let out_dir = scratch.path("out");
@@ -99,7 +98,6 @@ fn three_stages_pass_data_through_a_real_model() {
 
 #[test]
 fn the_hello_example_runs_as_the_readme_says() {
-    let _turn = common::local_llm_turn();
     let url = local_llm();
     if url != "http://127.0.0.1:8088/v1" {
         eprintln!("skipping: the example is written for the default local model port, not {url}");

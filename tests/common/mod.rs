@@ -181,14 +181,6 @@ pub fn stage<'a>(summary: &'a serde_json::Value, id: &str) -> &'a serde_json::Va
         .unwrap_or_else(|| panic!("no stage {id} in {summary}"))
 }
 
-/// Holds the real local model for one test: the llama.cpp server behind it
-/// crashes (a general protection fault in ggml) when two requests arrive at
-/// once, so tests in one binary that use it take turns.
-pub fn local_llm_turn() -> std::sync::MutexGuard<'static, ()> {
-    static TURN: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    TURN.lock().unwrap_or_else(|e| e.into_inner())
-}
-
 /// Starts (or reuses) the real local model server from ../shared/tools and
 /// returns its OpenAI-compatible base URL.
 pub fn local_llm() -> String {

@@ -166,9 +166,7 @@ impl Bench<'_> {
 
     /// Runs the AI-coding example as a user would (its task routes to
     /// MEDIUM risk: planning, execution, verification) on a fresh copy of
-    /// its project, both aliases pointed at `model_url`. Not HIGH: its
-    /// discovery stage sends two requests at once, which the local
-    /// llama.cpp server does not survive.
+    /// its project, both aliases pointed at `model_url`.
     pub fn ai_coding(&self, model_url: Option<&str>) -> Result<AiCodingFigures, String> {
         let example = Path::new("examples/ai-coding");
         let manifest = example.join("pipeline.toml");
