@@ -43,7 +43,7 @@ pub async fn burn(
     Summary::of(&samples).ok_or_else(|| "no repeats".into())
 }
 
-fn spec(i: u32) -> AttemptSpec {
+pub(super) fn spec(i: u32) -> AttemptSpec {
     AttemptSpec {
         input: StageInput {
             run_id: "bench".into(),

@@ -6,8 +6,6 @@
 use super::stats::Summary;
 use crate::bindings::StageInput;
 use crate::bindings::orchestrator::stage::types::{Artifact, Upstream};
-use crate::capabilities::gates::GatesGrant;
-use crate::capabilities::kv::KvGrant;
 use crate::capabilities::models::{ExchangeMode, ModelsCapability};
 use crate::runtime::{AttemptSpec, Runtime};
 use crate::store::Store;
@@ -91,18 +89,14 @@ pub async fn measure(dir: &Path, component: &Path, repeats: usize) -> Result<Fig
     let mut samples = Vec::new();
     let attempts = 5 * repeats;
     for i in 0..attempts + 3 {
+        // The no-op bench's attempt, with this stage's input, model grant
+        // and room for a large runtime.
         let spec = AttemptSpec {
             input: input(i as u32),
             models: models.grant(stage, "bench"),
-            kv: KvGrant::none(),
-            gates: GatesGrant::none("stage"),
-            workspace: None,
             timeout: Duration::from_secs(60),
-            heartbeat: None,
-            max_output: crate::runtime::MAX_OUTPUT_BYTES,
-            max_log_lines: crate::runtime::MAX_LOG_LINES,
             memory_limit: 256 << 20,
-            live: std::sync::Arc::new(crate::live::AttemptLive::detached("stage")),
+            ..super::instantiate::spec(i as u32)
         };
         let t = Instant::now();
         let report = runtime.run_attempt(&plugin, spec).await;
