@@ -81,13 +81,50 @@ pub struct AttemptLive {
     stage: String,
     attempt: u32,
     observer: Arc<dyn RunObserver>,
-    file: Option<Mutex<File>>,
+    /// `None` for an attempt nobody follows.
+    file: Option<Mutex<LogFile>>,
+}
+
+/// An attempt's log file, created on its first line: most stages never log,
+/// and creating a file per attempt (a new inode) cost a 2,000-stage run of
+/// no-op stages a fifth of its CPU time.
+enum LogFile {
+    NotYet(PathBuf),
+    Open(File),
+    /// It could not be created; the warning was given once.
+    Failed,
+}
+
+impl LogFile {
+    fn write_line(&mut self, text: &str) {
+        if let LogFile::NotYet(path) = self {
+            let created = path
+                .parent()
+                .map_or(Ok(()), std::fs::create_dir_all)
+                .and_then(|()| File::create(&*path));
+            *self = match created {
+                Ok(f) => LogFile::Open(f),
+                Err(e) => {
+                    tracing::warn!("cannot write the live log {}: {e}", path.display());
+                    LogFile::Failed
+                }
+            };
+        }
+        if let LogFile::Open(f) = self {
+            // One write call per line: a reader never sees half a line
+            // interleaved with another (a short write is left for it to skip).
+            let _ = f.write_all(text.as_bytes());
+        }
+    }
 }
 
 impl AttemptLive {
-    /// Opens (truncating: a re-run attempt starts a fresh log) the attempt's
-    /// log file. A file that cannot be opened costs the live log, never the
-    /// stage: the observer still gets every line.
+    /// The live side of an attempt whose log goes to its file under
+    /// `state_dir`. A log left by an earlier process for the same attempt
+    /// (a resumed run numbers its attempts afresh) is removed, so followers
+    /// never see its lines as this attempt's; the file itself is created on
+    /// the first line. A file that cannot be written costs the live log,
+    /// never the stage: the observer still gets every line.
     pub fn new(state_dir: &Path, id: AttemptId<'_>, observer: Arc<dyn RunObserver>) -> Self {
         let AttemptId {
             run,
@@ -96,28 +133,13 @@ impl AttemptLive {
             attempt,
         } = id;
         let path = log_path(state_dir, run, stage, iteration, attempt);
-        let file = path
-            .parent()
-            .map_or(Ok(()), std::fs::create_dir_all)
-            .and_then(|()| File::create(&path));
-        let file = match file {
-            Ok(f) => Some(Mutex::new(f)),
-            Err(e) => {
-                tracing::warn!(
-                    run,
-                    stage,
-                    attempt,
-                    "cannot write the live log {}: {e}",
-                    path.display()
-                );
-                None
-            }
-        };
+        // An unlink of a missing name is a lookup, far cheaper than a create.
+        let _ = std::fs::remove_file(&path);
         AttemptLive {
             stage: stage.to_string(),
             attempt,
             observer,
-            file,
+            file: Some(Mutex::new(LogFile::NotYet(path))),
         }
     }
 
@@ -139,10 +161,9 @@ impl AttemptLive {
         let Some(file) = &self.file else { return };
         let mut text = serde_json::to_string(line).unwrap_or_default();
         text.push('\n');
-        let mut f = file.lock().unwrap_or_else(|e| e.into_inner());
-        // One write call per line: a reader never sees half a line
-        // interleaved with another (a short write is left for it to skip).
-        let _ = f.write_all(text.as_bytes());
+        file.lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .write_line(&text);
     }
 
     pub fn log(&self, level: LogLevel, message: &str) {
@@ -260,6 +281,26 @@ mod tests {
             events[1].contains(r#""event":"stage-progress""#),
             "{events:?}"
         );
+    }
+
+    #[test]
+    fn a_silent_attempt_leaves_no_file_and_no_stale_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let id = AttemptId {
+            run: "r1",
+            stage: "s",
+            iteration: 0,
+            attempt: 1,
+        };
+        let path = log_path(dir.path(), "r1", "s", 0, 1);
+        // A killed process's attempt 1 logged; the resumed run's attempt 1
+        // logs nothing: its followers must not see the old lines.
+        let old = AttemptLive::new(dir.path(), id, Arc::new(Collect(Mutex::new(Vec::new()))));
+        old.log(LogLevel::Info, "from the killed process");
+        assert!(path.is_file());
+        let _new = AttemptLive::new(dir.path(), id, Arc::new(Collect(Mutex::new(Vec::new()))));
+        assert!(!path.exists());
+        assert_eq!(read_log(&path, 0).unwrap().0, vec![]);
     }
 
     #[test]
