@@ -61,6 +61,8 @@ fn bench_prints_a_finite_figure_for_every_scenario() {
         "60-stage DAG, max_parallel 8",
         "60-stage DAG throughput, max_parallel 2",
         "60-stage DAG throughput, max_parallel 8",
+        "60-stage DAG, max_parallel 32",
+        "60-stage DAG throughput, max_parallel 32",
         "model call through the host",
         "host dev: changed component to stage started",
         "AI-coding example, host peak memory",

@@ -366,3 +366,43 @@ config = {{ behaviour = "succeed" }}
 
     assert_eq!(stage(&s, "bystander")["status"], "succeeded");
 }
+
+/// Instance slots are reused from attempt to attempt, their memory reset in
+/// place: no attempt may see what an earlier one wrote, whether it succeeded
+/// or trapped, in the part reset by scanning or the part given back.
+#[test]
+fn no_attempt_sees_the_memory_of_an_earlier_one() {
+    let faulty = plugin("faulty");
+    let scratch = Scratch::new("residue");
+    let mut stages = String::new();
+    for i in 0..6 {
+        let after = if i == 0 {
+            String::new()
+        } else {
+            format!("after = [{{ stage = \"r{}\", on = \"always\" }}]\n", i - 1)
+        };
+        // A panicking attempt in between leaves its memory dirty too.
+        let behaviour = if i == 3 { "\"panic\"" } else { "\"residue\"" };
+        stages.push_str(&format!(
+            "\n[[stage]]\nid = \"r{i}\"\nplugin = \"faulty\"\n{after}config = {{ behaviour = {behaviour} }}\n"
+        ));
+    }
+    let manifest = scratch.write(
+        "pipeline.toml",
+        &format!(
+            "[pipeline]\nname = \"residue\"\ntask = \"look\"\n\n[plugins.faulty]\nwasm = \"{}\"\n{stages}",
+            faulty.display()
+        ),
+    );
+    let o = host(&["run", "--json", manifest.to_str().unwrap()]);
+    let s = summary(&o);
+    for id in ["r0", "r1", "r2", "r4", "r5"] {
+        assert_eq!(
+            stage(&s, id)["status"],
+            "succeeded",
+            "{id}: {}",
+            failure_text(&s, id)
+        );
+    }
+    assert_eq!(failure_kind(&s, "r3"), "trap");
+}

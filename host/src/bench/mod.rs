@@ -336,8 +336,8 @@ fn resume(o: &Options, cache_dir: &std::path::Path) -> Result<Vec<Row>, String> 
 fn dag(o: &Options, cache_dir: &std::path::Path) -> Result<Vec<Row>, String> {
     let mut rows = Vec::new();
     // Group commit lets concurrent stages share an fsync: the same DAG at
-    // two parallelism levels shows whether throughput grows with it.
-    for parallel in [2, 8] {
+    // three parallelism levels shows whether throughput grows with it.
+    for parallel in [2, 8, 32] {
         let mut samples = Vec::new();
         let mut peak = 0;
         for _ in 0..o.repeats.clamp(1, 3) {

@@ -76,6 +76,10 @@ enum Behaviour {
         #[serde(default)]
         list: Vec<String>,
     },
+    /// Look for what an earlier attempt left in memory (a static counter,
+    /// a zero-initialised buffer), fail if anything is there, then
+    /// leave marks of its own for the next attempt to find.
+    Residue,
 }
 
 #[derive(Deserialize)]
@@ -84,6 +88,28 @@ struct Config {
 }
 
 struct Faulty;
+
+/// Starts at zero in every fresh instance; an attempt that sees it non-zero
+/// is running on memory an earlier attempt wrote.
+static ATTEMPTS_SEEN: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+/// Zero-initialised, larger than the part of a memory the host resets in
+/// place (1 MiB), so both ways of resetting a reused slot are seen.
+static RESIDUE: std::sync::Mutex<[u8; 2 << 20]> = std::sync::Mutex::new([0; 2 << 20]);
+
+/// What `Behaviour::Residue` finds, then marks.
+fn residue() -> Result<Output, StageError> {
+    use std::sync::atomic::Ordering;
+    let seen = ATTEMPTS_SEEN.fetch_add(1, Ordering::SeqCst);
+    let mut buffer = RESIDUE.lock().map_err(|_| StageError::fatal("poisoned"))?;
+    let dirty_static = buffer.iter().filter(|&&b| b != 0).count();
+    buffer.fill(0xA5);
+    if seen != 0 || dirty_static != 0 {
+        return Err(StageError::fatal(format!(
+            "memory of an earlier attempt: counter {seen}, {dirty_static} dirty bytes"
+        )));
+    }
+    Ok(Output::new("clean"))
+}
 
 /// Recursion the optimiser cannot turn into a loop: the frame is used after
 /// the call, through an opaque `black_box`.
@@ -114,6 +140,7 @@ impl Stage for Faulty {
     fn run(input: Input) -> Result<Output, StageError> {
         let config: Config = input.config()?;
         match config.behaviour {
+            Behaviour::Residue => residue(),
             Behaviour::Succeed => Ok(Output::new("succeeded").text("echo.txt", input.task())),
             Behaviour::Fatal => Err(StageError::fatal("asked to fail")),
             Behaviour::Retryable => Err(StageError::retryable("asked to fail, retryably")),
