@@ -486,3 +486,36 @@ fn cancel_stops_a_run_that_then_resumes() {
     assert_eq!(count(&ev, "stage-interrupted", "slow"), 1);
     assert_eq!(count(&ev, "stage-succeeded", "last"), 1);
 }
+
+/// `max_parallel` bounds attempts running at once: six 400 ms stages through
+/// two slots take three rounds, even though a stage gives its slot up while
+/// its outcome is committed.
+#[test]
+fn max_parallel_bounds_the_attempts_running_at_once() {
+    let r = Run::new("slots");
+    let ids: Vec<String> = (0..6).map(|i| format!("s{i}")).collect();
+    let body: String = ids
+        .iter()
+        .enumerate()
+        // Different configs: identical stages would come from the result cache.
+        .map(|(i, id)| stage_block(id, "", &format!("{{ sleep = {{ ms = {} }} }}", 400 + i)))
+        .collect();
+    let manifest = r.scratch.write(
+        "p.toml",
+        &format!(
+            "[pipeline]\nname = \"slots\"\ntask = \"wait\"\nmax_parallel = 2\n\n\
+             [plugins.faulty]\nwasm = {:?}\n\n{body}",
+            plugin("faulty").display().to_string()
+        ),
+    );
+    let (out, s) = r.run(&manifest);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let ev = r.events(s["run_id"].as_str().unwrap());
+    let first = ids.iter().map(|id| at(&ev, "stage-started", id)).min();
+    let last = ids.iter().map(|id| at(&ev, "stage-succeeded", id)).max();
+    let span = last.unwrap() - first.unwrap();
+    assert!(
+        span >= 3 * 400,
+        "six 400 ms attempts through 2 slots took only {span} ms"
+    );
+}

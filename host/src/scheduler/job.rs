@@ -43,6 +43,9 @@ pub struct StageJob {
     pub inputs: Vec<wit::Upstream>,
     pub cache_key: Option<String>,
     pub fresh: bool,
+    /// The run's attempt slots: one is held from an attempt's start record
+    /// to its end, not while its outcome is committed or a retry waits.
+    pub slots: Arc<tokio::sync::Semaphore>,
     /// Which pass of a loop this is, and what the stage that looped back
     /// said (the seed's "feedback" for a revision).
     pub iteration: u32,
@@ -91,6 +94,8 @@ impl StageJob {
         let mut attempt = 0;
         loop {
             attempt += 1;
+            // Never closed; were it, the attempt would run without a slot.
+            let slot = self.slots.clone().acquire_owned().await.ok();
             let (run, stage, key) = (
                 self.run_id.clone(),
                 self.stage.id.clone(),
@@ -151,6 +156,7 @@ impl StageJob {
                 .run_attempt(&self.plugin, spec)
                 .instrument(span)
                 .await;
+            drop(slot);
             let gates_failed = report.gate_runs.iter().any(|g| !g.passed);
             let activity = Activity {
                 model_calls: report.model_calls.clone(),
