@@ -302,6 +302,22 @@ fn the_api_serves_a_run_while_another_process_runs_it_and_after() {
     assert_eq!(flaky[0]["outcome"], "failed");
     assert_eq!(flaky[0]["will_retry"], true);
     assert_eq!(flaky[1]["outcome"], "succeeded");
+    // Every attempt that ran has a log, empty if it never wrote a line (its
+    // file is only created by the first one); an attempt that never ran
+    // has none.
+    for a in timeline.iter().filter(|a| a["outcome"] != "reused") {
+        let url = a["log_url"]
+            .as_str()
+            .expect("an attempt that ran has a log");
+        let log = get(base, url);
+        assert_eq!(log.status, 200, "{url}: {}", log.text());
+        assert!(log.json()["lines"].is_array(), "{url}");
+    }
+    let never = get(
+        base,
+        &format!("/api/runs/{run_id}/stages/flaky/log?attempt=3"),
+    );
+    assert_eq!(never.status, 404, "{}", never.text());
     assert!(
         timeline.iter().all(|a| a["finished_ms"].is_u64()),
         "{timeline:?}"

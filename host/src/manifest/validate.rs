@@ -276,7 +276,7 @@ fn read_task(c: &mut Checker, p: &PipelineSection, base_dir: &Path) -> Option<St
         } else if *n.get_ref() > limit {
             c.error(
                 Some(n.span()),
-                format!("[pipeline] max_parallel must be at most {limit} (stages running at once)"),
+                format!("[pipeline] max_parallel must be at most {limit} (stage attempts running at once)"),
             );
         }
     }

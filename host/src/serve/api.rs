@@ -18,13 +18,13 @@ type Answer = Result<Reply, Reply>;
 pub fn handle(dir: &Path, segs: &[&str], query: &Query) -> Reply {
     let answer = match segs {
         ["runs"] => runs(dir),
-        ["runs", run] => with_run(dir, run, |s, r| run_detail(dir, s, r)),
+        ["runs", run] => with_run(dir, run, |s, r| run_detail(s, r)),
         ["runs", run, "events"] => with_run(dir, run, |s, r| events(s, r, query)),
         ["runs", run, "stages", stage] => {
-            with_stage(dir, run, stage, |s, r, st| stage_detail(dir, s, r, st))
+            with_stage(dir, run, stage, |s, r, st| stage_detail(s, r, st))
         }
         ["runs", run, "stages", stage, "attempts"] => {
-            with_stage(dir, run, stage, |s, r, st| attempts(dir, s, r, st))
+            with_stage(dir, run, stage, |s, r, st| attempts(s, r, st))
         }
         ["runs", run, "stages", stage, "diff"] => {
             with_stage(dir, run, stage, |_, _, st| Ok(Reply::json(&diff(st))))
@@ -33,7 +33,7 @@ pub fn handle(dir: &Path, segs: &[&str], query: &Query) -> Reply {
             with_stage(dir, run, stage, |s, _, st| artifact(s, st, name))
         }
         ["runs", run, "stages", stage, "log"] => {
-            with_stage(dir, run, stage, |_, r, st| log(dir, r, st, query))
+            with_stage(dir, run, stage, |s, r, st| log(dir, s, r, st, query))
         }
         _ => Err(Reply::error(
             404,
@@ -262,7 +262,7 @@ struct Attempt {
 }
 
 /// Every attempt of the run, in the order they started.
-fn timeline(dir: &Path, store: &Store, run: &RunRecord) -> Result<Vec<Attempt>, Reply> {
+fn timeline(store: &Store, run: &RunRecord) -> Result<Vec<Attempt>, Reply> {
     let mut iteration: HashMap<String, u32> = HashMap::new();
     let mut out: Vec<Attempt> = Vec::new();
     let open_of = |out: &[Attempt], stage: &str| -> Option<usize> {
@@ -283,7 +283,6 @@ fn timeline(dir: &Path, store: &Store, run: &RunRecord) -> Result<Vec<Attempt>, 
             }
             Event::StageStarted { stage, attempt, .. } => {
                 let it = iteration.get(stage).copied().unwrap_or(0);
-                let log = log_path(dir, &run.id, stage, it, *attempt);
                 out.push(Attempt {
                     stage: stage.clone(),
                     attempt: *attempt,
@@ -297,13 +296,11 @@ fn timeline(dir: &Path, store: &Store, run: &RunRecord) -> Result<Vec<Attempt>, 
                     tokens: 0,
                     cost_usd: 0.0,
                     gates: Vec::new(),
-                    log_url: log.is_file().then(|| {
-                        format!(
-                            "/api/runs/{}/stages/{}/log?iteration={it}&attempt={attempt}",
-                            encode(&run.id),
-                            encode(stage)
-                        )
-                    }),
+                    log_url: Some(format!(
+                        "/api/runs/{}/stages/{}/log?iteration={it}&attempt={attempt}",
+                        encode(&run.id),
+                        encode(stage)
+                    )),
                 });
             }
             Event::StageSucceeded { stage, .. } => {
@@ -380,7 +377,7 @@ fn timeline(dir: &Path, store: &Store, run: &RunRecord) -> Result<Vec<Attempt>, 
     Ok(out)
 }
 
-fn run_detail(dir: &Path, store: &Store, run: &RunRecord) -> Answer {
+fn run_detail(store: &Store, run: &RunRecord) -> Answer {
     let stages = store.stages(run).map_err(|e| store_error(&e))?;
     let plan = plan(run);
     let depth = depths(&stages, plan.as_ref());
@@ -405,7 +402,7 @@ fn run_detail(dir: &Path, store: &Store, run: &RunRecord) -> Answer {
             edges.push(json!({"from": parent, "to": s.stage, "kind": "spawn"}));
         }
     }
-    let timeline = timeline(dir, store, run)?;
+    let timeline = timeline(store, run)?;
     let mut loops = Vec::new();
     store
         .for_each_event(&run.id, |e| {
@@ -460,7 +457,7 @@ fn events(store: &Store, run: &RunRecord, query: &Query) -> Answer {
     Ok(Reply::json(&Value::Array(out)))
 }
 
-fn stage_detail(dir: &Path, store: &Store, run: &RunRecord, stage: &StageRecord) -> Answer {
+fn stage_detail(store: &Store, run: &RunRecord, stage: &StageRecord) -> Answer {
     let stages = store.stages(run).map_err(|e| store_error(&e))?;
     let plan = plan(run);
     let depth = depths(&stages, plan.as_ref());
@@ -492,7 +489,7 @@ fn stage_detail(dir: &Path, store: &Store, run: &RunRecord, stage: &StageRecord)
             "content_hash": o.content_hash,
         })
     });
-    let attempts: Vec<Attempt> = timeline(dir, store, run)?
+    let attempts: Vec<Attempt> = timeline(store, run)?
         .into_iter()
         .filter(|a| a.stage == stage.stage)
         .collect();
@@ -531,8 +528,8 @@ fn stage_detail(dir: &Path, store: &Store, run: &RunRecord, stage: &StageRecord)
     Ok(Reply::json(&summary))
 }
 
-fn attempts(dir: &Path, store: &Store, run: &RunRecord, stage: &StageRecord) -> Answer {
-    let attempts: Vec<Attempt> = timeline(dir, store, run)?
+fn attempts(store: &Store, run: &RunRecord, stage: &StageRecord) -> Answer {
+    let attempts: Vec<Attempt> = timeline(store, run)?
         .into_iter()
         .filter(|a| a.stage == stage.stage)
         .collect();
@@ -604,19 +601,25 @@ pub fn chosen_attempt(stage: &StageRecord, query: &Query) -> Result<(u32, u32), 
     ))
 }
 
-fn log(dir: &Path, run: &RunRecord, stage: &StageRecord, query: &Query) -> Answer {
+/// An attempt's log lines from `offset` on. The attempt must be in the
+/// event log; its file exists only once it has logged a line, so an attempt
+/// that never logged reads as empty.
+fn log(dir: &Path, store: &Store, run: &RunRecord, stage: &StageRecord, query: &Query) -> Answer {
     let (iteration, attempt) = chosen_attempt(stage, query)?;
     let offset = query.number("offset").map_err(|e| Reply::error(400, e))?;
-    let path = log_path(dir, &run.id, &stage.stage, iteration, attempt);
-    if !path.is_file() {
+    let known = timeline(store, run)?
+        .iter()
+        .any(|a| a.stage == stage.stage && a.iteration == iteration && a.attempt == attempt);
+    if !known {
         return Err(Reply::error(
             404,
             format!(
-                "stage '{}' has no log for iteration {iteration}, attempt {attempt}",
+                "stage '{}' has no attempt {attempt} in iteration {iteration}",
                 stage.stage
             ),
         ));
     }
+    let path = log_path(dir, &run.id, &stage.stage, iteration, attempt);
     let (lines, next) = read_log(&path, offset.unwrap_or(0))
         .map_err(|e| Reply::error(500, format!("cannot read {}: {e}", path.display())))?;
     Ok(Reply::json(&json!({
