@@ -18,14 +18,10 @@ type Answer = Result<Reply, Reply>;
 pub fn handle(dir: &Path, segs: &[&str], query: &Query) -> Reply {
     let answer = match segs {
         ["runs"] => runs(dir),
-        ["runs", run] => with_run(dir, run, |s, r| run_detail(s, r)),
+        ["runs", run] => with_run(dir, run, run_detail),
         ["runs", run, "events"] => with_run(dir, run, |s, r| events(s, r, query)),
-        ["runs", run, "stages", stage] => {
-            with_stage(dir, run, stage, |s, r, st| stage_detail(s, r, st))
-        }
-        ["runs", run, "stages", stage, "attempts"] => {
-            with_stage(dir, run, stage, |s, r, st| attempts(s, r, st))
-        }
+        ["runs", run, "stages", stage] => with_stage(dir, run, stage, stage_detail),
+        ["runs", run, "stages", stage, "attempts"] => with_stage(dir, run, stage, attempts),
         ["runs", run, "stages", stage, "diff"] => {
             with_stage(dir, run, stage, |_, _, st| Ok(Reply::json(&diff(st))))
         }
