@@ -332,11 +332,21 @@ fn a_tiny_real_model_ends_the_pipeline_in_a_defined_state() {
     let s = Setup::new("ai-llm");
     let large = format!("large=openai:smollm2@{url}");
     let small = format!("small=openai:smollm2@{url}");
+    // The example's calls are sized for a machine doing nothing else; this
+    // one shares two cores with the rest of the suite, where the model
+    // server generates some 20-40 tokens a second, so the long calls are
+    // kept short enough for the example's 120 s per-call timeout.
     let (out, sum) = s.run(
         None,
         &[
             "--set",
             "triage.risk=LOW",
+            "--set",
+            "execution.max_tokens=400",
+            "--set",
+            "execution.max_context_bytes=8192",
+            "--set",
+            "verification.max_tokens=300",
             "--model",
             &large,
             "--model",
