@@ -4,6 +4,22 @@
 mod common;
 
 use common::{Scratch, host, plugin};
+use std::process::Output;
+
+/// A successful `host bench --json`'s output and its rows, one per line.
+fn json_rows(out: &Output) -> (String, Vec<serde_json::Value>) {
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "bench failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rows = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("one JSON row per line"))
+        .collect();
+    (stdout, rows)
+}
 
 #[test]
 fn bench_prints_a_finite_figure_for_every_scenario() {
@@ -36,16 +52,7 @@ fn bench_prints_a_finite_figure_for_every_scenario() {
         "--model-url",
         &common::local_llm(),
     ]);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "bench failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let rows: Vec<serde_json::Value> = stdout
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("one JSON row per line"))
-        .collect();
+    let (stdout, rows) = json_rows(&out);
     let scenario = |needle: &str| {
         rows.iter()
             .find(|r| r["scenario"].as_str().unwrap().contains(needle))
@@ -104,16 +111,7 @@ fn bench_polyglot_times_each_labelled_plugin() {
         "--repeats",
         "1",
     ]);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "bench failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let rows: Vec<serde_json::Value> = stdout
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("one JSON row per line"))
-        .collect();
+    let (stdout, rows) = json_rows(&out);
     for needle in [
         "rust plugin: first load (compile)",
         "rust plugin: cached load",
