@@ -1,0 +1,188 @@
+//! The `artifacts` interface: artifacts a plugin streams a piece at a time.
+//! Pieces go straight to a file of this attempt's, so neither the plugin nor
+//! the host holds the whole artifact until the attempt has succeeded.
+
+use host_runtime::bindings::orchestrator::stage::artifacts::{self as wit, Host};
+use host_runtime::bindings::v0_1_name;
+use host_runtime::{AttemptScope, Capability, Grant, HasGrant};
+use host_vocab::{Artifact, StageFailure, StageOutput};
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::PathBuf;
+use wasmtime::component::{HasSelf, Linker};
+
+/// Every stage may stream artifacts, within its `max_output`.
+pub struct ArtifactsCapability;
+
+impl Capability for ArtifactsCapability {
+    type Grant = ArtifactsGrant;
+    const INTERFACES: &'static [&'static str] = &["artifacts"];
+    const GOVERNED_BY: &'static str = "always: bounded by `max_output`";
+
+    fn link<T: HasGrant<ArtifactsGrant>>(linker: &mut Linker<T>) -> wasmtime::Result<()> {
+        wit::add_to_linker::<T, HasSelf<ArtifactsGrant>>(linker, |s| {
+            s.beat();
+            s.grant()
+        })?;
+        let mut i = linker.instance(&v0_1_name("artifacts"))?;
+        i.func_wrap_async(
+            "append",
+            |mut store, (artifact, media_type, bytes): (String, String, Vec<u8>)| {
+                Box::new(async move {
+                    let s = store.data_mut();
+                    s.beat();
+                    Ok((Host::append(s.grant(), artifact, media_type, bytes).await?,))
+                })
+            },
+        )?;
+        Ok(())
+    }
+
+    fn grant(&self, scope: &AttemptScope<'_>) -> ArtifactsGrant {
+        ArtifactsGrant::new(scope.stage.max_output)
+    }
+
+    fn deny() -> ArtifactsGrant {
+        ArtifactsGrant::new(0)
+    }
+}
+
+impl Grant for ArtifactsGrant {
+    /// Adds the artifacts the plugin streamed to the ones it returned.
+    fn complete(&mut self, output: &mut StageOutput) -> Result<(), StageFailure> {
+        let fatal = |message: String| StageFailure::Plugin {
+            retryable: false,
+            message,
+        };
+        for artifact in self.take_streamed().map_err(fatal)? {
+            if output.artifacts.iter().any(|a| a.name == artifact.name) {
+                return Err(fatal(format!(
+                    "artifact '{}' was both streamed and returned",
+                    artifact.name
+                )));
+            }
+            output.artifacts.push(artifact);
+        }
+        Ok(())
+    }
+}
+
+struct Streamed {
+    media_type: String,
+    path: PathBuf,
+    file: std::fs::File,
+}
+
+pub struct ArtifactsGrant {
+    dir: Option<PathBuf>,
+    streams: BTreeMap<String, Streamed>,
+    written: usize,
+    limit: usize,
+}
+
+impl ArtifactsGrant {
+    /// Streams into a private directory under the system's temp dir.
+    pub fn new(limit: usize) -> Self {
+        ArtifactsGrant {
+            dir: None,
+            streams: BTreeMap::new(),
+            written: 0,
+            limit,
+        }
+    }
+
+    fn dir(&mut self) -> Result<PathBuf, String> {
+        if let Some(d) = &self.dir {
+            return Ok(d.clone());
+        }
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let dir =
+            std::env::temp_dir().join(format!("host-artifacts-{}-{nanos}", std::process::id()));
+        std::fs::create_dir_all(&dir).map_err(|e| format!("cannot stream artifacts: {e}"))?;
+        self.dir = Some(dir.clone());
+        Ok(dir)
+    }
+
+    /// Total bytes streamed so far (counted against the stage's output limit).
+    pub fn bytes(&self) -> usize {
+        self.written
+    }
+
+    /// The streamed artifacts, read back once the attempt has succeeded.
+    pub fn take_streamed(&mut self) -> Result<Vec<Artifact>, String> {
+        let mut out = Vec::new();
+        for (name, s) in std::mem::take(&mut self.streams) {
+            drop(s.file);
+            let bytes = std::fs::read(&s.path)
+                .map_err(|e| format!("cannot read streamed artifact '{name}': {e}"))?;
+            out.push(Artifact {
+                name,
+                media_type: s.media_type,
+                bytes,
+            });
+        }
+        Ok(out)
+    }
+}
+
+impl Drop for ArtifactsGrant {
+    fn drop(&mut self) {
+        if let Some(dir) = &self.dir {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
+
+impl Host for ArtifactsGrant {
+    async fn append(
+        &mut self,
+        name: String,
+        media_type: String,
+        bytes: Vec<u8>,
+    ) -> wasmtime::Result<Result<(), String>> {
+        if !host_store::is_plain_artifact_name(&name) {
+            return Ok(Err(format!("'{name}' is not a plain file name")));
+        }
+        if self.written + bytes.len() > self.limit {
+            return Ok(Err(format!(
+                "streamed artifacts would pass the stage's max_output of {} bytes",
+                self.limit
+            )));
+        }
+        if !self.streams.contains_key(&name) {
+            let dir = match self.dir() {
+                Ok(d) => d,
+                Err(e) => return Ok(Err(e)),
+            };
+            let path = dir.join(format!("{}.part", self.streams.len()));
+            let file = match std::fs::File::create(&path) {
+                Ok(f) => f,
+                Err(e) => return Ok(Err(format!("cannot stream '{name}': {e}"))),
+            };
+            self.streams.insert(
+                name.clone(),
+                Streamed {
+                    media_type: media_type.clone(),
+                    path,
+                    file,
+                },
+            );
+        }
+        let Some(stream) = self.streams.get_mut(&name) else {
+            return Ok(Err("internal: stream vanished".into()));
+        };
+        if stream.media_type != media_type {
+            return Ok(Err(format!(
+                "'{name}' was started as {}, not {media_type}",
+                stream.media_type
+            )));
+        }
+        if let Err(e) = stream.file.write_all(&bytes) {
+            return Ok(Err(format!("cannot stream '{name}': {e}")));
+        }
+        self.written += bytes.len();
+        Ok(Ok(()))
+    }
+}

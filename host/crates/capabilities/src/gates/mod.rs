@@ -1,0 +1,142 @@
+//! The `gates` interface: a stage runs, by name, only the gates its grant
+//! lists; the command, its arguments, its environment and its directory all
+//! come from the manifest.
+
+mod capture;
+mod process;
+
+pub use process::run_gate;
+
+use host_manifest::{GateSpec, Pipeline, StageSpec};
+use host_runtime::bindings::orchestrator::stage::gates::{self as wit, GateError, GateResult, Host};
+use host_runtime::bindings::v0_1_name;
+use host_runtime::{AttemptScope, Capability, Grant, HasGrant};
+pub use host_vocab::limits::MAX_GATE_RUNS_PER_ATTEMPT;
+use host_vocab::{Activity, GateRun};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use wasmtime::component::{HasSelf, Linker};
+
+/// Every gate the pipeline declares, and the workspace they run in.
+pub struct GatesCapability {
+    gates: BTreeMap<String, GateSpec>,
+    workspace: Option<PathBuf>,
+}
+
+impl GatesCapability {
+    pub fn new(pipeline: &Pipeline) -> Self {
+        GatesCapability {
+            gates: pipeline.gates.clone(),
+            workspace: pipeline.workspace.clone(),
+        }
+    }
+
+    /// The gates `stage` is granted.
+    pub fn grant(&self, stage: &StageSpec) -> GatesGrant {
+        let granted = stage
+            .gates
+            .iter()
+            .filter_map(|name| self.gates.get(name))
+            .map(|g| (g.name.clone(), g.clone()))
+            .collect();
+        GatesGrant {
+            stage_id: stage.id.clone(),
+            granted,
+            workspace: self.workspace.clone(),
+            runs: Vec::new(),
+        }
+    }
+}
+
+impl Capability for GatesCapability {
+    type Grant = GatesGrant;
+    const INTERFACES: &'static [&'static str] = &["gates"];
+    const GOVERNED_BY: &'static str = "a stage's `gates` grant";
+
+    fn link<T: HasGrant<GatesGrant>>(linker: &mut Linker<T>) -> wasmtime::Result<()> {
+        wit::add_to_linker::<T, HasSelf<GatesGrant>>(linker, |s| {
+            s.beat();
+            s.grant()
+        })?;
+        let mut i = linker.instance(&v0_1_name("gates"))?;
+        i.func_wrap_async("run", |mut store, (gate,): (String,)| {
+            Box::new(async move {
+                let s = store.data_mut();
+                s.beat();
+                Ok((Host::run(s.grant(), gate).await?,))
+            })
+        })?;
+        Ok(())
+    }
+
+    fn grant(&self, scope: &AttemptScope<'_>) -> GatesGrant {
+        GatesCapability::grant(self, scope.stage)
+    }
+
+    fn deny() -> GatesGrant {
+        GatesGrant::none("(info)")
+    }
+}
+
+impl Grant for GatesGrant {
+    async fn finish(&mut self, activity: &mut Activity) {
+        activity.gate_runs = self.take_runs();
+    }
+}
+
+pub struct GatesGrant {
+    stage_id: String,
+    granted: BTreeMap<String, GateSpec>,
+    workspace: Option<PathBuf>,
+    runs: Vec<GateRun>,
+}
+
+impl GatesGrant {
+    pub fn none(stage_id: &str) -> Self {
+        GatesGrant {
+            stage_id: stage_id.to_string(),
+            granted: BTreeMap::new(),
+            workspace: None,
+            runs: Vec::new(),
+        }
+    }
+
+    pub fn take_runs(&mut self) -> Vec<GateRun> {
+        std::mem::take(&mut self.runs)
+    }
+}
+
+impl Host for GatesGrant {
+    async fn run(&mut self, name: String) -> wasmtime::Result<Result<GateResult, GateError>> {
+        let (Some(gate), Some(workspace)) = (self.granted.get(&name), &self.workspace) else {
+            let granted: Vec<&str> = self.granted.keys().map(String::as_str).collect();
+            return Ok(Err(GateError::NotGranted(format!(
+                "stage '{}' is not granted gate '{name}' (granted: {})",
+                self.stage_id,
+                if granted.is_empty() {
+                    "none".to_string()
+                } else {
+                    granted.join(", ")
+                }
+            ))));
+        };
+        if self.runs.len() >= MAX_GATE_RUNS_PER_ATTEMPT {
+            return Ok(Err(GateError::LimitExceeded(format!(
+                "one attempt may run at most {MAX_GATE_RUNS_PER_ATTEMPT} gates"
+            ))));
+        }
+        tracing::info!(stage = %self.stage_id, gate = %name, "running gate");
+        let run = run_gate(gate, workspace).await;
+        tracing::info!(stage = %self.stage_id, gate = %name, passed = run.passed, "{}", run.reason());
+        let result = GateResult {
+            name,
+            passed: run.passed,
+            exit_code: run.exit_code(),
+            reason: run.reason(),
+            duration_ms: run.duration_ms,
+            output: run.output.clone(),
+        };
+        self.runs.push(run);
+        Ok(Ok(result))
+    }
+}

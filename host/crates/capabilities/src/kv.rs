@@ -1,0 +1,141 @@
+//! The `kv` interface: durable checkpoints scoped to (run, stage). The scope
+//! comes from the grant, never from the plugin, so a stage cannot read or
+//! overwrite another stage's checkpoints.
+
+use host_runtime::bindings::orchestrator::stage::kv::{self as wit, Host};
+use host_runtime::bindings::v0_1_name;
+use host_runtime::{AttemptScope, Capability, Grant, HasGrant};
+use host_store::Store;
+pub use host_vocab::limits::{MAX_KV_KEY_BYTES as MAX_KEY_BYTES, MAX_KV_VALUE_BYTES as MAX_VALUE_BYTES};
+use std::sync::Arc;
+use wasmtime::component::{HasSelf, Linker};
+
+/// Checkpoints in the run's store; every stage has its own.
+pub struct KvCapability {
+    store: Arc<Store>,
+}
+
+impl KvCapability {
+    pub fn new(store: Arc<Store>) -> Self {
+        KvCapability { store }
+    }
+}
+
+impl Capability for KvCapability {
+    type Grant = KvGrant;
+    const INTERFACES: &'static [&'static str] = &["kv"];
+    const GOVERNED_BY: &'static str = "always: checkpoints private to (run, stage)";
+
+    fn link<T: HasGrant<KvGrant>>(linker: &mut Linker<T>) -> wasmtime::Result<()> {
+        wit::add_to_linker::<T, HasSelf<KvGrant>>(linker, |s| {
+            s.beat();
+            s.grant()
+        })?;
+        let mut i = linker.instance(&v0_1_name("kv"))?;
+        i.func_wrap_async("get", |mut store, (key,): (String,)| {
+            Box::new(async move {
+                let s = store.data_mut();
+                s.beat();
+                Ok((Host::get(s.grant(), key).await?,))
+            })
+        })?;
+        i.func_wrap_async("set", |mut store, (key, value): (String, Vec<u8>)| {
+            Box::new(async move {
+                let s = store.data_mut();
+                s.beat();
+                Ok((Host::set(s.grant(), key, value).await?,))
+            })
+        })?;
+        i.func_wrap_async("delete", |mut store, (key,): (String,)| {
+            Box::new(async move {
+                let s = store.data_mut();
+                s.beat();
+                Host::delete(s.grant(), key).await
+            })
+        })?;
+        Ok(())
+    }
+
+    fn grant(&self, scope: &AttemptScope<'_>) -> KvGrant {
+        KvGrant::new(self.store.clone(), scope.run_id, &scope.stage.id)
+    }
+
+    fn deny() -> KvGrant {
+        KvGrant::none()
+    }
+}
+
+impl Grant for KvGrant {}
+
+pub struct KvGrant {
+    store: Option<Arc<Store>>,
+    run_id: String,
+    stage_id: String,
+}
+
+impl KvGrant {
+    pub fn new(store: Arc<Store>, run_id: &str, stage_id: &str) -> Self {
+        KvGrant {
+            store: Some(store),
+            run_id: run_id.to_string(),
+            stage_id: stage_id.to_string(),
+        }
+    }
+
+    /// No store (e.g. while calling `info()`): reads find nothing, writes fail.
+    pub fn none() -> Self {
+        KvGrant {
+            store: None,
+            run_id: String::new(),
+            stage_id: String::new(),
+        }
+    }
+
+    /// Runs a blocking store operation without stalling the async executor.
+    fn blocking<T>(&self, f: impl FnOnce(&Store) -> T) -> Option<T> {
+        let store = self.store.as_ref()?;
+        Some(tokio::task::block_in_place(|| f(store)))
+    }
+}
+
+impl Host for KvGrant {
+    async fn get(&mut self, key: String) -> wasmtime::Result<Option<Vec<u8>>> {
+        let (run, stage) = (self.run_id.clone(), self.stage_id.clone());
+        match self.blocking(|s| s.kv_get(&run, &stage, &key)) {
+            None => Ok(None),
+            Some(Ok(v)) => Ok(v),
+            // A checkpoint the host cannot read is a host failure, not
+            // something the plugin could handle: stop the attempt.
+            Some(Err(e)) => Err(wasmtime::format_err!("checkpoint store failed: {e}")),
+        }
+    }
+
+    async fn set(&mut self, key: String, value: Vec<u8>) -> wasmtime::Result<Result<(), String>> {
+        if key.len() > MAX_KEY_BYTES {
+            return Ok(Err(format!(
+                "key is {} bytes; the limit is {MAX_KEY_BYTES}",
+                key.len()
+            )));
+        }
+        if value.len() > MAX_VALUE_BYTES {
+            return Ok(Err(format!(
+                "value is {} bytes; the limit is {MAX_VALUE_BYTES}",
+                value.len()
+            )));
+        }
+        let (run, stage) = (self.run_id.clone(), self.stage_id.clone());
+        match self.blocking(|s| s.kv_set(&run, &stage, &key, &value)) {
+            None => Ok(Err("no checkpoint store outside a run".into())),
+            Some(Ok(())) => Ok(Ok(())),
+            Some(Err(e)) => Err(wasmtime::format_err!("checkpoint store failed: {e}")),
+        }
+    }
+
+    async fn delete(&mut self, key: String) -> wasmtime::Result<()> {
+        let (run, stage) = (self.run_id.clone(), self.stage_id.clone());
+        match self.blocking(|s| s.kv_delete(&run, &stage, &key)) {
+            None | Some(Ok(())) => Ok(()),
+            Some(Err(e)) => Err(wasmtime::format_err!("checkpoint store failed: {e}")),
+        }
+    }
+}

@@ -1,0 +1,713 @@
+//! The `models` interface: completions by alias, only for granted aliases
+//! and sessions, within the run's and the stage's budgets, answered by the
+//! provider, the response cache or a recording.
+
+mod budget;
+mod exchanges;
+
+pub use budget::{Ledger, Usage};
+pub use exchanges::{ExchangeMode, Exchanges, request_hash};
+
+use host_runtime::bindings::orchestrator::stage::models::{self as wit, Host};
+use host_runtime::bindings::v0_1_name;
+use host_runtime::{AttemptScope, Capability, Grant, HasGrant};
+pub use host_vocab::{CallSource, ModelCall, total_cost_usd, total_tokens};
+use host_vocab::Activity;
+use wasmtime::component::{HasSelf, Linker};
+use host_manifest::{Budget, ModelSpec, Pipeline, ProviderKind, StageSpec};
+use crate::providers::{
+    AnthropicProvider, ChatMessage, ChatRequest, ChatResponse, OpenAiProvider, Provider,
+    ProviderError, Role,
+};
+use host_store::Store;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// A model alias with its provider and prices.
+struct Endpoint {
+    provider: Arc<dyn Provider>,
+    spec: ModelSpec,
+    /// Permits for requests in flight to this endpoint's server, when its
+    /// models set `max_concurrent`.
+    in_flight: Option<Arc<tokio::sync::Semaphore>>,
+}
+
+impl Endpoint {
+    fn cost(&self, input_tokens: u64, output_tokens: u64) -> f64 {
+        input_tokens as f64 / 1000.0 * self.spec.price_in_per_1k
+            + output_tokens as f64 / 1000.0 * self.spec.price_out_per_1k
+    }
+
+    /// The response-cache key: the endpoint and the full request.
+    fn cache_key(&self, request: &ChatRequest) -> String {
+        let material = serde_json::json!({
+            "provider": self.spec.provider,
+            "base_url": self.spec.base_url,
+            "model": self.spec.model,
+            "request": request,
+        });
+        blake3::hash(material.to_string().as_bytes())
+            .to_hex()
+            .to_string()
+    }
+}
+
+/// What `calls` used, as budgets count it (calls the host answered or
+/// refused without the provider cost nothing).
+pub fn usage_of(calls: &[ModelCall]) -> Usage {
+    calls
+        .iter()
+        .filter(|c| c.source == CallSource::Provider && c.error.is_none())
+        .fold(Usage::default(), |mut u, c| {
+            u.tokens += u64::from(c.input_tokens) + u64::from(c.output_tokens);
+            u.cost_usd += c.cost_usd;
+            u.calls += 1;
+            u
+        })
+}
+
+pub use host_vocab::limits::MAX_CALLS_PER_ATTEMPT;
+
+/// Every model the pipeline declares, built once per run.
+pub struct ModelsCapability {
+    endpoints: BTreeMap<String, Arc<Endpoint>>,
+    run_budget: Budget,
+    ledger: Arc<Ledger>,
+    exchanges: Arc<Exchanges>,
+    store: Arc<Store>,
+}
+
+pub fn provider_for(spec: &ModelSpec, client: &reqwest::Client) -> Arc<dyn Provider> {
+    match spec.provider {
+        ProviderKind::OpenAi => Arc::new(OpenAiProvider::new(client.clone(), spec)),
+        ProviderKind::Anthropic => Arc::new(AnthropicProvider::new(client.clone(), spec)),
+    }
+}
+
+impl ModelsCapability {
+    pub fn new(
+        pipeline: &Pipeline,
+        client: reqwest::Client,
+        store: Arc<Store>,
+        mode: ExchangeMode,
+    ) -> Self {
+        // A concurrency limit belongs to a server, not to an alias: every
+        // alias on the same base URL shares the smallest limit set for it.
+        let mut limits: BTreeMap<&str, u32> = BTreeMap::new();
+        for spec in pipeline.models.values() {
+            if let Some(n) = spec.max_concurrent {
+                let limit = limits.entry(spec.base_url.as_str()).or_insert(n);
+                *limit = (*limit).min(n);
+            }
+        }
+        let semaphores: BTreeMap<&str, Arc<tokio::sync::Semaphore>> = limits
+            .into_iter()
+            .map(|(url, n)| (url, Arc::new(tokio::sync::Semaphore::new(n as usize))))
+            .collect();
+        let endpoints = pipeline
+            .models
+            .values()
+            .map(|spec| {
+                let endpoint = Endpoint {
+                    provider: provider_for(spec, &client),
+                    spec: spec.clone(),
+                    in_flight: semaphores.get(spec.base_url.as_str()).cloned(),
+                };
+                (spec.alias.clone(), Arc::new(endpoint))
+            })
+            .collect();
+        ModelsCapability {
+            endpoints,
+            run_budget: pipeline.budget,
+            ledger: Arc::new(Ledger::default()),
+            exchanges: Arc::new(Exchanges::new(store.clone(), mode)),
+            store,
+        }
+    }
+
+    pub fn ledger(&self) -> &Ledger {
+        &self.ledger
+    }
+
+    /// The grant of one stage attempt: only the aliases and sessions the
+    /// stage lists, within its budget.
+    pub fn grant(&self, stage: &StageSpec, run_id: &str) -> ModelsGrant {
+        ModelsGrant {
+            stage_id: stage.id.clone(),
+            run_id: run_id.to_string(),
+            granted: stage
+                .models
+                .iter()
+                .filter_map(|alias| Some((alias.clone(), self.endpoints.get(alias)?.clone())))
+                .collect(),
+            sessions: stage.sessions.clone(),
+            run_budget: self.run_budget,
+            stage_budget: stage.budget,
+            ledger: Some(self.ledger.clone()),
+            exchanges: Some(self.exchanges.clone()),
+            store: Some(self.store.clone()),
+            calls: Vec::new(),
+            max_calls: stage.max_model_calls,
+            session_appends: BTreeMap::new(),
+            live: None,
+        }
+    }
+}
+
+impl Capability for ModelsCapability {
+    type Grant = ModelsGrant;
+    const INTERFACES: &'static [&'static str] = &["models"];
+    const GOVERNED_BY: &'static str = "a stage's `models` (and `sessions`) grant";
+
+    fn link<T: HasGrant<ModelsGrant>>(linker: &mut Linker<T>) -> wasmtime::Result<()> {
+        wit::add_to_linker::<T, HasSelf<ModelsGrant>>(linker, |s| {
+            s.beat();
+            s.grant()
+        })?;
+        let mut i = linker.instance(&v0_1_name("models"))?;
+        i.func_wrap_async(
+            "complete",
+            |mut store, (alias, messages, params): (String, Vec<wit::Message>, wit::Params)| {
+                Box::new(async move {
+                    let s = store.data_mut();
+                    s.beat();
+                    Ok((Host::complete(s.grant(), alias, messages, params).await?,))
+                })
+            },
+        )?;
+        i.func_wrap_async(
+            "complete-all",
+            |mut store, (requests,): (Vec<wit::Request>,)| {
+                Box::new(async move {
+                    let s = store.data_mut();
+                    s.beat();
+                    Ok((Host::complete_all(s.grant(), requests).await?,))
+                })
+            },
+        )?;
+        i.func_wrap_async(
+            "converse",
+            |mut store,
+             (alias, session, messages, params): (
+                String,
+                String,
+                Vec<wit::Message>,
+                wit::Params,
+            )| {
+                Box::new(async move {
+                    let s = store.data_mut();
+                    s.beat();
+                    Ok((Host::converse(s.grant(), alias, session, messages, params).await?,))
+                })
+            },
+        )?;
+        Ok(())
+    }
+
+    fn grant(&self, scope: &AttemptScope<'_>) -> ModelsGrant {
+        ModelsCapability::grant(self, scope.stage, scope.run_id).with_live(scope.live.clone())
+    }
+
+    fn deny() -> ModelsGrant {
+        ModelsGrant::empty("(info)")
+    }
+}
+
+impl Grant for ModelsGrant {
+    async fn finish(&mut self, activity: &mut Activity) {
+        activity.model_calls = self.take_calls();
+        activity.session_appends = self.take_session_appends();
+    }
+}
+
+pub struct ModelsGrant {
+    stage_id: String,
+    run_id: String,
+    granted: BTreeMap<String, Arc<Endpoint>>,
+    sessions: Vec<String>,
+    run_budget: Budget,
+    stage_budget: Budget,
+    ledger: Option<Arc<Ledger>>,
+    exchanges: Option<Arc<Exchanges>>,
+    store: Option<Arc<Store>>,
+    calls: Vec<ModelCall>,
+    /// Most calls (answered or refused) this attempt may make.
+    max_calls: usize,
+    /// Messages this attempt added to each session, not yet committed.
+    session_appends: BTreeMap<String, Vec<ChatMessage>>,
+    /// Where each call is reported as it finishes.
+    live: Option<Arc<host_runtime::live::AttemptLive>>,
+}
+
+/// How a call was answered, before it is recorded.
+struct Answer {
+    response: Result<ChatResponse, wit::ModelError>,
+    source: CallSource,
+    retries: u32,
+}
+
+impl ModelsGrant {
+    /// A grant of nothing (used where no stage is running, e.g. `info()`).
+    pub fn empty(stage_id: &str) -> Self {
+        ModelsGrant {
+            stage_id: stage_id.to_string(),
+            run_id: String::new(),
+            granted: BTreeMap::new(),
+            sessions: Vec::new(),
+            run_budget: Budget::default(),
+            stage_budget: Budget::default(),
+            ledger: None,
+            exchanges: None,
+            store: None,
+            calls: Vec::new(),
+            max_calls: 0,
+            session_appends: BTreeMap::new(),
+            live: None,
+        }
+    }
+
+    /// Reports each call to the attempt's live view as it finishes.
+    pub fn with_live(mut self, live: Arc<host_runtime::live::AttemptLive>) -> Self {
+        self.live = Some(live);
+        self
+    }
+
+    fn record_call(&mut self, call: ModelCall) {
+        if let Some(live) = &self.live {
+            live.model_called(&call);
+        }
+        self.calls.push(call);
+    }
+
+    pub fn calls(&self) -> &[ModelCall] {
+        &self.calls
+    }
+
+    pub fn take_calls(&mut self) -> Vec<ModelCall> {
+        std::mem::take(&mut self.calls)
+    }
+
+    /// What this attempt added to sessions, to commit with its success.
+    pub fn take_session_appends(&mut self) -> Vec<(String, Vec<ChatMessage>)> {
+        std::mem::take(&mut self.session_appends)
+            .into_iter()
+            .collect()
+    }
+
+    fn refuse(
+        &mut self,
+        alias: &str,
+        session: Option<&str>,
+        error: wit::ModelError,
+    ) -> wit::ModelError {
+        tracing::warn!(stage = %self.stage_id, alias, "model call refused: {error:?}");
+        self.record_call(ModelCall {
+            alias: alias.to_string(),
+            model: String::new(),
+            input_tokens: 0,
+            output_tokens: 0,
+            cost_usd: 0.0,
+            latency: Duration::ZERO,
+            retries: 0,
+            error: Some(format!("{error:?}")),
+            source: CallSource::Refused,
+            session: session.map(str::to_string),
+        });
+        error
+    }
+
+    /// The session's messages so far: committed ones, then this attempt's.
+    fn history(&self, session: &str) -> Result<Vec<ChatMessage>, String> {
+        let mut messages = match &self.store {
+            Some(store) => tokio::task::block_in_place(|| store.session(&self.run_id, session))
+                .map_err(|e| format!("cannot read session '{session}': {e}"))?,
+            None => Vec::new(),
+        };
+        if let Some(pending) = self.session_appends.get(session) {
+            messages.extend(pending.iter().cloned());
+        }
+        Ok(messages)
+    }
+
+    /// Answers `request` from a recording, the cache or the provider.
+    async fn answer(&self, alias: &str, endpoint: &Endpoint, request: &ChatRequest) -> Answer {
+        let hash = request_hash(alias, request);
+        let n = self
+            .exchanges
+            .as_ref()
+            .map_or(0, |x| x.occurrence(&self.stage_id, &hash));
+        if let Some(exchanges) = &self.exchanges
+            && let Some(replayed) = exchanges.replayed(&self.stage_id, &hash, n)
+        {
+            return Answer {
+                response: replayed.map_err(wit::ModelError::Rejected),
+                source: CallSource::Replay,
+                retries: 0,
+            };
+        }
+        let cache_key = endpoint.spec.cache.then(|| endpoint.cache_key(request));
+        if let (Some(key), Some(exchanges)) = (&cache_key, &self.exchanges)
+            && let Some(hit) = exchanges.cached(key)
+        {
+            exchanges.record(
+                &self.run_id,
+                &self.stage_id,
+                (&hash, n),
+                alias,
+                request,
+                &hit,
+            );
+            return Answer {
+                response: Ok(hit),
+                source: CallSource::Cache,
+                retries: 0,
+            };
+        }
+        let reservation = match &self.ledger {
+            Some(ledger) => {
+                let estimate = estimate(endpoint, request);
+                match ledger.reserve(
+                    &self.stage_id,
+                    estimate,
+                    &self.run_budget,
+                    &self.stage_budget,
+                ) {
+                    Ok(r) => Some(r),
+                    Err(why) => {
+                        return Answer {
+                            response: Err(wit::ModelError::BudgetExceeded(format!(
+                                "model '{alias}': {why}"
+                            ))),
+                            source: CallSource::Refused,
+                            retries: 0,
+                        };
+                    }
+                }
+            }
+            None => None,
+        };
+        // The semaphore is never closed, so acquiring only waits.
+        let _permit = match &endpoint.in_flight {
+            Some(s) => s.clone().acquire_owned().await.ok(),
+            None => None,
+        };
+        let attempted = endpoint.provider.complete(request).await;
+        let actual = match &attempted.result {
+            Ok(r) => Usage {
+                tokens: u64::from(r.input_tokens) + u64::from(r.output_tokens),
+                cost_usd: endpoint.cost(r.input_tokens.into(), r.output_tokens.into()),
+                calls: 1,
+            },
+            Err(_) => Usage::default(),
+        };
+        if let (Some(ledger), Some(r)) = (&self.ledger, reservation) {
+            ledger.settle(r, actual);
+        }
+        if let (Ok(response), Some(exchanges)) = (&attempted.result, &self.exchanges) {
+            exchanges.record(
+                &self.run_id,
+                &self.stage_id,
+                (&hash, n),
+                alias,
+                request,
+                response,
+            );
+            if let Some(key) = &cache_key {
+                exchanges.cache(key, response);
+            }
+        }
+        Answer {
+            response: attempted.result.map_err(|e| to_model_error(alias, &e)),
+            source: CallSource::Provider,
+            retries: attempted.retries,
+        }
+    }
+
+    /// Checks a call against the grant and builds its request (with the
+    /// session's history first); a refusal is recorded here.
+    fn prepare(
+        &mut self,
+        alias: &str,
+        session: Option<&str>,
+        messages: Vec<wit::Message>,
+        params: wit::Params,
+    ) -> Result<Prepared, wit::ModelError> {
+        let Some(endpoint) = self.granted.get(alias).cloned() else {
+            let reason = format!(
+                "stage '{}' is not granted model alias '{alias}' (granted: {})",
+                self.stage_id,
+                listing(self.granted.keys())
+            );
+            return Err(self.refuse(alias, session, wit::ModelError::NotGranted(reason)));
+        };
+        if let Some(name) = session
+            && !self.sessions.iter().any(|s| s == name)
+        {
+            let reason = format!(
+                "stage '{}' is not granted session '{name}' (granted: {})",
+                self.stage_id,
+                listing(self.sessions.iter())
+            );
+            return Err(self.refuse(alias, session, wit::ModelError::NotGranted(reason)));
+        }
+        if self.calls.len() >= self.max_calls {
+            let reason = format!(
+                "stage '{}' made {} model calls in one attempt (its max_model_calls)",
+                self.stage_id, self.max_calls
+            );
+            return Err(self.refuse(alias, session, wit::ModelError::BudgetExceeded(reason)));
+        }
+        let new_messages = to_messages(messages);
+        let mut request = to_request(new_messages.clone(), params);
+        if let Some(name) = session {
+            let mut all = match self.history(name) {
+                Ok(h) => h,
+                Err(e) => {
+                    return Err(self.refuse(alias, session, wit::ModelError::Unavailable(e)));
+                }
+            };
+            all.extend(request.messages);
+            request.messages = all;
+        }
+        Ok(Prepared {
+            alias: alias.to_string(),
+            session: session.map(str::to_string),
+            endpoint,
+            request,
+            new_messages,
+        })
+    }
+
+    /// Records an answered call (and, in a session, what it added).
+    fn settle(
+        &mut self,
+        call: Prepared,
+        answer: Answer,
+        latency: Duration,
+    ) -> Result<wit::Completion, wit::ModelError> {
+        let Prepared {
+            alias,
+            session,
+            endpoint,
+            new_messages,
+            ..
+        } = call;
+        let record = |model: String, r: Option<&ChatResponse>, error: Option<String>| ModelCall {
+            alias: alias.clone(),
+            model,
+            input_tokens: r.map_or(0, |r| r.input_tokens),
+            output_tokens: r.map_or(0, |r| r.output_tokens),
+            cost_usd: match (answer.source, r) {
+                (CallSource::Provider, Some(r)) => {
+                    endpoint.cost(r.input_tokens.into(), r.output_tokens.into())
+                }
+                _ => 0.0,
+            },
+            latency,
+            retries: answer.retries,
+            error,
+            source: answer.source,
+            session: session.clone(),
+        };
+        match &answer.response {
+            Ok(r) => {
+                let model = if r.model.is_empty() {
+                    endpoint.provider.model().to_string()
+                } else {
+                    r.model.clone()
+                };
+                let call = record(model.clone(), Some(r), None);
+                self.record_call(call);
+                if let Some(name) = &session {
+                    let pending = self.session_appends.entry(name.clone()).or_default();
+                    pending.extend(new_messages);
+                    pending.push(ChatMessage {
+                        role: Role::Assistant,
+                        content: r.text.clone(),
+                    });
+                }
+                Ok(wit::Completion {
+                    text: r.text.clone(),
+                    model,
+                    input_tokens: r.input_tokens,
+                    output_tokens: r.output_tokens,
+                    finish_reason: r.finish_reason.clone(),
+                })
+            }
+            Err(e) => {
+                tracing::warn!(stage = %self.stage_id, alias = %alias, "model call failed: {e:?}");
+                let model = endpoint.provider.model().to_string();
+                let call = record(model, None, Some(format!("{e:?}")));
+                self.record_call(call);
+                Err(e.clone())
+            }
+        }
+    }
+
+    async fn call(
+        &mut self,
+        alias: String,
+        session: Option<String>,
+        messages: Vec<wit::Message>,
+        params: wit::Params,
+    ) -> Result<wit::Completion, wit::ModelError> {
+        let call = self.prepare(&alias, session.as_deref(), messages, params)?;
+        let started = Instant::now();
+        let answer = self
+            .answer(&call.alias, &call.endpoint, &call.request)
+            .await;
+        self.settle(call, answer, started.elapsed())
+    }
+
+    /// Every request at once: checked in order, answered concurrently,
+    /// recorded in order.
+    async fn call_all(
+        &mut self,
+        requests: Vec<wit::Request>,
+    ) -> Vec<Result<wit::Completion, wit::ModelError>> {
+        let prepared: Vec<Result<Prepared, wit::ModelError>> = requests
+            .into_iter()
+            .map(|r| self.prepare(&r.alias, None, r.messages, r.params))
+            .collect();
+        let started = Instant::now();
+        let this = &*self;
+        let answers = futures_util::future::join_all(prepared.iter().map(|p| async move {
+            match p {
+                Ok(call) => {
+                    let t = Instant::now();
+                    let answer = this
+                        .answer(&call.alias, &call.endpoint, &call.request)
+                        .await;
+                    Some((answer, t.elapsed()))
+                }
+                Err(_) => None,
+            }
+        }))
+        .await;
+        tracing::debug!(stage = %self.stage_id, n = answers.len(), elapsed = ?started.elapsed(), "batch answered");
+        prepared
+            .into_iter()
+            .zip(answers)
+            .map(|(p, a)| match (p, a) {
+                (Ok(call), Some((answer, latency))) => self.settle(call, answer, latency),
+                (Err(e), _) => Err(e),
+                (Ok(_), None) => Err(wit::ModelError::Unavailable("no answer".into())),
+            })
+            .collect()
+    }
+}
+
+/// A call that passed the grant's checks, ready to send.
+struct Prepared {
+    alias: String,
+    session: Option<String>,
+    endpoint: Arc<Endpoint>,
+    request: ChatRequest,
+    new_messages: Vec<ChatMessage>,
+}
+
+/// A call's worst case, reserved against budgets before it is sent: the
+/// prompt at about four characters a token, plus every token it may
+/// generate (`max_tokens`; without it, only the prompt can be counted).
+fn estimate(endpoint: &Endpoint, request: &ChatRequest) -> Usage {
+    let chars: usize = request.messages.iter().map(|m| m.content.len()).sum();
+    let input = (chars / 4) as u64;
+    let output = u64::from(request.max_tokens.unwrap_or(0));
+    Usage {
+        tokens: input + output,
+        cost_usd: endpoint.cost(input, output),
+        calls: 1,
+    }
+}
+
+fn listing<'a>(names: impl Iterator<Item = &'a String>) -> String {
+    let names: Vec<&str> = names.map(String::as_str).collect();
+    if names.is_empty() {
+        "none".into()
+    } else {
+        names.join(", ")
+    }
+}
+
+fn to_messages(messages: Vec<wit::Message>) -> Vec<ChatMessage> {
+    messages
+        .into_iter()
+        .map(|m| ChatMessage {
+            role: match m.role {
+                wit::Role::System => Role::System,
+                wit::Role::User => Role::User,
+                wit::Role::Assistant => Role::Assistant,
+            },
+            content: m.content,
+        })
+        .collect()
+}
+
+fn to_request(messages: Vec<ChatMessage>, params: wit::Params) -> ChatRequest {
+    ChatRequest {
+        messages,
+        max_tokens: params.max_tokens,
+        temperature: params.temperature,
+        stop: params.stop,
+    }
+}
+
+fn to_model_error(alias: &str, e: &ProviderError) -> wit::ModelError {
+    let reason = format!("model '{alias}': {e}");
+    match e {
+        ProviderError::Unreachable { .. }
+        | ProviderError::Timeout(_)
+        | ProviderError::RateLimited { .. }
+        | ProviderError::Server { .. } => wit::ModelError::Unavailable(reason),
+        ProviderError::Auth { .. }
+        | ProviderError::Rejected { .. }
+        | ProviderError::MissingKey(_) => wit::ModelError::Rejected(reason),
+        ProviderError::Malformed(_) => wit::ModelError::BadResponse(reason),
+    }
+}
+
+impl Host for ModelsGrant {
+    async fn complete(
+        &mut self,
+        alias: String,
+        messages: Vec<wit::Message>,
+        params: wit::Params,
+    ) -> wasmtime::Result<Result<wit::Completion, wit::ModelError>> {
+        Ok(self.call(alias, None, messages, params).await)
+    }
+
+    async fn complete_all(
+        &mut self,
+        requests: Vec<wit::Request>,
+    ) -> wasmtime::Result<Vec<Result<wit::Completion, wit::ModelError>>> {
+        Ok(self.call_all(requests).await)
+    }
+
+    async fn converse(
+        &mut self,
+        alias: String,
+        session: String,
+        messages: Vec<wit::Message>,
+        params: wit::Params,
+    ) -> wasmtime::Result<Result<wit::Completion, wit::ModelError>> {
+        Ok(self.call(alias, Some(session), messages, params).await)
+    }
+}
+
+/// Usage per stage and for the whole run, from stage records: what a resumed
+/// run had spent before this process.
+pub fn usage_by_stage<'a>(
+    stages: impl Iterator<Item = (&'a str, &'a [ModelCall])>,
+) -> (Usage, HashMap<String, Usage>) {
+    let mut run = Usage::default();
+    let mut per_stage = HashMap::new();
+    for (stage, calls) in stages {
+        let u = usage_of(calls);
+        run.tokens += u.tokens;
+        run.cost_usd += u.cost_usd;
+        run.calls += u.calls;
+        per_stage.insert(stage.to_string(), u);
+    }
+    (run, per_stage)
+}

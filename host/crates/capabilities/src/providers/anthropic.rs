@@ -1,0 +1,206 @@
+//! Anthropic Messages (`POST {base_url}/messages`): system prompt as its own
+//! field, `max_tokens` required, content as a list of typed blocks.
+
+use super::http::{AuthStyle, HttpEndpoint};
+use super::retry::RetryPolicy;
+use super::{ChatRequest, ChatResponse, Provider, ProviderError, ProviderFuture, Role, excerpt};
+use host_manifest::ModelSpec;
+use serde::Deserialize;
+
+/// The API version this client speaks.
+const API_VERSION: &str = "2023-06-01";
+/// The API requires `max_tokens`; used when the plugin gives none.
+const DEFAULT_MAX_TOKENS: u32 = 1024;
+
+pub struct AnthropicProvider {
+    http: HttpEndpoint,
+    model: String,
+}
+
+#[derive(Deserialize)]
+struct WireResponse {
+    #[serde(default)]
+    model: Option<String>,
+    content: Vec<WireBlock>,
+    #[serde(default)]
+    stop_reason: Option<String>,
+    #[serde(default)]
+    usage: Option<WireUsage>,
+}
+
+#[derive(Deserialize)]
+struct WireBlock {
+    #[serde(rename = "type")]
+    kind: String,
+    #[serde(default)]
+    text: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct WireUsage {
+    #[serde(default)]
+    input_tokens: u32,
+    #[serde(default)]
+    output_tokens: u32,
+}
+
+impl AnthropicProvider {
+    pub fn new(client: reqwest::Client, spec: &ModelSpec) -> Self {
+        AnthropicProvider {
+            http: HttpEndpoint {
+                client,
+                url: format!("{}/messages", spec.base_url),
+                key_env: spec.api_key_env.clone(),
+                auth: AuthStyle::XApiKey,
+                headers: vec![("anthropic-version", API_VERSION)],
+                timeout: spec.timeout,
+                retry: RetryPolicy::new(spec.max_retries),
+            },
+            model: spec.model.clone(),
+        }
+    }
+
+    fn body(&self, request: &ChatRequest) -> serde_json::Value {
+        // System messages become the top-level `system` field; the API
+        // accepts only user and assistant turns in `messages`.
+        let system: Vec<&str> = request
+            .messages
+            .iter()
+            .filter(|m| m.role == Role::System)
+            .map(|m| m.content.as_str())
+            .collect();
+        let messages: Vec<serde_json::Value> = request
+            .messages
+            .iter()
+            .filter(|m| m.role != Role::System)
+            .map(|m| serde_json::json!({ "role": m.role.as_str(), "content": m.content }))
+            .collect();
+        let mut body = serde_json::json!({
+            "model": self.model,
+            "max_tokens": request.max_tokens.unwrap_or(DEFAULT_MAX_TOKENS),
+            "messages": messages,
+        });
+        if !system.is_empty() {
+            body["system"] = system.join("\n\n").into();
+        }
+        if let Some(t) = request.temperature {
+            body["temperature"] = f64::from(t).into();
+        }
+        if !request.stop.is_empty() {
+            body["stop_sequences"] = request.stop.clone().into();
+        }
+        body
+    }
+}
+
+impl Provider for AnthropicProvider {
+    fn model(&self) -> &str {
+        &self.model
+    }
+
+    fn complete<'a>(&'a self, request: &'a ChatRequest) -> ProviderFuture<'a> {
+        Box::pin(async move { self.http.post(&self.body(request), parse_message).await })
+    }
+}
+
+/// Parses a Messages body: the text blocks joined; anything else is a typed
+/// error.
+pub fn parse_message(text: &str) -> Result<ChatResponse, ProviderError> {
+    let wire: WireResponse = serde_json::from_str(text).map_err(|e| {
+        ProviderError::Malformed(format!("{e}; body starts: {}", excerpt(text, 160)))
+    })?;
+    let texts: Vec<String> = wire
+        .content
+        .into_iter()
+        .filter(|b| b.kind == "text")
+        .filter_map(|b| b.text)
+        .collect();
+    if texts.is_empty() {
+        return Err(ProviderError::Malformed(
+            "the response has no text content block".into(),
+        ));
+    }
+    let usage = wire.usage.unwrap_or(WireUsage {
+        input_tokens: 0,
+        output_tokens: 0,
+    });
+    Ok(ChatResponse {
+        text: texts.concat(),
+        model: wire.model.unwrap_or_default(),
+        input_tokens: usage.input_tokens,
+        output_tokens: usage.output_tokens,
+        finish_reason: wire.stop_reason.unwrap_or_else(|| "unknown".into()),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::providers::ChatMessage;
+
+    #[test]
+    fn parses_a_message() {
+        let r = parse_message(
+            r#"{"id":"msg_1","type":"message","role":"assistant","model":"claude-x",
+               "content":[{"type":"text","text":"Hel"},{"type":"text","text":"lo"}],
+               "stop_reason":"end_turn","usage":{"input_tokens":12,"output_tokens":3}}"#,
+        )
+        .unwrap();
+        assert_eq!(r.text, "Hello");
+        assert_eq!((r.input_tokens, r.output_tokens), (12, 3));
+        assert_eq!(r.finish_reason, "end_turn");
+    }
+
+    #[test]
+    fn garbage_is_a_typed_error() {
+        for body in [
+            "<html>overloaded</html>",
+            r#"{"content":[]}"#,
+            r#"{"content":[{"type":"tool_use"}]}"#,
+            r#"{"type":"error","error":{"type":"api_error","message":"boom"}}"#,
+        ] {
+            assert!(
+                matches!(parse_message(body), Err(ProviderError::Malformed(_))),
+                "{body}"
+            );
+        }
+    }
+
+    #[test]
+    fn system_messages_move_to_the_system_field() {
+        let spec = ModelSpec {
+            alias: "a".into(),
+            provider: host_manifest::ProviderKind::Anthropic,
+            base_url: "http://x/v1".into(),
+            model: "claude-x".into(),
+            api_key_env: None,
+            timeout: std::time::Duration::from_secs(1),
+            max_retries: 0,
+            price_in_per_1k: 0.0,
+            price_out_per_1k: 0.0,
+            cache: false,
+            max_concurrent: None,
+        };
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let p = AnthropicProvider::new(reqwest::Client::new(), &spec);
+        let body = p.body(&ChatRequest {
+            messages: vec![
+                ChatMessage {
+                    role: Role::System,
+                    content: "be brief".into(),
+                },
+                ChatMessage {
+                    role: Role::User,
+                    content: "hi".into(),
+                },
+            ],
+            max_tokens: None,
+            temperature: Some(0.0),
+            stop: vec!["END".into()],
+        });
+        assert_eq!(body["system"], "be brief");
+        assert_eq!(body["messages"].as_array().unwrap().len(), 1);
+        assert_eq!(body["max_tokens"], DEFAULT_MAX_TOKENS);
+        assert_eq!(body["stop_sequences"][0], "END");
+    }
+}

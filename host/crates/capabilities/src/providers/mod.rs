@@ -1,0 +1,101 @@
+//! Model back ends behind one trait. The host owns every model call: plugins
+//! name an alias, and the provider behind it holds the URL and credentials.
+
+mod anthropic;
+mod http;
+mod openai;
+mod retry;
+
+pub use anthropic::AnthropicProvider;
+pub use http::Attempted;
+pub use openai::OpenAiProvider;
+pub use retry::RetryPolicy;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+
+pub use host_vocab::{ChatMessage, Role};
+
+/// A provider-neutral chat request.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ChatRequest {
+    pub messages: Vec<ChatMessage>,
+    pub max_tokens: Option<u32>,
+    pub temperature: Option<f32>,
+    pub stop: Vec<String>,
+}
+
+/// A provider-neutral answer.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ChatResponse {
+    pub text: String,
+    pub model: String,
+    pub input_tokens: u32,
+    pub output_tokens: u32,
+    pub finish_reason: String,
+}
+
+/// Why a provider call failed, after its retries.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ProviderError {
+    #[error("cannot reach {url}: {reason}")]
+    Unreachable { url: String, reason: String },
+    #[error("no answer within {0:?}")]
+    Timeout(Duration),
+    #[error("rate limited (HTTP 429) after {retries} retries")]
+    RateLimited { retries: u32 },
+    #[error("server error HTTP {status}: {body}")]
+    Server { status: u16, body: String },
+    #[error("authentication failed (HTTP {status}): check the key in ${key_env}")]
+    Auth { status: u16, key_env: String },
+    #[error("request rejected (HTTP {status}): {body}")]
+    Rejected { status: u16, body: String },
+    #[error("malformed response: {0}")]
+    Malformed(String),
+    #[error("API key variable ${0} is not set")]
+    MissingKey(String),
+}
+
+impl ProviderError {
+    /// Whether trying the same request again later might succeed.
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            ProviderError::Unreachable { .. }
+                | ProviderError::Timeout(_)
+                | ProviderError::RateLimited { .. }
+                | ProviderError::Server { .. }
+        )
+    }
+}
+
+pub type ProviderFuture<'a> = Pin<Box<dyn Future<Output = Attempted> + Send + 'a>>;
+
+/// One model endpoint.
+pub trait Provider: Send + Sync {
+    /// The provider's name of the model, for records and errors.
+    fn model(&self) -> &str;
+
+    fn complete<'a>(&'a self, request: &'a ChatRequest) -> ProviderFuture<'a>;
+}
+
+/// Keeps the head and the tail of a long error body.
+pub(crate) fn excerpt(body: &str, max: usize) -> String {
+    let body = body.trim();
+    if body.len() <= max {
+        return body.to_string();
+    }
+    let head = body
+        .char_indices()
+        .take_while(|(i, _)| *i < max / 2)
+        .map(|(_, c)| c)
+        .collect::<String>();
+    let tail_start = body.len() - max / 2;
+    let tail = body
+        .char_indices()
+        .filter(|(i, _)| *i >= tail_start)
+        .map(|(_, c)| c)
+        .collect::<String>();
+    format!("{head} [...] {tail}")
+}

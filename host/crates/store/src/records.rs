@@ -1,0 +1,280 @@
+//! What the store keeps, as serde records (JSON inside redb values, so a
+//! record can gain optional fields without a migration).
+
+pub use host_vocab::{Activity, now_ms};
+use host_vocab::{FileChange, GateRun, ModelCall, RunStatus, StageFailure, StageStatus};
+use serde::{Deserialize, Serialize};
+
+/// Identifies a live process well enough to tell it from a later one that
+/// reused its pid.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Owner {
+    pub pid: u32,
+    /// The process start time from /proc (clock ticks since boot), if known.
+    pub start_ticks: Option<u64>,
+}
+
+impl Owner {
+    pub fn current() -> Self {
+        let pid = std::process::id();
+        Owner {
+            pid,
+            start_ticks: process_start_ticks(pid),
+        }
+    }
+
+    /// Whether this process is still running.
+    pub fn is_alive(&self) -> bool {
+        match (process_start_ticks(self.pid), self.start_ticks) {
+            (Some(now), Some(then)) => now == then,
+            (Some(_), None) => true,
+            (None, _) => false,
+        }
+    }
+}
+
+fn process_start_ticks(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name may contain spaces: fields are counted after its ')'.
+    let after = &stat[stat.rfind(')')? + 2..];
+    after.split_whitespace().nth(19)?.parse().ok()
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RunRecord {
+    pub id: String,
+    pub pipeline: String,
+    /// The manifest file, and its text as it was when the run started: a
+    /// resumed run follows the plan it began with.
+    pub manifest_path: String,
+    pub manifest_text: String,
+    pub status: RunStatus,
+    pub started_ms: u64,
+    pub finished_ms: Option<u64>,
+    pub owner: Owner,
+    /// Stage ids in plan order.
+    pub stages: Vec<String>,
+    /// Command-line choices a resumed run must keep.
+    #[serde(default)]
+    pub options: RunOptions,
+}
+
+/// What `host run` was told beyond the manifest.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RunOptions {
+    /// `--model` overrides, in order.
+    pub model_overrides: Vec<String>,
+    /// `--record`: every model exchange is stored.
+    pub record: bool,
+    /// `--replay RUN`: model answers come from that run's recordings.
+    pub replay_from: Option<String>,
+    /// `--set STAGE.KEY=VALUE` overrides, in order.
+    #[serde(default)]
+    pub config_overrides: Vec<String>,
+    /// `--workspace DIR`.
+    #[serde(default)]
+    pub workspace: Option<std::path::PathBuf>,
+}
+
+/// A reference to an artifact stored once, by content.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ArtifactRef {
+    pub name: String,
+    pub media_type: String,
+    /// blake3 of the bytes, the key in the blob table.
+    pub hash: String,
+    pub size: u64,
+}
+
+/// A stage's successful output, without the artifact bytes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OutputRecord {
+    pub summary: String,
+    pub decision: Option<String>,
+    pub metrics: Vec<(String, f64)>,
+    pub artifacts: Vec<ArtifactRef>,
+    /// blake3 over all of the above: what downstream cache keys are built from.
+    pub content_hash: String,
+    /// The run and stage that produced it first.
+    pub produced_by: (String, String),
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StageRecord {
+    pub stage: String,
+    pub status: StageStatus,
+    pub attempts: u32,
+    pub started_ms: Option<u64>,
+    pub finished_ms: Option<u64>,
+    /// Hash of plugin, config and inputs; `None` when not computable.
+    pub cache_key: Option<String>,
+    pub output: Option<OutputRecord>,
+    pub failure: Option<StageFailure>,
+    pub skip_reason: Option<String>,
+    /// Set when the output came from an earlier run's identical stage.
+    pub reused_from: Option<String>,
+    pub model_calls: Vec<ModelCall>,
+    #[serde(default)]
+    pub gate_runs: Vec<GateRun>,
+    /// Files changed in the workspace, by the attempt that succeeded or
+    /// failed last.
+    #[serde(default)]
+    pub file_changes: Vec<FileChange>,
+    /// Which pass of a loop the stage is on (0: the first).
+    #[serde(default)]
+    pub iteration: u32,
+    /// What the stage that looped back to this one said.
+    #[serde(default)]
+    pub feedback: Option<String>,
+    /// For a spawned job: the stage that asked for it.
+    #[serde(default)]
+    pub parent: Option<String>,
+}
+
+impl StageRecord {
+    pub fn pending(stage: &str) -> Self {
+        StageRecord {
+            stage: stage.to_string(),
+            status: StageStatus::Pending,
+            attempts: 0,
+            started_ms: None,
+            finished_ms: None,
+            cache_key: None,
+            output: None,
+            failure: None,
+            skip_reason: None,
+            reused_from: None,
+            model_calls: Vec::new(),
+            gate_runs: Vec::new(),
+            file_changes: Vec::new(),
+            iteration: 0,
+            feedback: None,
+            parent: None,
+        }
+    }
+
+    pub fn tokens(&self) -> u64 {
+        host_vocab::total_tokens(&self.model_calls)
+    }
+
+    pub fn cost_usd(&self) -> f64 {
+        host_vocab::total_cost_usd(&self.model_calls)
+    }
+
+    pub fn elapsed_ms(&self) -> Option<u64> {
+        Some(self.finished_ms?.saturating_sub(self.started_ms?))
+    }
+}
+
+/// One entry of a run's append-only event log.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EventRecord {
+    pub seq: u64,
+    pub at_ms: u64,
+    #[serde(flatten)]
+    pub event: Event,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "kebab-case")]
+pub enum Event {
+    RunStarted {
+        pipeline: String,
+        stages: Vec<String>,
+        pid: u32,
+    },
+    RunResumed {
+        pid: u32,
+        reset: Vec<String>,
+    },
+    StageStarted {
+        stage: String,
+        attempt: u32,
+        cache_key: Option<String>,
+    },
+    StageSucceeded {
+        stage: String,
+        attempt: u32,
+        output: String,
+        artifacts: Vec<ArtifactRef>,
+    },
+    StageFailed {
+        stage: String,
+        attempt: u32,
+        failure: StageFailure,
+        will_retry: bool,
+    },
+    StageSkipped {
+        stage: String,
+        reason: String,
+    },
+    StageReused {
+        stage: String,
+        from_run: String,
+        output: String,
+    },
+    StageInterrupted {
+        stage: String,
+        attempt: u32,
+    },
+    ModelCalled {
+        stage: String,
+        call: ModelCall,
+    },
+    GateRan {
+        stage: String,
+        attempt: u32,
+        gate: String,
+        passed: bool,
+        reason: String,
+        duration_ms: u64,
+    },
+    WorkspaceChanged {
+        stage: String,
+        attempt: u32,
+        changes: Vec<FileChange>,
+    },
+    RunFinished {
+        status: RunStatus,
+    },
+    /// A loop sent the run back: `reset` run again, `to` with feedback.
+    LoopedBack {
+        from: String,
+        to: String,
+        iteration: u32,
+        reset: Vec<String>,
+    },
+    /// A loop hit its cap.
+    Escalated {
+        stage: String,
+        iterations: u32,
+    },
+    StageSpawned {
+        parent: String,
+        stage: String,
+        template: String,
+    },
+    SpawnRefused {
+        parent: String,
+        request: String,
+        reason: String,
+    },
+    /// Nothing could run while these waited.
+    Deadlocked {
+        stages: Vec<String>,
+    },
+    RunCancelled {
+        reason: String,
+    },
+}
+
+/// Whether an artifact name (chosen by a plugin) is a plain file name: no
+/// directories, no `.` or `..`, so it can be written as DIR/STAGE/NAME.
+pub fn is_plain_artifact_name(name: &str) -> bool {
+    !name.is_empty()
+        && name != "."
+        && name != ".."
+        && std::path::Path::new(name)
+            .file_name()
+            .is_some_and(|f| f == name)
+}

@@ -1,0 +1,21 @@
+//! What one attempt did besides returning, as the capabilities report it
+//! and the store records it.
+
+use crate::chat::ChatMessage;
+use crate::file_change::FileChange;
+use crate::gate_run::GateRun;
+use crate::model_call::ModelCall;
+
+/// The model calls an attempt made, the gates it ran, the workspace files
+/// it changed.
+#[derive(Debug, Clone, Default)]
+pub struct Activity {
+    pub model_calls: Vec<ModelCall>,
+    pub gate_runs: Vec<GateRun>,
+    pub file_changes: Vec<FileChange>,
+    /// Messages the attempt added to conversation sessions: kept only when
+    /// the attempt succeeds.
+    pub session_appends: Vec<(String, Vec<ChatMessage>)>,
+    /// Log lines refused because the attempt exceeded its log volume.
+    pub log_lines_dropped: u64,
+}

@@ -1,0 +1,39 @@
+//! Every default and limit the host applies, in one place: the manifest
+//! checker resolves stages with them, the runtime and the capabilities
+//! enforce them, and the docs quote them.
+
+use std::time::Duration;
+
+/// Default wall-clock limit of one stage attempt.
+pub const DEFAULT_STAGE_TIMEOUT: Duration = Duration::from_secs(600);
+/// Default largest linear memory of one attempt.
+pub const DEFAULT_MEMORY_LIMIT: u64 = 256 << 20;
+/// Default largest total of artifact bytes one attempt may return.
+pub const MAX_OUTPUT_BYTES: usize = 64 << 20;
+/// Default most log lines one attempt may write.
+pub const MAX_LOG_LINES: u64 = 10_000;
+/// Default most model calls one attempt may make: a runaway loop in a
+/// plugin must not run up an unbounded bill.
+pub const MAX_CALLS_PER_ATTEMPT: usize = 1000;
+/// Most gate runs one attempt may ask for: a plugin stuck in a loop must not
+/// keep the machine busy running test suites.
+pub const MAX_GATE_RUNS_PER_ATTEMPT: usize = 50;
+/// Largest checkpoint key and value (the `kv` interface).
+pub const MAX_KV_KEY_BYTES: usize = 256;
+pub const MAX_KV_VALUE_BYTES: usize = 16 << 20;
+
+/// Most instances alive at once; a stage attempt is one component instance,
+/// so this bounds `max_parallel` (the manifest refuses more).
+pub const MAX_CONCURRENT_INSTANCES: u32 = 1000;
+
+/// Default request timeout and retries of a model endpoint.
+pub const DEFAULT_MODEL_TIMEOUT: Duration = Duration::from_secs(120);
+pub const DEFAULT_MODEL_RETRIES: u32 = 2;
+
+/// Default wall-clock limit of a gate, and bytes of its output kept.
+pub const DEFAULT_GATE_TIMEOUT: Duration = Duration::from_secs(300);
+pub const DEFAULT_GATE_OUTPUT: usize = 64 << 10;
+
+/// Default most jobs a run may spawn, and how deep spawns may nest.
+pub const DEFAULT_MAX_SPAWNED: usize = 100;
+pub const DEFAULT_MAX_SPAWN_DEPTH: u32 = 2;
