@@ -9,7 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 rustup target add wasm32-wasip2 >/dev/null 2>&1 || true
-cargo build --profile fast -p host
+cargo build --profile fast -p host --features bench
 cargo build --release --target wasm32-wasip2 -p noop -p faulty
 large=()
 if plugins/wordcount-py/build.sh >/dev/null 2>&1; then

@@ -198,6 +198,10 @@ fn assert_each_stage_succeeded_once(ev: &[serde_json::Value]) {
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "failpoints"),
+    ignore = "needs the host built with --features failpoints"
+)]
 fn killed_before_the_first_stage_commits_reruns_only_that_stage() {
     // Commits: 1 create run, 2 alpha started, 3 alpha succeeded.
     let (counts, ev, hashes) = crash_at_failpoint_then_resume("before-commit@3", false);
@@ -213,6 +217,10 @@ fn killed_before_the_first_stage_commits_reruns_only_that_stage() {
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "failpoints"),
+    ignore = "needs the host built with --features failpoints"
+)]
 fn killed_right_after_the_first_stage_commits_never_reruns_it() {
     let (counts, ev, hashes) = crash_at_failpoint_then_resume("after-commit@3", true);
     assert_eq!(

@@ -27,8 +27,12 @@ cargo fmt --all --check
 cargo build --release --target wasm32-wasip2 -p hello -p faulty -p noop -p netgrab \
   -p triage -p discovery -p planning -p execution -p verification -p ship \
   -p lsl-baseline -p lsl-harden -p lsl-evaluate
-cargo clippy --all-targets -- -D warnings
+# The host with its test-only features (bench scenarios, crash points): the
+# tests drive `host bench` and HOST_FAILPOINT, a shipped build has neither.
+features=(--features host/bench,host/failpoints)
+cargo clippy --all-targets "${features[@]}" -- -D warnings
 cargo clippy --target wasm32-wasip2 -p plugin-sdk -p hello -p faulty -p noop -p netgrab \
   -p triage -p discovery -p planning -p execution -p verification -p ship \
   -p lsl-core -p lsl-baseline -p lsl-harden -p lsl-evaluate -- -D warnings
-cargo test --no-fail-fast -p host -p plugin-sdk -p triage -p ship -p lsl-core
+cargo test --no-fail-fast "${features[@]}" -p host -p host-vocab -p host-manifest -p host-store \
+  -p host-runtime -p host-capabilities -p plugin-sdk -p triage -p ship -p lsl-core

@@ -1,6 +1,6 @@
 //! Building plugins with the command their manifest entry declares.
 
-use crate::manifest::{Pipeline, PluginSpec};
+use host_manifest::{Pipeline, PluginSpec};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 

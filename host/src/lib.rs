@@ -1,23 +1,22 @@
-//! The `host` orchestrator as a library: the binary in `main.rs` is only its
-//! command-line face.
+//! The `host` orchestrator as a library: the scheduler, the run lifecycle,
+//! console output, `host serve` and `host dev`, on top of the layer crates
+//! (bottom up: `host-vocab`, `host-manifest`, `host-store`, `host-runtime`,
+//! `host-capabilities`). The binary in `main.rs` is only its command-line
+//! face.
 
+#[cfg(feature = "bench")]
 pub mod bench;
-pub mod bindings;
 pub mod builder;
-pub mod capabilities;
-pub mod events;
-pub mod failpoint;
-pub mod gates;
-pub mod live;
-pub mod manifest;
-pub mod needs;
 pub mod progress;
-pub mod providers;
 pub mod report;
-pub mod runtime;
 pub mod scaffold;
 pub mod scheduler;
 pub mod serve;
 pub mod session;
-pub mod store;
-pub mod workspace;
+
+// The layers, under the names the commands use.
+pub use host_capabilities as capabilities;
+pub use host_manifest as manifest;
+pub use host_runtime as runtime;
+pub use host_store as store;
+pub use host_vocab as vocab;

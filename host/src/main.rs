@@ -4,7 +4,9 @@
 mod commands;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use commands::{Exit, Globals, bench, cancel, dev, gates, inspect, plugin, results, run, serve};
+#[cfg(feature = "bench")]
+use commands::bench;
+use commands::{Exit, Globals, cancel, dev, gates, inspect, plugin, results, run, serve};
 use host::builder::BuildPolicy;
 use host::report::OutputMode;
 use host::runtime::ComponentCache;
@@ -239,6 +241,7 @@ enum Command {
         json: bool,
     },
     /// Measure the host's own overhead: commits, instantiation, loads, resume, a large DAG.
+    #[cfg(feature = "bench")]
     Bench(bench::BenchArgs),
     /// Work with plugin components.
     Plugin {
@@ -409,6 +412,7 @@ async fn dispatch(cli: Cli) -> Exit {
             output,
             json,
         } => gates::gates(&pipeline, json, output).await,
+        #[cfg(feature = "bench")]
         Command::Bench(args) => bench::bench(args).await,
         Command::Plugin {
             action: PluginAction::Check { wasm, json },

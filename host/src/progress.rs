@@ -6,8 +6,8 @@
 //! through [`Board`]'s lock, or the redraw would overwrite it: the event
 //! lines do, and so does the tracing output ([`TerminalWriter`]).
 
-use crate::events::{RunEvent, RunObserver};
 use crate::report::event_line;
+use host_vocab::events::{RunEvent, RunObserver};
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};

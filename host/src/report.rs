@@ -1,9 +1,9 @@
 //! What the user sees in the terminal: the plan, live progress, the summary.
 
-use crate::capabilities::models::ModelCall;
-use crate::events::{RunEvent, RunObserver};
-use crate::manifest::{Pipeline, display_duration};
 use crate::scheduler::{RunOutcome, RunSummary, StageStatus};
+use host_manifest::{Pipeline, display_duration};
+use host_vocab::ModelCall;
+use host_vocab::events::{RunEvent, RunObserver};
 use std::io::Write;
 use std::sync::Mutex;
 
@@ -284,7 +284,7 @@ pub fn print_plan(p: &Pipeline) {
             s.after
                 .iter()
                 .map(|d| match d.on {
-                    crate::manifest::Condition::Success => d.stage.clone(),
+                    host_manifest::Condition::Success => d.stage.clone(),
                     on => format!("{} (on {})", d.stage, on.as_str()),
                 })
                 .collect::<Vec<_>>()
@@ -354,7 +354,7 @@ pub fn civil_from_days(z: i64) -> (i64, u32, u32) {
 /// Totals per model alias: calls answered by the provider, tokens, cost,
 /// and how many were refused, failed, or answered from cache or replay.
 pub fn print_model_totals<'a>(calls: impl Iterator<Item = &'a ModelCall>) {
-    use crate::capabilities::models::CallSource;
+    use host_vocab::CallSource;
     #[derive(Default)]
     struct Totals {
         model: String,

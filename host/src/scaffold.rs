@@ -2,7 +2,7 @@
 //! embedded in the binary (with the WIT package this host implements, so a
 //! project always starts from the exact contract its host runs).
 
-use crate::bindings::WIT_VERSION;
+use host_runtime::bindings::WIT_VERSION;
 use std::path::{Component, Path, PathBuf};
 
 /// The languages a project can be created in.
@@ -187,7 +187,7 @@ pub fn valid_name(name: &str) -> bool {
         && name
             .chars()
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
-        && crate::manifest::is_valid_name(name)
+        && host_manifest::is_valid_name(name)
         && !RESERVED.contains(&name)
 }
 

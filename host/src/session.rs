@@ -2,11 +2,11 @@
 //! every plugin loaded and checked, and its model providers.
 
 use crate::builder::{self, BuildPolicy};
-use crate::capabilities::gates::GatesCapability;
-use crate::capabilities::models::{ExchangeMode, ModelsCapability};
-use crate::manifest::Pipeline;
-use crate::runtime::{LoadError, LoadedPlugin, Runtime};
 use crate::scheduler::Scheduler;
+use host_capabilities::models::ExchangeMode;
+use host_capabilities::{Capabilities, LoadedPlugin, Runtime};
+use host_manifest::Pipeline;
+use host_runtime::LoadError;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -67,15 +67,14 @@ impl Session {
         &self,
         pipeline: &Pipeline,
         http: reqwest::Client,
-        store: Arc<crate::store::Store>,
+        store: Arc<host_store::Store>,
         exchanges: ExchangeMode,
     ) -> Scheduler {
-        let models = ModelsCapability::new(pipeline, http, store.clone(), exchanges);
+        let capabilities = Capabilities::new(pipeline, http, store.clone(), exchanges);
         Scheduler {
             store,
             runtime: self.runtime.clone(),
-            models: Arc::new(models),
-            gates: Arc::new(GatesCapability::new(pipeline)),
+            capabilities: Arc::new(capabilities),
             plugins: self.plugins.clone(),
         }
     }

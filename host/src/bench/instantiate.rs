@@ -2,11 +2,9 @@
 //! and loading a component whose compiled form is already cached.
 
 use super::stats::Summary;
-use crate::bindings::StageInput;
-use crate::capabilities::gates::GatesGrant;
-use crate::capabilities::kv::KvGrant;
-use crate::capabilities::models::ModelsGrant;
-use crate::runtime::{AttemptSpec, Limits, Runtime};
+use host_capabilities::{AttemptSpec, Grants, Runtime};
+use host_runtime::{GrantSet, Limits};
+use host_vocab::StageInput;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -55,16 +53,11 @@ pub(super) fn spec(i: u32) -> AttemptSpec {
             iteration: i,
             feedback: None,
         },
-        models: ModelsGrant::empty("noop"),
-        kv: KvGrant::none(),
-        gates: GatesGrant::none("noop"),
-        workspace: None,
+        grants: Grants::deny(),
         timeout: Duration::from_secs(10),
         heartbeat: None,
-        max_output: crate::runtime::MAX_OUTPUT_BYTES,
-        max_log_lines: crate::runtime::MAX_LOG_LINES,
+        max_output: host_vocab::limits::MAX_OUTPUT_BYTES,
         memory_limit: 64 << 20,
-        live: std::sync::Arc::new(crate::live::AttemptLive::detached("noop")),
     }
 }
 

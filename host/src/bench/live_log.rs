@@ -2,8 +2,8 @@
 //! attempt's log file (no fsync) and the event to the run's observer.
 
 use super::stats::Summary;
-use crate::events::{RunEvent, RunObserver};
-use crate::live::{AttemptId, AttemptLive, LogLevel};
+use host_runtime::live::{AttemptId, AttemptLive, LogLevel};
+use host_vocab::events::{RunEvent, RunObserver};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
@@ -32,6 +32,6 @@ pub fn measure(dir: &Path, lines: u32, batches: usize) -> Result<Summary, String
         }
         samples.push(start.elapsed() / lines);
     }
-    let _ = std::fs::remove_dir_all(dir.join(crate::live::LOGS_DIR));
+    let _ = std::fs::remove_dir_all(dir.join(host_runtime::live::LOGS_DIR));
     Summary::of(&samples).ok_or_else(|| "no batches".into())
 }

@@ -257,7 +257,7 @@ fn log_line(o: &Options) -> Result<Vec<Row>, String> {
 }
 
 async fn limits(o: &Options, cache_dir: &std::path::Path) -> Result<Vec<Row>, String> {
-    use crate::runtime::Limits;
+    use host_runtime::Limits;
     let rounds = 200_000_000;
     let repeats = o.repeats.max(3);
     let on = instantiate::burn(cache_dir, &o.faulty, rounds, repeats, Limits::On).await?;

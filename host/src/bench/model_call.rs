@@ -4,9 +4,9 @@
 //! provider's wire format and parsing, the call record).
 
 use super::stats::Summary;
-use crate::bindings::orchestrator::stage::models::{Host, Message, Params, Role};
-use crate::capabilities::models::{ExchangeMode, ModelsCapability};
-use crate::store::Store;
+use host_capabilities::models::{ExchangeMode, ModelsCapability};
+use host_runtime::bindings::orchestrator::stage::models::{Host, Message, Params, Role};
+use host_store::Store;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
@@ -101,8 +101,8 @@ pub async fn measure(dir: &Path, noop: &Path, iterations: usize) -> Result<Overh
          base_url = \"{url}\"\nmodel = \"bench\"\n\n[[stage]]\nid = \"s\"\nplugin = {:?}\nmodels = [\"m\"]\n",
         noop.display().to_string()
     );
-    let pipeline = crate::manifest::parse(&dir.join("model-bench.toml"), manifest)
-        .map_err(|d| d.to_string())?;
+    let pipeline =
+        host_manifest::parse(&dir.join("model-bench.toml"), manifest).map_err(|d| d.to_string())?;
     let store = Arc::new(Store::open(&dir.join("model-bench-state")).map_err(|e| e.to_string())?);
     let models = ModelsCapability::new(&pipeline, client, store, ExchangeMode::default());
     let stage = &pipeline.stages[0];

@@ -244,7 +244,7 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(dir.join("noop.wasm"), b"\0asm").unwrap();
         let text = text.replace("/x/noop.wasm", &dir.join("noop.wasm").to_string_lossy());
-        let p = crate::manifest::parse(&dir.join("p.toml"), text).expect("valid manifest");
+        let p = host_manifest::parse(&dir.join("p.toml"), text).expect("valid manifest");
         std::fs::remove_dir_all(&dir).unwrap();
         assert_eq!(p.stages.len(), 11);
         let after = |id: &str| -> Vec<String> {

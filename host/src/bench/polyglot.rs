@@ -4,11 +4,12 @@
 //! loopback server), for each plugin given.
 
 use super::stats::Summary;
-use crate::bindings::StageInput;
-use crate::bindings::orchestrator::stage::types::{Artifact, Upstream};
-use crate::capabilities::models::{ExchangeMode, ModelsCapability};
-use crate::runtime::{AttemptSpec, Runtime};
-use crate::store::Store;
+use host_capabilities::models::{ExchangeMode, ModelsCapability};
+use host_capabilities::{AttemptSpec, Grants, Runtime};
+use host_runtime::GrantSet;
+use host_store::Store;
+use host_vocab::StageInput;
+use host_vocab::{Artifact, Upstream};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -69,7 +70,7 @@ pub async fn measure(dir: &Path, component: &Path, repeats: usize) -> Result<Fig
          base_url = \"{url}\"\nmodel = \"bench\"\n\n[[stage]]\nid = \"stage\"\nplugin = {:?}\nmodels = [\"m\"]\n",
         component.display().to_string()
     );
-    let pipeline = crate::manifest::parse(&dir.join("polyglot-bench.toml"), manifest)
+    let pipeline = host_manifest::parse(&dir.join("polyglot-bench.toml"), manifest)
         .map_err(|d| d.to_string())?;
     let state = dir.join("polyglot-state");
     let _ = std::fs::remove_dir_all(&state);
@@ -93,7 +94,10 @@ pub async fn measure(dir: &Path, component: &Path, repeats: usize) -> Result<Fig
         // and room for a large runtime.
         let spec = AttemptSpec {
             input: input(i as u32),
-            models: models.grant(stage, "bench"),
+            grants: Grants {
+                models: models.grant(stage, "bench"),
+                ..Grants::deny()
+            },
             timeout: Duration::from_secs(60),
             memory_limit: 256 << 20,
             ..super::instantiate::spec(i as u32)

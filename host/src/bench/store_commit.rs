@@ -2,8 +2,8 @@
 //! `stage_succeeded` is one redb write transaction, committed with fsync.
 
 use super::stats::Summary;
-use crate::bindings::orchestrator::stage::types::{Artifact, Metric, StageOutput};
-use crate::store::{Activity, Owner, RunRecord, RunStatus, Store, StoreError, now_ms};
+use host_store::{Activity, Owner, RunRecord, RunStatus, Store, StoreError, now_ms};
+use host_vocab::{Artifact, Metric, StageOutput};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -37,7 +37,7 @@ fn output(i: usize) -> StageOutput {
 }
 
 /// Changes per commit since `before`.
-fn batching(store: &Store, before: crate::store::CommitStats) -> f64 {
+fn batching(store: &Store, before: host_store::CommitStats) -> f64 {
     let now = store.commit_stats();
     (now.changes - before.changes) as f64 / (now.commits - before.commits).max(1) as f64
 }

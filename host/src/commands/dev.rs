@@ -10,8 +10,8 @@
 use super::run::{NewRun, manifest_key, start_new_run};
 use super::{Exit, Globals};
 use host::builder::{self, BuildPolicy};
+use host::capabilities::{LoadedPlugin, Runtime};
 use host::manifest::{self, Pipeline};
-use host::runtime::{LoadedPlugin, Runtime};
 use host::session::Session;
 use host::store::{RunOptions, Store};
 use notify::{RecursiveMode, Watcher};

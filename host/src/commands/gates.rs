@@ -2,7 +2,7 @@
 //! workspace, so a missing tool is found before a long run, not during it.
 
 use super::{Exit, load_manifest};
-use host::gates::run_gate;
+use host::capabilities::gates::run_gate;
 use std::path::Path;
 
 pub async fn gates(path: &Path, json: bool, show_output: bool) -> Exit {

@@ -1,9 +1,9 @@
 //! The second half of `host validate`: each stage's grants against what its
 //! plugin declares it needs, reported at the stage's lines.
 
+use host::capabilities::LoadedPlugin;
 use host::manifest::{Pipeline, Source, StageSpec, locate};
-use host::needs::{self, Severity};
-use host::runtime::LoadedPlugin;
+use host::runtime::needs::{self, Severity};
 use std::collections::HashMap;
 use std::sync::Arc;
 

@@ -1,5 +1,6 @@
 //! One module per group of subcommands; `main.rs` only parses and dispatches.
 
+#[cfg(feature = "bench")]
 pub mod bench;
 pub mod cancel;
 pub mod dev;

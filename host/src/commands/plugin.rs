@@ -2,8 +2,8 @@
 //! can run it; `host plugin new`: a new plugin project.
 
 use super::{Exit, Globals};
-use host::bindings::{WIT_ACCEPTED, WIT_PACKAGE, WIT_VERSION};
-use host::runtime::Runtime;
+use host::capabilities::Runtime;
+use host::runtime::bindings::{WIT_ACCEPTED, WIT_PACKAGE, WIT_VERSION};
 use host::scaffold::{self, Lang};
 use std::path::{Path, PathBuf};
 

@@ -362,7 +362,13 @@ async fn resume_with(globals: &Globals, store: Arc<Store>, args: ResumeArgs) -> 
                 let note = "earlier in this run".to_string();
                 done.insert(
                     s.stage.clone(),
-                    StageResult::restored(&s.stage, s.attempts, output, output_record, note),
+                    StageResult::restored(
+                        &s.stage,
+                        s.attempts,
+                        output,
+                        output_record.content_hash.clone(),
+                        note,
+                    ),
                 );
             }
             Err(e) => return report_store_error(&e),

@@ -4,7 +4,7 @@
 //! with per-node counters, so each finished stage costs work proportional to
 //! its own edges, not to the size of the pipeline.
 
-use crate::manifest::{Condition, StageSpec};
+use host_manifest::{Condition, StageSpec};
 use std::collections::{BTreeSet, HashMap, VecDeque};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

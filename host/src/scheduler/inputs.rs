@@ -1,12 +1,12 @@
 //! What a stage gets from the rest of the run: its dependencies' outputs,
 //! its result-cache key, and the facts its `when` condition reads.
 
-use super::result::{StageResult, StageStatus};
-use crate::bindings::orchestrator::stage::types as wit;
-use crate::manifest::when::{Facts, Field, Value};
-use crate::manifest::{Pipeline, StageSpec};
-use crate::runtime::LoadedPlugin;
-use crate::workspace::FileChange;
+use host_capabilities::LoadedPlugin;
+use host_manifest::when::{Facts, Field, Value};
+use host_manifest::{Pipeline, StageSpec};
+use host_vocab::FileChange;
+use host_vocab::stage_io as wit;
+use host_vocab::{StageResult, StageStatus};
 use std::collections::HashMap;
 
 /// The result-cache key of a stage attempt: everything its output may depend
@@ -20,7 +20,7 @@ pub fn cache_key(
     iteration: u32,
     feedback: Option<&str>,
 ) -> Option<String> {
-    if stage.workspace != crate::manifest::WorkspaceAccess::None || !stage.gates.is_empty() {
+    if stage.workspace != host_manifest::WorkspaceAccess::None || !stage.gates.is_empty() {
         return None;
     }
     let inputs: Option<Vec<(&str, &str)>> = upstream
@@ -34,7 +34,7 @@ pub fn cache_key(
         .map(|m| (&m.alias, m.provider, &m.base_url, &m.model))
         .collect();
     let material = serde_json::json!({
-        "wit": crate::bindings::WIT_VERSION,
+        "wit": host_runtime::bindings::WIT_VERSION,
         "plugin": plugin.hash,
         "config": stage.config,
         "task": pipeline.task,

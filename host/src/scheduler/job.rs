@@ -2,18 +2,17 @@
 //! each committed to the store before the run moves on.
 
 use super::inputs::attach_changes;
-use super::result::{StageResult, StageStatus};
 use super::{spawn, stored};
-use crate::bindings::StageInput;
-use crate::bindings::orchestrator::stage::types as wit;
-use crate::capabilities::gates::GatesCapability;
-use crate::capabilities::kv::KvGrant;
-use crate::capabilities::models::ModelsCapability;
-use crate::events::{RunEvent, RunObserver};
-use crate::live::{AttemptId, AttemptLive};
-use crate::manifest::StageSpec;
-use crate::runtime::{AttemptSpec, LoadedPlugin, Runtime, StageFailure};
-use crate::store::{Activity, Store, StoreError};
+use host_capabilities::{AttemptSpec, Capabilities, LoadedPlugin, Runtime};
+use host_manifest::StageSpec;
+use host_runtime::AttemptScope;
+use host_runtime::live::{AttemptId, AttemptLive};
+use host_store::{Store, StoreError};
+use host_vocab::StageFailure;
+use host_vocab::StageInput;
+use host_vocab::events::{RunEvent, RunObserver};
+use host_vocab::stage_io as wit;
+use host_vocab::{StageResult, StageStatus};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tracing::Instrument;
@@ -33,8 +32,7 @@ fn stage_backoff(retry: u32) -> Duration {
 /// Everything one stage needs to run on its own task.
 pub struct StageJob {
     pub runtime: Arc<Runtime>,
-    pub models: Arc<ModelsCapability>,
-    pub gates: Arc<GatesCapability>,
+    pub capabilities: Arc<Capabilities>,
     pub store: Arc<Store>,
     pub plugin: Arc<LoadedPlugin>,
     pub stage: StageSpec,
@@ -71,7 +69,7 @@ impl StageJob {
             &self.stage.id,
             0,
             output,
-            &record,
+            record.content_hash.clone(),
             note,
         )))
     }
@@ -123,6 +121,12 @@ impl StageJob {
                 attempt,
             };
             let live = Arc::new(AttemptLive::new(state_dir, id, events.clone()));
+            let scope = AttemptScope {
+                run_id: &self.run_id,
+                stage: &self.stage,
+                attempt,
+                live: &live,
+            };
             let spec = AttemptSpec {
                 input: StageInput {
                     run_id: self.run_id.clone(),
@@ -134,19 +138,11 @@ impl StageJob {
                     iteration: self.iteration,
                     feedback: feedback.clone(),
                 },
-                models: self
-                    .models
-                    .grant(&self.stage, &self.run_id)
-                    .with_live(live.clone()),
-                gates: self.gates.grant(&self.stage),
-                workspace: self.gates.workspace_for(&self.stage),
-                kv: KvGrant::new(self.store.clone(), &self.run_id, &self.stage.id),
+                grants: self.capabilities.grants(&scope),
                 timeout: self.stage.timeout,
                 heartbeat: self.stage.heartbeat,
                 max_output: self.stage.max_output,
-                max_log_lines: self.stage.max_log_lines,
                 memory_limit: self.stage.memory_limit,
-                live,
             };
             // Whatever the host logs while the attempt runs carries its ids.
             // Target "plugin", so the default filter (plugin=info) keeps it.
@@ -157,14 +153,9 @@ impl StageJob {
                 .instrument(span)
                 .await;
             drop(slot);
-            let gates_failed = report.gate_runs.iter().any(|g| !g.passed);
-            let activity = Activity {
-                model_calls: report.model_calls.clone(),
-                gate_runs: report.gate_runs,
-                file_changes: report.file_changes,
-                session_appends: report.session_appends,
-            };
-            model_calls.extend(report.model_calls);
+            let activity = report.activity;
+            let gates_failed = activity.gate_runs.iter().any(|g| !g.passed);
+            model_calls.extend(activity.model_calls.iter().cloned());
             match report.outcome {
                 Ok(mut output) if spawn::requests(&self.stage, &output).is_err() => {
                     // A malformed spawn request fails the attempt before

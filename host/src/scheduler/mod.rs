@@ -9,20 +9,17 @@
 mod graph;
 mod inputs;
 mod job;
-mod result;
 mod spawn;
 
+pub use host_vocab::{RunOutcome, RunSummary, StageResult, StageStatus};
 pub use inputs::CHANGES_ARTIFACT;
-pub use result::{RunOutcome, RunSummary, StageResult, StageStatus};
 pub use spawn::SPAWN_ARTIFACT;
 
-use crate::capabilities::gates::GatesCapability;
-use crate::capabilities::models::ModelsCapability;
-use crate::events::{RunEvent, RunObserver};
-use crate::manifest::{Condition, Pipeline};
-use crate::runtime::{LoadedPlugin, Runtime};
-use crate::store::{Event, RunStatus, Store, StoreError};
 use graph::{Graph, NodeState};
+use host_capabilities::{Capabilities, LoadedPlugin, Runtime};
+use host_manifest::{Condition, Pipeline};
+use host_store::{Event, RunStatus, Store, StoreError};
+use host_vocab::events::{RunEvent, RunObserver};
 use inputs::{ResultFacts, cache_key, upstream_inputs};
 use job::StageJob;
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -59,8 +56,7 @@ pub struct RunContext {
 
 pub struct Scheduler {
     pub runtime: Arc<Runtime>,
-    pub models: Arc<ModelsCapability>,
-    pub gates: Arc<GatesCapability>,
+    pub capabilities: Arc<Capabilities>,
     pub plugins: HashMap<String, Arc<LoadedPlugin>>,
     pub store: Arc<Store>,
 }
@@ -421,8 +417,7 @@ impl RunState<'_> {
             }
             let job = StageJob {
                 runtime: self.scheduler.runtime.clone(),
-                models: self.scheduler.models.clone(),
-                gates: self.scheduler.gates.clone(),
+                capabilities: self.scheduler.capabilities.clone(),
                 store: self.scheduler.store.clone(),
                 plugin,
                 stage: spec,
@@ -523,12 +518,12 @@ impl Scheduler {
             s.stages(&run)
         })
         .await?;
-        let (run, per_stage) = crate::capabilities::models::usage_by_stage(
+        let (run, per_stage) = host_capabilities::models::usage_by_stage(
             stages
                 .iter()
                 .map(|s| (s.stage.as_str(), s.model_calls.as_slice())),
         );
-        self.models.ledger().seed(run, per_stage);
+        self.capabilities.models.ledger().seed(run, per_stage);
         Ok(())
     }
 

@@ -3,8 +3,8 @@
 //! do (its template's plugin, grants and limits); the request only names the
 //! template, an id, extra config and extra dependencies.
 
-use crate::bindings::StageOutput;
-use crate::manifest::{Dependency, StageSpec};
+use host_manifest::{Dependency, StageSpec};
+use host_vocab::StageOutput;
 use serde::Deserialize;
 
 /// The artifact a stage returns to ask for jobs.
@@ -79,7 +79,7 @@ pub fn job(parent: &StageSpec, template: &StageSpec, request: &SpawnRequest) -> 
         id: format!("{}.{}", parent.id, request.id),
         after: vec![Dependency {
             stage: parent.id.clone(),
-            on: crate::manifest::Condition::Success,
+            on: host_manifest::Condition::Success,
         }],
         config: serde_json::Value::Object(config),
         parent: Some(parent.id.clone()),

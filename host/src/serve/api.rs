@@ -3,9 +3,9 @@
 //! read from the store as it is now (see README "The HTTP API").
 
 use super::http::{Query, Reply};
-use crate::live::{log_path, read_log};
-use crate::manifest::{self, Pipeline};
-use crate::store::{
+use host_manifest::Pipeline;
+use host_runtime::live::{log_path, read_log};
+use host_store::{
     DB_FILE, Event, EventRecord, OutputRecord, RunRecord, RunStatus, StageRecord, Store, StoreError,
 };
 use serde_json::{Value, json};
@@ -139,7 +139,7 @@ fn runs(dir: &Path) -> Answer {
 /// The plan the run started with (`None` if it no longer validates, e.g.
 /// a task file it names is gone).
 fn plan(run: &RunRecord) -> Option<Pipeline> {
-    manifest::parse(Path::new(&run.manifest_path), run.manifest_text.clone()).ok()
+    host_manifest::parse(Path::new(&run.manifest_path), run.manifest_text.clone()).ok()
 }
 
 fn artifacts_json(run: &str, stage: &str, output: &OutputRecord) -> Value {

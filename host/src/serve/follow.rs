@@ -4,9 +4,9 @@
 
 use super::api::chosen_attempt;
 use super::http::{Body, Query, Reply};
-use crate::live::{log_path, read_log};
-use crate::store::{RunStatus, StageStatus, Store};
 use bytes::Bytes;
+use host_runtime::live::{log_path, read_log};
+use host_store::{RunStatus, StageStatus, Store};
 use hyper::Response;
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -6,7 +6,9 @@ use host_runtime::bindings::orchestrator::stage::kv::{self as wit, Host};
 use host_runtime::bindings::v0_1_name;
 use host_runtime::{AttemptScope, Capability, Grant, HasGrant};
 use host_store::Store;
-pub use host_vocab::limits::{MAX_KV_KEY_BYTES as MAX_KEY_BYTES, MAX_KV_VALUE_BYTES as MAX_VALUE_BYTES};
+pub use host_vocab::limits::{
+    MAX_KV_KEY_BYTES as MAX_KEY_BYTES, MAX_KV_VALUE_BYTES as MAX_VALUE_BYTES,
+};
 use std::sync::Arc;
 use wasmtime::component::{HasSelf, Linker};
 

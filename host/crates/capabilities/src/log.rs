@@ -25,16 +25,13 @@ impl Capability for LogCapability {
         })?;
         // The same functions under their 0.1 name (same signatures).
         let mut i = linker.instance(&v0_1_name("log"))?;
-        i.func_wrap_async(
-            "log",
-            |mut store, (level, message): (Level, String)| {
-                Box::new(async move {
-                    let s = store.data_mut();
-                    s.beat();
-                    Host::log(s.grant(), level, message).await
-                })
-            },
-        )?;
+        i.func_wrap_async("log", |mut store, (level, message): (Level, String)| {
+            Box::new(async move {
+                let s = store.data_mut();
+                s.beat();
+                Host::log(s.grant(), level, message).await
+            })
+        })?;
         i.func_wrap_async(
             "progress",
             |mut store, (done, total, message): (u64, u64, String)| {

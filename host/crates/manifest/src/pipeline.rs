@@ -56,7 +56,6 @@ impl StageSpec {
     }
 }
 
-
 /// Which wire protocol a model speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -168,7 +167,6 @@ pub struct GateSpec {
     /// Bytes of output kept (half from the start, half from the end).
     pub max_output: usize,
 }
-
 
 /// What a stage may do with the workspace.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
@@ -294,7 +292,6 @@ pub struct StageSpec {
     pub max_model_calls: usize,
     pub config: serde_json::Value,
 }
-
 
 pub fn display_duration(d: Duration) -> String {
     HumanDuration(d).to_string()

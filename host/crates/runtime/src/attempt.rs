@@ -37,7 +37,11 @@ pub struct AttemptSpec<G> {
 const HOST_CALL_GRACE: Duration = Duration::from_secs(2);
 
 impl<G: GrantSet> Runtime<G> {
-    pub async fn run_attempt(&self, plugin: &LoadedPlugin<G>, spec: AttemptSpec<G>) -> AttemptReport {
+    pub async fn run_attempt(
+        &self,
+        plugin: &LoadedPlugin<G>,
+        spec: AttemptSpec<G>,
+    ) -> AttemptReport {
         let started = Instant::now();
         let state = match StageState::new(spec.grants, spec.memory_limit) {
             Ok(state) => state,
@@ -144,7 +148,11 @@ fn check_output_size(output: StageOutput, limit: usize) -> Result<StageOutput, S
     Ok(output)
 }
 
-fn classify_trap<G>(error: &wasmtime::Error, state: &StageState<G>, timeout: Duration) -> StageFailure {
+fn classify_trap<G>(
+    error: &wasmtime::Error,
+    state: &StageState<G>,
+    timeout: Duration,
+) -> StageFailure {
     let trap = error.downcast_ref::<Trap>().copied();
     if trap == Some(Trap::Interrupt) {
         return match state.hung {

@@ -2,8 +2,8 @@
 //! its imports and exports against the host's policy, link, and ask `info()`.
 
 use super::Runtime;
-use super::capability::GrantSet;
 use super::cache::CacheOutcome;
+use super::capability::GrantSet;
 use super::policy::{self, PolicyViolation};
 use super::world::{PluginInfo, PluginPre, WitLine};
 use crate::needs::Needs;

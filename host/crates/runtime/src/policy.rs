@@ -117,8 +117,14 @@ mod tests {
 
     #[test]
     fn allows_host_and_plain_wasi() {
-        assert_eq!(check_import("orchestrator:stage/models@0.1.0", HOST), Ok(()));
-        assert_eq!(check_import("orchestrator:stage/models@0.2.0", HOST), Ok(()));
+        assert_eq!(
+            check_import("orchestrator:stage/models@0.1.0", HOST),
+            Ok(())
+        );
+        assert_eq!(
+            check_import("orchestrator:stage/models@0.2.0", HOST),
+            Ok(())
+        );
         assert_eq!(check_import("orchestrator:stage/log@0.1.3", HOST), Ok(()));
         assert_eq!(check_import("wasi:cli/environment@0.2.6", HOST), Ok(()));
         assert_eq!(check_import("wasi:filesystem/preopens@0.2.0", HOST), Ok(()));

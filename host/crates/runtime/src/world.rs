@@ -121,7 +121,10 @@ impl<G: GrantSet> PluginPre<G> {
 }
 
 impl PluginInstance {
-    pub async fn call_info<G: GrantSet>(&self, store: &mut Store<StageState<G>>) -> wasmtime::Result<PluginInfo> {
+    pub async fn call_info<G: GrantSet>(
+        &self,
+        store: &mut Store<StageState<G>>,
+    ) -> wasmtime::Result<PluginInfo> {
         Ok(match self {
             PluginInstance::V0_2(stage) => {
                 let info = stage

@@ -14,13 +14,13 @@ mod model_tables;
 pub mod records;
 
 pub use group_commit::CommitStats;
+pub use host_vocab::{IllegalTransition, RunStatus, StageStatus};
 pub use model_tables::RecordingKey;
 pub use records::*;
-pub use host_vocab::{IllegalTransition, RunStatus, StageStatus};
 
+use guard::guard;
 use host_vocab::stage_io as wit;
 use host_vocab::{StageFailure, StageOutput};
-use guard::guard;
 use redb::{ConcurrencyMode, Database, ReadableDatabase, ReadableTable, TableDefinition};
 use std::path::{Path, PathBuf};
 
@@ -389,10 +389,12 @@ impl Store {
         event: Event,
     ) -> Result<StageRecord> {
         let mut record = self.load_stage(txn, run, stage)?;
-        host_vocab::status::check_stage(record.status, to).map_err(|source| StoreError::Illegal {
-            run: run.into(),
-            stage: stage.into(),
-            source,
+        host_vocab::status::check_stage(record.status, to).map_err(|source| {
+            StoreError::Illegal {
+                run: run.into(),
+                stage: stage.into(),
+                source,
+            }
         })?;
         record.status = to;
         update(&mut record);

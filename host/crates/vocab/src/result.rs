@@ -1,8 +1,8 @@
 //! What the scheduler reports: each stage's result and the run's summary.
 
-use crate::stage_io::StageOutput;
-use crate::model_call::ModelCall;
 use crate::failure::StageFailure;
+use crate::model_call::ModelCall;
+use crate::stage_io::StageOutput;
 use crate::status::StageStatus;
 use std::time::Duration;
 

@@ -8,7 +8,9 @@ mod process;
 pub use process::run_gate;
 
 use host_manifest::{GateSpec, Pipeline, StageSpec};
-use host_runtime::bindings::orchestrator::stage::gates::{self as wit, GateError, GateResult, Host};
+use host_runtime::bindings::orchestrator::stage::gates::{
+    self as wit, GateError, GateResult, Host,
+};
 use host_runtime::bindings::v0_1_name;
 use host_runtime::{AttemptScope, Capability, Grant, HasGrant};
 pub use host_vocab::limits::MAX_GATE_RUNS_PER_ATTEMPT;

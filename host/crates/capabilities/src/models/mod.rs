@@ -8,21 +8,21 @@ mod exchanges;
 pub use budget::{Ledger, Usage};
 pub use exchanges::{ExchangeMode, Exchanges, request_hash};
 
-use host_runtime::bindings::orchestrator::stage::models::{self as wit, Host};
-use host_runtime::bindings::v0_1_name;
-use host_runtime::{AttemptScope, Capability, Grant, HasGrant};
-pub use host_vocab::{CallSource, ModelCall, total_cost_usd, total_tokens};
-use host_vocab::Activity;
-use wasmtime::component::{HasSelf, Linker};
-use host_manifest::{Budget, ModelSpec, Pipeline, ProviderKind, StageSpec};
 use crate::providers::{
     AnthropicProvider, ChatMessage, ChatRequest, ChatResponse, OpenAiProvider, Provider,
     ProviderError, Role,
 };
+use host_manifest::{Budget, ModelSpec, Pipeline, ProviderKind, StageSpec};
+use host_runtime::bindings::orchestrator::stage::models::{self as wit, Host};
+use host_runtime::bindings::v0_1_name;
+use host_runtime::{AttemptScope, Capability, Grant, HasGrant};
 use host_store::Store;
+use host_vocab::Activity;
+pub use host_vocab::{CallSource, ModelCall, total_cost_usd, total_tokens};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use wasmtime::component::{HasSelf, Linker};
 
 /// A model alias with its provider and prices.
 struct Endpoint {
