@@ -49,7 +49,7 @@ impl Capability for ArtifactsCapability {
 
 impl Grant for ArtifactsGrant {
     /// Adds the artifacts the plugin streamed to the ones it returned.
-    fn complete(&mut self, output: &mut StageOutput) -> Result<(), StageFailure> {
+    fn complete_output(&mut self, output: &mut StageOutput) -> Result<(), StageFailure> {
         let fatal = |message: String| StageFailure::Plugin {
             retryable: false,
             message,
@@ -184,5 +184,93 @@ impl Host for ArtifactsGrant {
         }
         self.written += bytes.len();
         Ok(Ok(()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn output() -> StageOutput {
+        StageOutput {
+            summary: "s".into(),
+            artifacts: vec![Artifact {
+                name: "returned.txt".into(),
+                media_type: "text/plain".into(),
+                bytes: b"r".to_vec(),
+            }],
+            metrics: Vec::new(),
+            decision: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn streamed_pieces_join_the_output() {
+        let mut grant = ArtifactsGrant::new(100);
+        grant
+            .append("log.txt".into(), "text/plain".into(), b"ab".to_vec())
+            .await
+            .unwrap()
+            .unwrap();
+        grant
+            .append("log.txt".into(), "text/plain".into(), b"cd".to_vec())
+            .await
+            .unwrap()
+            .unwrap();
+        let mut out = output();
+        grant.complete_output(&mut out).unwrap();
+        let streamed = out.artifacts.iter().find(|a| a.name == "log.txt").unwrap();
+        assert_eq!(streamed.bytes, b"abcd");
+        assert_eq!(out.artifacts.len(), 2);
+    }
+
+    #[tokio::test]
+    async fn refuses_paths_other_media_types_and_bytes_past_the_limit() {
+        let mut grant = ArtifactsGrant::new(4);
+        let err = grant
+            .append("../x".into(), "text/plain".into(), Vec::new())
+            .await
+            .unwrap();
+        assert!(err.unwrap_err().contains("not a plain file name"));
+        grant
+            .append("a".into(), "text/plain".into(), b"12".to_vec())
+            .await
+            .unwrap()
+            .unwrap();
+        let err = grant
+            .append("a".into(), "application/json".into(), b"3".to_vec())
+            .await
+            .unwrap();
+        assert!(err.unwrap_err().contains("was started as text/plain"));
+        let err = grant
+            .append("b".into(), "text/plain".into(), b"345".to_vec())
+            .await
+            .unwrap();
+        assert!(err.unwrap_err().contains("max_output of 4 bytes"));
+        assert_eq!(grant.bytes(), 2);
+    }
+
+    #[tokio::test]
+    async fn an_artifact_both_streamed_and_returned_fails_the_attempt() {
+        let mut grant = ArtifactsGrant::new(100);
+        grant
+            .append("returned.txt".into(), "text/plain".into(), b"x".to_vec())
+            .await
+            .unwrap()
+            .unwrap();
+        let mut out = output();
+        let failure = grant.complete_output(&mut out).unwrap_err();
+        assert!(!failure.is_retryable());
+        assert!(failure.to_string().contains("both streamed and returned"));
+    }
+
+    #[tokio::test]
+    async fn the_grant_of_nothing_streams_nothing() {
+        let mut none = ArtifactsCapability::deny();
+        let err = none
+            .append("a".into(), "text/plain".into(), b"x".to_vec())
+            .await
+            .unwrap();
+        assert!(err.is_err());
     }
 }

@@ -141,3 +141,71 @@ impl Host for KvGrant {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_support::{live, pipeline, scope, store};
+
+    const TEXT: &str = r#"
+[pipeline]
+name = "p"
+task = "t"
+
+[[stage]]
+id = "a"
+plugin = "a.wasm"
+
+[[stage]]
+id = "b"
+plugin = "a.wasm"
+"#;
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn checkpoints_are_private_to_the_stage() {
+        let (p, _dir) = pipeline(TEXT);
+        let (store, _state) = store();
+        let cap = KvCapability::new(store);
+        let live = live();
+        let mut a = cap.grant(&scope(&p, "a", &live));
+        let mut b = cap.grant(&scope(&p, "b", &live));
+        a.set("k".into(), b"from a".to_vec())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(a.get("k".into()).await.unwrap(), Some(b"from a".to_vec()));
+        assert_eq!(
+            b.get("k".into()).await.unwrap(),
+            None,
+            "b cannot read a's key"
+        );
+        b.delete("k".into()).await.unwrap();
+        assert_eq!(
+            a.get("k".into()).await.unwrap(),
+            Some(b"from a".to_vec()),
+            "nor delete it"
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn refuses_oversized_keys_and_values() {
+        let (p, _dir) = pipeline(TEXT);
+        let (store, _state) = store();
+        let cap = KvCapability::new(store);
+        let live = live();
+        let mut a = cap.grant(&scope(&p, "a", &live));
+        let long_key = "k".repeat(MAX_KEY_BYTES + 1);
+        let err = a.set(long_key, Vec::new()).await.unwrap().unwrap_err();
+        assert!(err.contains("key is"), "{err}");
+        let big = vec![0u8; MAX_VALUE_BYTES + 1];
+        let err = a.set("k".into(), big).await.unwrap().unwrap_err();
+        assert!(err.contains("value is"), "{err}");
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn the_grant_of_nothing_stores_nothing() {
+        let mut none = KvCapability::deny();
+        assert!(none.set("k".into(), b"v".to_vec()).await.unwrap().is_err());
+        assert_eq!(none.get("k".into()).await.unwrap(), None);
+    }
+}

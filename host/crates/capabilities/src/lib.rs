@@ -16,6 +16,9 @@ pub mod models;
 pub mod providers;
 pub mod workspace;
 
+#[cfg(test)]
+mod test_support;
+
 use artifacts::{ArtifactsCapability, ArtifactsGrant};
 use gates::{GatesCapability, GatesGrant};
 use host_manifest::Pipeline;
@@ -161,13 +164,13 @@ impl GrantSet for Grants {
         self.artifacts.begin().await;
     }
 
-    fn complete(&mut self, output: &mut StageOutput) -> Result<(), StageFailure> {
-        self.models.complete(output)?;
-        self.gates.complete(output)?;
-        self.workspace.complete(output)?;
-        self.kv.complete(output)?;
-        self.log.complete(output)?;
-        self.artifacts.complete(output)
+    fn complete_output(&mut self, output: &mut StageOutput) -> Result<(), StageFailure> {
+        self.models.complete_output(output)?;
+        self.gates.complete_output(output)?;
+        self.workspace.complete_output(output)?;
+        self.kv.complete_output(output)?;
+        self.log.complete_output(output)?;
+        self.artifacts.complete_output(output)
     }
 
     async fn finish(&mut self) -> Activity {

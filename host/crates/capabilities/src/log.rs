@@ -183,3 +183,36 @@ impl Host for LogGrant {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_support::{live, pipeline, scope};
+
+    #[tokio::test]
+    async fn lines_past_the_cap_are_dropped_and_counted() {
+        let (p, _dir) = pipeline(
+            "[pipeline]\nname = \"p\"\ntask = \"t\"\n\n[[stage]]\nid = \"a\"\nplugin = \"a.wasm\"\nmax_log_lines = 3\n",
+        );
+        let live = live();
+        let mut grant = LogCapability.grant(&scope(&p, "a", &live));
+        for i in 0..5 {
+            grant.log(Level::Info, format!("line {i}")).await.unwrap();
+        }
+        grant.progress(1, 2, "half".into()).await.unwrap();
+        let mut activity = Activity::default();
+        grant.finish(&mut activity).await;
+        assert_eq!(
+            activity.log_lines_dropped, 3,
+            "2 log lines and the progress report"
+        );
+    }
+
+    #[test]
+    fn long_messages_are_cut_on_a_character_boundary() {
+        let message = "é".repeat(MAX_MESSAGE_BYTES);
+        let cut = clip(&message);
+        assert!(cut.len() <= MAX_MESSAGE_BYTES);
+        assert!(cut.chars().all(|c| c == 'é'));
+    }
+}

@@ -107,7 +107,7 @@ impl<G: GrantSet> Runtime<G> {
                 store
                     .data_mut()
                     .grants
-                    .complete(&mut output)
+                    .complete_output(&mut output)
                     .and_then(|()| check_output_size(output, spec.max_output))
             }
         };

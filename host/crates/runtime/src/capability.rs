@@ -75,7 +75,7 @@ pub trait Grant: Send + 'static {
     }
 
     /// Completes a successful output (the artifacts the plugin streamed).
-    fn complete(&mut self, _output: &mut StageOutput) -> Result<(), StageFailure> {
+    fn complete_output(&mut self, _output: &mut StageOutput) -> Result<(), StageFailure> {
         Ok(())
     }
 
@@ -100,7 +100,7 @@ pub trait GrantSet: Send + Sized + 'static {
 
     fn configure(&self, wasi: &mut WasiCtxBuilder) -> Result<(), String>;
     fn begin(&mut self) -> impl Future<Output = ()> + Send;
-    fn complete(&mut self, output: &mut StageOutput) -> Result<(), StageFailure>;
+    fn complete_output(&mut self, output: &mut StageOutput) -> Result<(), StageFailure>;
     fn finish(&mut self) -> impl Future<Output = Activity> + Send;
 }
 

@@ -142,3 +142,85 @@ impl Host for GatesGrant {
         Ok(Ok(result))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_support::{live, pipeline, scope};
+
+    const TEXT: &str = r#"
+[pipeline]
+name = "p"
+task = "t"
+workspace = "ws"
+
+[gates.ok]
+command = ["true"]
+
+[gates.bad]
+command = ["false"]
+
+[[stage]]
+id = "checker"
+plugin = "a.wasm"
+gates = ["ok", "bad"]
+
+[[stage]]
+id = "other"
+plugin = "a.wasm"
+gates = ["ok"]
+"#;
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn runs_only_granted_gates_and_records_each_run() {
+        let (p, _dir) = pipeline(TEXT);
+        let cap = GatesCapability::new(&p);
+        let live = live();
+        let mut grant = Capability::grant(&cap, &scope(&p, "other", &live));
+        let refused = grant.run("bad".into()).await.unwrap();
+        match refused {
+            Err(GateError::NotGranted(why)) => {
+                assert!(
+                    why.contains("'other'") && why.contains("'bad'") && why.contains("ok"),
+                    "{why}"
+                )
+            }
+            other => panic!("expected not-granted, got {other:?}"),
+        }
+        let passed = grant.run("ok".into()).await.unwrap().unwrap();
+        assert!(passed.passed);
+        let mut activity = Activity::default();
+        grant.finish(&mut activity).await;
+        assert_eq!(activity.gate_runs.len(), 1, "a refused gate never ran");
+        assert_eq!(activity.gate_runs[0].gate, "ok");
+
+        let mut grant = Capability::grant(&cap, &scope(&p, "checker", &live));
+        let failed = grant.run("bad".into()).await.unwrap().unwrap();
+        assert!(!failed.passed);
+        assert_eq!(failed.exit_code, Some(1));
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn an_attempt_runs_at_most_the_limit() {
+        let (p, _dir) = pipeline(TEXT);
+        let cap = GatesCapability::new(&p);
+        let live = live();
+        let mut grant = Capability::grant(&cap, &scope(&p, "other", &live));
+        for _ in 0..MAX_GATE_RUNS_PER_ATTEMPT {
+            grant.run("ok".into()).await.unwrap().unwrap();
+        }
+        assert!(matches!(
+            grant.run("ok".into()).await.unwrap(),
+            Err(GateError::LimitExceeded(_))
+        ));
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn the_grant_of_nothing_runs_nothing() {
+        let mut grant = GatesCapability::deny();
+        assert!(matches!(
+            grant.run("ok".into()).await.unwrap(),
+            Err(GateError::NotGranted(_))
+        ));
+    }
+}

@@ -711,3 +711,147 @@ pub fn usage_by_stage<'a>(
     }
     (run, per_stage)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_support::{live, pipeline, scope, store};
+
+    const TEXT: &str = r#"
+[pipeline]
+name = "p"
+task = "t"
+
+[models.small]
+provider = "openai"
+base_url = "http://127.0.0.1:9/v1"
+model = "m"
+max_retries = 0
+
+[models.large]
+provider = "openai"
+base_url = "http://127.0.0.1:9/v1"
+model = "m"
+
+[[stage]]
+id = "a"
+plugin = "a.wasm"
+models = ["small"]
+sessions = ["chat"]
+max_model_calls = 2
+"#;
+
+    fn say(text: &str) -> Vec<wit::Message> {
+        vec![wit::Message {
+            role: wit::Role::User,
+            content: text.into(),
+        }]
+    }
+
+    fn params() -> wit::Params {
+        wit::Params {
+            max_tokens: Some(4),
+            temperature: None,
+            stop: Vec::new(),
+        }
+    }
+
+    fn capability(p: &Pipeline) -> (ModelsCapability, tempfile::TempDir) {
+        let (store, dir) = store();
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let cap = ModelsCapability::new(p, reqwest::Client::new(), store, ExchangeMode::default());
+        (cap, dir)
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn refuses_aliases_and_sessions_not_granted_and_records_the_refusal() {
+        let (p, _dir) = pipeline(TEXT);
+        let (cap, _state) = capability(&p);
+        let live = live();
+        let mut grant = Capability::grant(&cap, &scope(&p, "a", &live));
+        match grant
+            .complete("large".into(), say("hi"), params())
+            .await
+            .unwrap()
+        {
+            Err(wit::ModelError::NotGranted(why)) => {
+                assert!(why.contains("'large'") && why.contains("small"), "{why}")
+            }
+            other => panic!("expected not-granted, got {other:?}"),
+        }
+        let r = grant
+            .converse("small".into(), "other".into(), say("hi"), params())
+            .await
+            .unwrap();
+        assert!(
+            matches!(r, Err(wit::ModelError::NotGranted(why)) if why.contains("session 'other'"))
+        );
+        let mut activity = Activity::default();
+        grant.finish(&mut activity).await;
+        assert_eq!(activity.model_calls.len(), 2);
+        assert!(
+            activity
+                .model_calls
+                .iter()
+                .all(|c| c.source == CallSource::Refused)
+        );
+        assert_eq!(activity.model_calls[0].alias, "large");
+        assert_eq!(activity.model_calls[1].session.as_deref(), Some("other"));
+        assert!(activity.session_appends.is_empty());
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn an_attempt_makes_at_most_max_model_calls() {
+        let (p, _dir) = pipeline(TEXT);
+        let (cap, _state) = capability(&p);
+        let live = live();
+        let mut grant = Capability::grant(&cap, &scope(&p, "a", &live));
+        for _ in 0..2 {
+            let r = grant
+                .complete("large".into(), say("hi"), params())
+                .await
+                .unwrap();
+            assert!(matches!(r, Err(wit::ModelError::NotGranted(_))));
+        }
+        let r = grant
+            .complete("small".into(), say("hi"), params())
+            .await
+            .unwrap();
+        assert!(
+            matches!(&r, Err(wit::ModelError::BudgetExceeded(why)) if why.contains("max_model_calls")),
+            "{r:?}"
+        );
+        assert_eq!(grant.calls().len(), 3);
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn an_unreachable_server_is_unavailable_and_costs_nothing() {
+        let (p, _dir) = pipeline(TEXT);
+        let (cap, _state) = capability(&p);
+        let live = live();
+        let mut grant = Capability::grant(&cap, &scope(&p, "a", &live));
+        let r = grant
+            .complete("small".into(), say("hi"), params())
+            .await
+            .unwrap();
+        assert!(matches!(r, Err(wit::ModelError::Unavailable(_))), "{r:?}");
+        let call = &grant.calls()[0];
+        assert_eq!(call.source, CallSource::Provider);
+        assert!(call.error.is_some());
+        assert_eq!(
+            usage_of(grant.calls()).calls,
+            0,
+            "a failed call is not paid"
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn the_grant_of_nothing_grants_no_alias() {
+        let mut none = ModelsCapability::deny();
+        let r = none
+            .complete("small".into(), say("hi"), params())
+            .await
+            .unwrap();
+        assert!(matches!(r, Err(wit::ModelError::NotGranted(_))));
+    }
+}

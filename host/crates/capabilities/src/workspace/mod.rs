@@ -106,3 +106,70 @@ impl Grant for WorkspaceGrant {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_support::{live, pipeline, scope};
+
+    const TEXT: &str = r#"
+[pipeline]
+name = "p"
+task = "t"
+workspace = "ws"
+
+[[stage]]
+id = "writer"
+plugin = "a.wasm"
+workspace = "read-write"
+
+[[stage]]
+id = "reader"
+plugin = "a.wasm"
+workspace = "read-only"
+
+[[stage]]
+id = "blind"
+plugin = "a.wasm"
+"#;
+
+    #[tokio::test]
+    async fn a_read_write_stage_reports_the_files_it_changed() {
+        let (p, dir) = pipeline(TEXT);
+        let ws = dir.path().join("ws");
+        std::fs::write(ws.join("kept.txt"), "same").unwrap();
+        std::fs::write(ws.join("edited.txt"), "before").unwrap();
+        let cap = WorkspaceCapability::new(&p);
+        let live = live();
+        let mut grant = cap.grant(&scope(&p, "writer", &live));
+        grant.begin().await;
+        std::fs::write(ws.join("edited.txt"), "after").unwrap();
+        std::fs::write(ws.join("new.txt"), "hi").unwrap();
+        let mut activity = Activity::default();
+        grant.finish(&mut activity).await;
+        let paths: Vec<&str> = activity
+            .file_changes
+            .iter()
+            .map(|c| c.path.as_str())
+            .collect();
+        assert_eq!(paths, ["edited.txt", "new.txt"]);
+    }
+
+    #[tokio::test]
+    async fn only_read_write_stages_are_watched_and_only_granted_ones_see_files() {
+        let (p, dir) = pipeline(TEXT);
+        let ws = dir.path().join("ws");
+        let cap = WorkspaceCapability::new(&p);
+        let live = live();
+        let mut reader = cap.grant(&scope(&p, "reader", &live));
+        assert!(matches!(reader.dir, Some((_, WorkspaceAccess::ReadOnly))));
+        reader.begin().await;
+        std::fs::write(ws.join("by-someone-else.txt"), "x").unwrap();
+        let mut activity = Activity::default();
+        reader.finish(&mut activity).await;
+        assert!(activity.file_changes.is_empty());
+        let blind = cap.grant(&scope(&p, "blind", &live));
+        assert!(blind.dir.is_none(), "no workspace grant: no file system");
+        assert!(WorkspaceCapability::deny().dir.is_none());
+    }
+}
