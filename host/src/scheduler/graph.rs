@@ -209,3 +209,122 @@ impl Graph {
             .collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Stages from `[[stage]]` tables, each on the same (empty) component.
+    fn stages(tables: &str) -> (Vec<StageSpec>, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a.wasm"), b"").unwrap();
+        let text = format!("[pipeline]\nname = \"p\"\ntask = \"t\"\n\n{tables}");
+        let p = host_manifest::parse(&dir.path().join("p.toml"), text)
+            .unwrap_or_else(|d| panic!("{d}"));
+        (p.stages, dir)
+    }
+
+    fn stage(id: &str, after: &[&str]) -> String {
+        let after: Vec<String> = after.iter().map(|a| format!("{a:?}")).collect();
+        format!(
+            "[[stage]]\nid = \"{id}\"\nplugin = \"a.wasm\"\nafter = [{}]\n\n",
+            after.join(", ")
+        )
+    }
+
+    fn drain(g: &mut Graph) -> Vec<String> {
+        let mut out = Vec::new();
+        while let Some(n) = g.next_candidate() {
+            out.push(g.nodes[n].spec.id.clone());
+        }
+        out
+    }
+
+    #[test]
+    fn a_stage_becomes_a_candidate_when_its_last_dependency_finishes() {
+        let tables = [
+            stage("a", &[]),
+            stage("b", &["a"]),
+            stage("c", &["a"]),
+            stage("d", &["b", "c"]),
+        ]
+        .concat();
+        let (specs, _dir) = stages(&tables);
+        let mut g = Graph::new(&specs);
+        assert_eq!(drain(&mut g), ["a"]);
+        g.finish(g.get("a").unwrap());
+        assert_eq!(drain(&mut g), ["b", "c"]);
+        g.finish(g.get("b").unwrap());
+        assert!(drain(&mut g).is_empty(), "d still waits on c");
+        assert_eq!(g.waiting_on(g.get("d").unwrap()), ["c"]);
+        g.finish(g.get("c").unwrap());
+        assert_eq!(drain(&mut g), ["d"]);
+        g.finish(g.get("d").unwrap());
+        assert!(g.stuck().is_empty());
+    }
+
+    #[test]
+    fn a_loop_reruns_the_path_between_target_and_source_one_iteration_later() {
+        let tables = [
+            stage("plan", &[]),
+            stage("build", &["plan"]),
+            stage("check", &["build"]),
+            stage("ship", &["check"]),
+        ]
+        .concat();
+        let (specs, _dir) = stages(&tables);
+        let mut g = Graph::new(&specs);
+        for id in ["plan", "build", "check"] {
+            drain(&mut g);
+            g.finish(g.get(id).unwrap());
+        }
+        drain(&mut g);
+        let (build, check) = (g.get("build").unwrap(), g.get("check").unwrap());
+        let body = g.loop_back(build, check, "fix the test".into());
+        assert_eq!(body, [build, check]);
+        assert_eq!(drain(&mut g), ["build"]);
+        assert_eq!(g.nodes[build].iteration, 1);
+        assert_eq!(g.nodes[build].feedback.as_deref(), Some("fix the test"));
+        assert_eq!(g.nodes[check].state, NodeState::Waiting);
+        assert_eq!(
+            g.nodes[g.get("plan").unwrap()].iteration,
+            0,
+            "outside the loop"
+        );
+        g.finish(build);
+        assert_eq!(drain(&mut g), ["check"]);
+    }
+
+    #[test]
+    fn a_spawned_job_runs_after_its_parent_and_before_the_parents_dependants() {
+        let tables = [stage("fan", &[]), stage("join", &["fan"])].concat();
+        let (specs, _dir) = stages(&tables);
+        let mut g = Graph::new(&specs);
+        drain(&mut g);
+        let fan = g.get("fan").unwrap();
+        let mut job = specs[0].clone();
+        job.id = "fan.one".into();
+        let j = g.spawn(fan, job, &[]);
+        assert_eq!(g.nodes[j].depth, 1);
+        assert_eq!(g.nodes[j].spec.parent.as_deref(), Some("fan"));
+        g.finish(fan);
+        assert_eq!(drain(&mut g), ["fan.one"], "join waits for the job");
+        assert_eq!(g.waiting_on(g.get("join").unwrap()), ["fan.one"]);
+        g.finish(j);
+        assert_eq!(drain(&mut g), ["join"]);
+    }
+
+    #[test]
+    fn what_cannot_move_is_reported_stuck() {
+        let tables = [stage("a", &[]), stage("b", &["a"])].concat();
+        let (specs, _dir) = stages(&tables);
+        let mut g = Graph::new(&specs);
+        drain(&mut g);
+        let stuck: Vec<&str> = g
+            .stuck()
+            .iter()
+            .map(|&n| g.nodes[n].spec.id.as_str())
+            .collect();
+        assert_eq!(stuck, ["a", "b"]);
+    }
+}
