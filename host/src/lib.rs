@@ -7,6 +7,7 @@
 #[cfg(feature = "bench")]
 pub mod bench;
 pub mod builder;
+pub mod lifecycle;
 pub mod progress;
 pub mod report;
 pub mod scaffold;

@@ -7,8 +7,6 @@ use clap::{Parser, Subcommand, ValueEnum};
 #[cfg(feature = "bench")]
 use commands::bench;
 use commands::{Exit, Globals, cancel, dev, gates, inspect, plugin, results, run, serve};
-use host::builder::BuildPolicy;
-use host::report::OutputMode;
 use host::runtime::ComponentCache;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -36,26 +34,6 @@ struct Cli {
     command: Command,
 }
 
-#[derive(clap::Args)]
-struct BuildFlags {
-    /// Never run build commands: a missing component is an error.
-    #[arg(long, conflicts_with = "build")]
-    no_build: bool,
-    /// Run every plugin's build command first, even if its component exists.
-    #[arg(long)]
-    build: bool,
-}
-
-impl BuildFlags {
-    fn policy(&self) -> BuildPolicy {
-        match (self.no_build, self.build) {
-            (true, _) => BuildPolicy::Never,
-            (_, true) => BuildPolicy::Always,
-            _ => BuildPolicy::IfMissing,
-        }
-    }
-}
-
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum LogFormat {
     Text,
@@ -63,208 +41,45 @@ enum LogFormat {
     Json,
 }
 
-#[derive(Clone, Copy, ValueEnum)]
-enum ExportFormat {
-    Jsonl,
-}
-
-#[derive(Subcommand)]
-enum PluginAction {
-    /// What a component is: the WIT version it targets, its imports (and what
-    /// governs each), its exports, its size, `info()`, and whether this host runs it.
-    Check {
-        wasm: PathBuf,
-        #[arg(long)]
-        json: bool,
-    },
-    /// Create a ready-to-build plugin project: sources, build script, test,
-    /// README and a pipeline.toml that runs it.
-    New {
-        /// The plugin's name (lower-case letters, digits, '-', '_').
-        name: String,
-        #[arg(long, value_enum)]
-        lang: host::scaffold::Lang,
-        /// Where to create it (default: ./NAME); must be missing or empty.
-        #[arg(long, value_name = "DIR")]
-        dir: Option<PathBuf>,
-        /// The plugin-sdk directory a Rust project depends on (default: the one this host was built from).
-        #[arg(long, value_name = "PATH")]
-        sdk: Option<PathBuf>,
-    },
-}
-
-#[derive(Subcommand)]
-enum ResultsAction {
-    /// The baseline against the hardened prompt on each model, for one run.
-    Compare {
-        run_id: String,
-        #[arg(long, value_enum, default_value = "text")]
-        format: results::Format,
-        /// The prompt stage to compare from.
-        #[arg(long, default_value = "baseline")]
-        baseline: String,
-        /// The prompt stage to compare to.
-        #[arg(long, default_value = "harden")]
-        hardened: String,
-    },
-}
-
+/// Each command owns its arguments (`commands::*::*Args`); this only names them.
 #[derive(Subcommand)]
 enum Command {
     /// Run a pipeline (resuming its unfinished run, if there is one).
-    Run {
-        /// The pipeline file.
-        pipeline: PathBuf,
-        /// Print the resolved plan (order, conditions, grants) and call nothing.
-        #[arg(long)]
-        dry_run: bool,
-        #[command(flatten)]
-        build: BuildFlags,
-        /// Write each stage's artifacts to DIR/STAGE/NAME.
-        #[arg(long, value_name = "DIR")]
-        out: Option<PathBuf>,
-        /// Print events and the summary as JSON lines.
-        #[arg(long)]
-        json: bool,
-        /// Print only the summary (and errors): no event lines, no live progress.
-        #[arg(long)]
-        quiet: bool,
-        /// Run every stage, even those whose result is cached from an identical earlier stage.
-        #[arg(long)]
-        fresh: bool,
-        /// Start a new run even if an unfinished run of this pipeline exists.
-        #[arg(long)]
-        new: bool,
-        /// Point a model alias elsewhere: ALIAS=PROVIDER:MODEL[@BASE_URL] (repeatable).
-        #[arg(long = "model", value_name = "ALIAS=PROVIDER:MODEL[@URL]")]
-        models: Vec<String>,
-        /// Store every model request and response with the run, for --replay.
-        #[arg(long, conflicts_with = "replay")]
-        record: bool,
-        /// Answer model calls from RUN_ID's recordings: offline, deterministic, free.
-        #[arg(long, value_name = "RUN_ID")]
-        replay: Option<String>,
-        /// Set one key of a stage's config: STAGE.KEY=VALUE (repeatable), e.g. triage.risk=HIGH.
-        #[arg(long = "set", value_name = "STAGE.KEY=VALUE")]
-        sets: Vec<String>,
-        /// Work on DIR instead of the manifest's workspace.
-        #[arg(long, value_name = "DIR")]
-        workspace: Option<PathBuf>,
-    },
+    Run(run::RunArgs),
     /// Resume an interrupted or failed run: finished stages are not run again.
-    Resume {
-        run_id: String,
-        #[command(flatten)]
-        build: BuildFlags,
-        #[arg(long, value_name = "DIR")]
-        out: Option<PathBuf>,
-        #[arg(long)]
-        json: bool,
-        #[arg(long)]
-        quiet: bool,
-        #[arg(long)]
-        fresh: bool,
-    },
+    Resume(run::ResumeArgs),
     /// Stop a running run (its process records running stages as interrupted); resume it later.
-    Cancel {
-        run_id: String,
-        /// How long to wait for the run to stop.
-        #[arg(long, default_value = "30s", value_parser = parse_duration)]
-        wait: std::time::Duration,
-    },
+    Cancel(cancel::CancelArgs),
     /// Run a pipeline, then watch its manifest and plugins: rebuild, reload and re-run what changed.
-    Dev {
-        pipeline: PathBuf,
-        /// Stop after this many runs.
-        #[arg(long, value_name = "N")]
-        runs: Option<usize>,
-        /// Quiet time after a change before acting on it.
-        #[arg(long, default_value = "200ms", value_parser = parse_duration)]
-        debounce: std::time::Duration,
-        #[arg(long)]
-        json: bool,
-        #[arg(long)]
-        quiet: bool,
-    },
+    Dev(dev::DevArgs),
     /// Serve a web dashboard and a JSON API (under /api) over the state directory.
-    Serve {
-        /// Address to listen on; port 0 picks a free port. The URL is printed first.
-        #[arg(long, default_value = "127.0.0.1:7878")]
-        addr: std::net::SocketAddr,
-        /// Allow a non-loopback address: anyone who can reach it sees every run.
-        #[arg(long)]
-        public: bool,
-    },
+    Serve(serve::ServeArgs),
     /// Check a pipeline and load every plugin it uses; report every problem.
-    Validate {
-        pipeline: PathBuf,
-        /// Never run build commands: a missing component is an error.
-        #[arg(long)]
-        no_build: bool,
-    },
+    Validate(run::ValidateArgs),
     /// Run every gate the pipeline declares once, on its workspace, and print a table.
-    Gates {
-        pipeline: PathBuf,
-        /// Print each gate's output, not only that of failed gates.
-        #[arg(long)]
-        output: bool,
-        #[arg(long)]
-        json: bool,
-    },
+    Gates(gates::GatesArgs),
     /// Run the build command of every plugin the pipeline uses.
-    Build { pipeline: PathBuf },
+    Build(run::BuildArgs),
     /// List runs.
-    Runs {
-        #[arg(long)]
-        json: bool,
-    },
+    Runs(inspect::RunsArgs),
     /// Show each stage of a run: state, attempts, time, tokens, cost.
-    Status {
-        run_id: String,
-        #[arg(long)]
-        json: bool,
-    },
+    Status(inspect::StatusArgs),
     /// Print a stage's outputs (or one artifact's raw bytes).
-    Show {
-        run_id: String,
-        stage: String,
-        /// Write this artifact's bytes to stdout.
-        #[arg(long, value_name = "NAME")]
-        artifact: Option<String>,
-        #[arg(long)]
-        json: bool,
-    },
+    Show(inspect::ShowArgs),
     /// Print a run's event log.
-    Events {
-        run_id: String,
-        #[arg(long)]
-        json: bool,
-    },
+    Events(inspect::EventsArgs),
     /// Measure the host's own overhead: commits, instantiation, loads, resume, a large DAG.
     #[cfg(feature = "bench")]
     Bench(bench::BenchArgs),
     /// Work with plugin components.
     Plugin {
         #[command(subcommand)]
-        action: PluginAction,
+        action: plugin::PluginAction,
     },
     /// Evaluation results across runs; `compare RUN_ID` puts the baseline beside the hardened prompt.
-    Results {
-        #[command(subcommand)]
-        action: Option<ResultsAction>,
-        #[arg(long)]
-        json: bool,
-    },
+    Results(results::ResultsArgs),
     /// Stream a run's records (run, stages, events) out.
-    Export {
-        run_id: String,
-        #[arg(long, value_enum, default_value = "jsonl")]
-        format: ExportFormat,
-    },
-}
-
-fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
-    host::manifest::HumanDuration::parse(text).map(|d| d.0)
+    Export(inspect::ExportArgs),
 }
 
 fn main() -> ExitCode {
@@ -290,7 +105,9 @@ fn main() -> ExitCode {
             return ExitCode::from(Exit::HostError as u8);
         }
     };
-    let exit = runtime.block_on(dispatch(cli));
+    let exit = runtime
+        .block_on(dispatch(cli))
+        .unwrap_or_else(commands::Failure::report);
     if std::env::var_os("HOST_REPORT_PEAK_MEMORY").is_some() {
         report_peak_memory();
     }
@@ -311,12 +128,12 @@ fn report_peak_memory() {
 
 impl Command {
     fn is_quiet(&self) -> bool {
-        matches!(
-            self,
-            Command::Run { quiet: true, .. }
-                | Command::Resume { quiet: true, .. }
-                | Command::Dev { quiet: true, .. }
-        )
+        match self {
+            Command::Run(a) => a.is_quiet(),
+            Command::Resume(a) => a.is_quiet(),
+            Command::Dev(a) => a.is_quiet(),
+            _ => false,
+        }
     }
 }
 
@@ -338,7 +155,7 @@ fn init_tracing(format: LogFormat, quiet: bool) {
     };
 }
 
-async fn dispatch(cli: Cli) -> Exit {
+async fn dispatch(cli: Cli) -> commands::Outcome {
     let globals = Globals {
         cache_dir: if cli.no_cache {
             None
@@ -348,124 +165,22 @@ async fn dispatch(cli: Cli) -> Exit {
         state_dir: cli.state_dir.clone(),
     };
     match cli.command {
-        Command::Run {
-            pipeline,
-            dry_run,
-            build,
-            out,
-            json,
-            quiet,
-            fresh,
-            new,
-            models,
-            record,
-            replay,
-            sets,
-            workspace,
-        } => {
-            let args = run::RunArgs {
-                pipeline,
-                dry_run,
-                build: build.policy(),
-                out,
-                output: OutputMode::choose(json, quiet),
-                fresh,
-                new,
-                options: host::store::RunOptions {
-                    model_overrides: models,
-                    record,
-                    replay_from: replay,
-                    config_overrides: sets,
-                    workspace,
-                },
-            };
-            run::run(&globals, args).await
-        }
-        Command::Resume {
-            run_id,
-            build,
-            out,
-            json,
-            quiet,
-            fresh,
-        } => {
-            let args = run::ResumeArgs {
-                run_id,
-                build: build.policy(),
-                out,
-                output: OutputMode::choose(json, quiet),
-                fresh,
-            };
-            run::resume(&globals, args).await
-        }
-        Command::Validate { pipeline, no_build } => {
-            let policy = if no_build {
-                BuildPolicy::Never
-            } else {
-                BuildPolicy::IfMissing
-            };
-            run::validate(&globals, &pipeline, policy).await
-        }
-        Command::Build { pipeline } => run::build(&pipeline),
-        Command::Gates {
-            pipeline,
-            output,
-            json,
-        } => gates::gates(&pipeline, json, output).await,
+        Command::Run(args) => run::run(&globals, args).await,
+        Command::Resume(args) => run::resume(&globals, args).await,
+        Command::Validate(args) => run::validate(&globals, args).await,
+        Command::Build(args) => run::build(args),
+        Command::Gates(args) => gates::gates(args).await,
         #[cfg(feature = "bench")]
         Command::Bench(args) => bench::bench(args).await,
-        Command::Plugin {
-            action: PluginAction::Check { wasm, json },
-        } => plugin::check(&globals, &wasm, json).await,
-        Command::Plugin {
-            action:
-                PluginAction::New {
-                    name,
-                    lang,
-                    dir,
-                    sdk,
-                },
-        } => plugin::new(&name, lang, dir, sdk),
-        Command::Results { action: None, json } => results::list(&globals, json),
-        Command::Results {
-            action:
-                Some(ResultsAction::Compare {
-                    run_id,
-                    format,
-                    baseline,
-                    hardened,
-                }),
-            ..
-        } => results::compare(&globals, &run_id, &baseline, &hardened, format),
-        Command::Dev {
-            pipeline,
-            runs,
-            debounce,
-            json,
-            quiet,
-        } => {
-            let args = dev::DevArgs {
-                pipeline,
-                runs,
-                debounce,
-                output: OutputMode::choose(json, quiet),
-            };
-            dev::dev(&globals, args).await
-        }
-        Command::Serve { addr, public } => serve::serve(&globals, addr, public).await,
-        Command::Cancel { run_id, wait } => cancel::cancel(&globals, &run_id, wait).await,
-        Command::Runs { json } => inspect::runs(&globals, json),
-        Command::Status { run_id, json } => inspect::status(&globals, &run_id, json),
-        Command::Show {
-            run_id,
-            stage,
-            artifact,
-            json,
-        } => inspect::show(&globals, &run_id, &stage, artifact.as_deref(), json),
-        Command::Events { run_id, json } => inspect::events(&globals, &run_id, json),
-        Command::Export {
-            run_id,
-            format: ExportFormat::Jsonl,
-        } => inspect::export(&globals, &run_id),
+        Command::Plugin { action } => plugin::plugin(&globals, action).await,
+        Command::Results(args) => results::results(&globals, args),
+        Command::Dev(args) => dev::dev(&globals, args).await,
+        Command::Serve(args) => serve::serve(&globals, args).await,
+        Command::Cancel(args) => cancel::cancel(&globals, args).await,
+        Command::Runs(args) => inspect::runs(&globals, args),
+        Command::Status(args) => inspect::status(&globals, args),
+        Command::Show(args) => inspect::show(&globals, args),
+        Command::Events(args) => inspect::events(&globals, args),
+        Command::Export(args) => inspect::export(&globals, args),
     }
 }

@@ -1,6 +1,6 @@
 //! `host bench`: runs the benchmark scenarios and prints their figures.
 
-use super::Exit;
+use super::{Exit, Failure, Outcome};
 use host::bench::{self, Options, Scenario};
 use std::path::PathBuf;
 
@@ -62,25 +62,19 @@ fn default_noop() -> PathBuf {
     target.join("wasm32-wasip2/release/noop.wasm")
 }
 
-pub async fn bench(args: BenchArgs) -> Exit {
+pub async fn bench(args: BenchArgs) -> Outcome {
     let noop = args.noop.unwrap_or_else(default_noop);
     if !noop.is_file() {
-        eprintln!(
-            "error: the no-op component {} does not exist; build it with\n  \
+        return Err(Failure::invalid(format!(
+            "the no-op component {} does not exist; build it with\n  \
              cargo build --release --target wasm32-wasip2 -p noop\nor pass --noop FILE",
             noop.display()
-        );
-        return Exit::InvalidInput;
+        )));
     }
     // Generated pipelines live elsewhere: they need an absolute path.
     let noop = std::path::absolute(&noop).unwrap_or(noop);
-    let host = match std::env::current_exe() {
-        Ok(p) => p,
-        Err(e) => {
-            eprintln!("error: cannot find the host binary itself: {e}");
-            return Exit::HostError;
-        }
-    };
+    let host = std::env::current_exe()
+        .map_err(|e| Failure::host(format!("cannot find the host binary itself: {e}")))?;
     let (dir, temporary) = match args.dir {
         Some(d) => (d, false),
         None => (
@@ -88,10 +82,8 @@ pub async fn bench(args: BenchArgs) -> Exit {
             true,
         ),
     };
-    if let Err(e) = std::fs::create_dir_all(&dir) {
-        eprintln!("error: cannot create {}: {e}", dir.display());
-        return Exit::HostError;
-    }
+    std::fs::create_dir_all(&dir)
+        .map_err(|e| Failure::host(format!("cannot create {}: {e}", dir.display())))?;
     let scenarios = if args.scenarios.is_empty() {
         vec![
             Scenario::Commit,
@@ -115,12 +107,11 @@ pub async fn bench(args: BenchArgs) -> Exit {
         .faulty
         .unwrap_or_else(|| noop.with_file_name("faulty.wasm"));
     if scenarios.contains(&Scenario::Limits) && !faulty.is_file() {
-        eprintln!(
-            "error: the limits scenario needs the faulty test stage at {}; build it with\n  \
+        return Err(Failure::invalid(format!(
+            "the limits scenario needs the faulty test stage at {}; build it with\n  \
              cargo build --release --target wasm32-wasip2 -p faulty\nor pass --faulty FILE",
             faulty.display()
-        );
-        return Exit::InvalidInput;
+        )));
     }
     let options = Options {
         scenarios,
@@ -158,8 +149,8 @@ pub async fn bench(args: BenchArgs) -> Exit {
         bench::print_table(&rows);
     }
     if rows.iter().any(|r| r.value.is_nan()) {
-        Exit::HostError
+        Err(Failure::Reported(Exit::HostError))
     } else {
-        Exit::Success
+        Ok(Exit::Success)
     }
 }

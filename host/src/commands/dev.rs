@@ -7,10 +7,11 @@
 //! validates, a failed build or a component that does not load is reported,
 //! and the last good version keeps serving.
 
-use super::run::{NewRun, manifest_key, start_new_run};
-use super::{Exit, Globals};
+use super::run::{NewRun, start_new_run};
+use super::{Exit, Failure, Globals, Outcome, OutputFlags, parse_duration};
 use host::builder::{self, BuildPolicy};
 use host::capabilities::{LoadedPlugin, Runtime};
+use host::lifecycle::manifest_key;
 use host::manifest::{self, Pipeline};
 use host::session::Session;
 use host::store::{RunOptions, Store};
@@ -21,12 +22,23 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
+#[derive(clap::Args)]
 pub struct DevArgs {
-    pub pipeline: PathBuf,
-    /// Stop after this many runs (for scripts and tests).
-    pub runs: Option<usize>,
-    pub debounce: Duration,
-    pub output: host::report::OutputMode,
+    pipeline: PathBuf,
+    /// Stop after this many runs.
+    #[arg(long, value_name = "N")]
+    runs: Option<usize>,
+    /// Quiet time after a change before acting on it.
+    #[arg(long, default_value = "200ms", value_parser = parse_duration)]
+    debounce: Duration,
+    #[command(flatten)]
+    output: OutputFlags,
+}
+
+impl DevArgs {
+    pub fn is_quiet(&self) -> bool {
+        self.output.quiet
+    }
 }
 
 /// What a change touched.
@@ -173,24 +185,17 @@ async fn load_plugins(
     complete.then_some(plugins)
 }
 
-pub async fn dev(globals: &Globals, args: DevArgs) -> Exit {
+pub async fn dev(globals: &Globals, args: DevArgs) -> Outcome {
+    let output = args.output.mode();
     let (tx, mut rx) = mpsc::unbounded_channel();
-    let mut watcher = match notify::recommended_watcher(move |e| {
+    let mut watcher = notify::recommended_watcher(move |e| {
         let _ = tx.send(e);
-    }) {
-        Ok(w) => w,
-        Err(e) => {
-            eprintln!("error: cannot watch files: {e}");
-            return Exit::HostError;
-        }
-    };
-    let runtime = match Runtime::new(globals.cache_dir.clone()) {
-        Ok(r) => Arc::new(r),
-        Err(e) => {
-            eprintln!("error: cannot start the runtime: {e:#}");
-            return Exit::HostError;
-        }
-    };
+    })
+    .map_err(|e| Failure::host(format!("cannot watch files: {e}")))?;
+    let runtime = Arc::new(
+        Runtime::new(globals.cache_dir.clone())
+            .map_err(|e| Failure::host(format!("cannot start the runtime: {e:#}")))?,
+    );
     let mut watched = BTreeSet::new();
     let mut good: Option<(Pipeline, String)> = None;
     let mut plugins: HashMap<String, Arc<LoadedPlugin>> = HashMap::new();
@@ -229,7 +234,7 @@ pub async fn dev(globals: &Globals, args: DevArgs) -> Exit {
             eprintln!("waiting for a valid {}", args.pipeline.display());
             match next_changes(&mut rx, args.debounce).await {
                 Some(paths) => changes = classify(&paths, &args.pipeline, None),
-                None => return Exit::HostError,
+                None => return Err(Failure::Reported(Exit::HostError)),
             }
             changes.manifest = true;
             continue;
@@ -255,10 +260,7 @@ pub async fn dev(globals: &Globals, args: DevArgs) -> Exit {
             }
         }
         if ok && store.is_none() {
-            match globals.open_store(Some(&pipeline)) {
-                Ok(s) => store = Some(Arc::new(s)),
-                Err(exit) => return exit,
-            }
+            store = Some(Arc::new(globals.open_store(Some(&pipeline))?));
         }
         let seen = (text.clone(), {
             let mut hashes: Vec<(String, String)> = plugins
@@ -284,7 +286,7 @@ pub async fn dev(globals: &Globals, args: DevArgs) -> Exit {
                 step.elapsed().as_secs_f64()
             );
             let options = RunOptions::default();
-            last_exit = start_new_run(
+            let outcome = start_new_run(
                 &pipeline,
                 NewRun {
                     key: manifest_key(&args.pipeline),
@@ -292,25 +294,27 @@ pub async fn dev(globals: &Globals, args: DevArgs) -> Exit {
                     options: &options,
                     fresh: false,
                     out: None,
-                    output: args.output,
+                    output,
                 },
                 &session,
                 store.clone(),
             )
             .await;
+            // A run that could not start is reported; the loop goes on.
+            last_exit = outcome.unwrap_or_else(Failure::report);
             runs += 1;
             if args.runs.is_some_and(|n| runs >= n) {
-                return last_exit;
+                return Ok(last_exit);
             }
         }
         eprintln!("dev: watching for changes (Ctrl-C to stop)");
         loop {
             let paths = tokio::select! {
                 paths = next_changes(&mut rx, args.debounce) => paths,
-                _ = tokio::signal::ctrl_c() => return last_exit,
+                _ = tokio::signal::ctrl_c() => return Ok(last_exit),
             };
             let Some(paths) = paths else {
-                return last_exit;
+                return Ok(last_exit);
             };
             changes = classify(&paths, &args.pipeline, good.as_ref().map(|g| &g.0));
             if !changes.is_empty() {

@@ -1,24 +1,33 @@
 //! `host gates PIPELINE.toml`: runs every declared gate once on the
 //! workspace, so a missing tool is found before a long run, not during it.
 
-use super::{Exit, load_manifest};
+use super::{Exit, Outcome, load_manifest};
 use host::capabilities::gates::run_gate;
-use std::path::Path;
+use std::path::PathBuf;
 
-pub async fn gates(path: &Path, json: bool, show_output: bool) -> Exit {
-    let Some(pipeline) = load_manifest(path) else {
-        return Exit::InvalidInput;
-    };
+#[derive(clap::Args)]
+pub struct GatesArgs {
+    pipeline: PathBuf,
+    /// Print each gate's output, not only that of failed gates.
+    #[arg(long)]
+    output: bool,
+    #[arg(long)]
+    json: bool,
+}
+
+pub async fn gates(args: GatesArgs) -> Outcome {
+    let (path, json, show_output) = (args.pipeline.as_path(), args.json, args.output);
+    let pipeline = load_manifest(path)?;
     let Some(workspace) = &pipeline.workspace else {
         eprintln!(
             "{}: the pipeline declares no workspace and no gates",
             path.display()
         );
-        return Exit::Success;
+        return Ok(Exit::Success);
     };
     if pipeline.gates.is_empty() {
         eprintln!("{}: the pipeline declares no gates", path.display());
-        return Exit::Success;
+        return Ok(Exit::Success);
     }
     if !json {
         println!("workspace: {}", workspace.display());
@@ -55,8 +64,8 @@ pub async fn gates(path: &Path, json: bool, show_output: bool) -> Exit {
         if !json {
             println!("{failed} of {} gate(s) failed", pipeline.gates.len());
         }
-        Exit::StageFailed
+        Ok(Exit::StageFailed)
     } else {
-        Exit::Success
+        Ok(Exit::Success)
     }
 }

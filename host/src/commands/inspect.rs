@@ -1,6 +1,6 @@
 //! Reading the store: `host runs`, `status`, `show`, `events`, `export`.
 
-use super::{Exit, Globals, report_store_error};
+use super::{Exit, Failure, Globals, Outcome};
 use host::report::utc;
 use host::store::{EventRecord, RunRecord, StageRecord, Store};
 use std::io::Write;
@@ -9,23 +9,57 @@ fn duration_ms(run: &RunRecord) -> Option<u64> {
     Some(run.finished_ms?.saturating_sub(run.started_ms))
 }
 
-fn stages_or_exit(store: &Store, run: &RunRecord) -> Result<Vec<StageRecord>, Exit> {
-    store.stages(run).map_err(|e| report_store_error(&e))
+#[derive(clap::Args)]
+pub struct RunsArgs {
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(clap::Args)]
+pub struct StatusArgs {
+    run_id: String,
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(clap::Args)]
+pub struct ShowArgs {
+    run_id: String,
+    stage: String,
+    /// Write this artifact's bytes to stdout.
+    #[arg(long, value_name = "NAME")]
+    artifact: Option<String>,
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(clap::Args)]
+pub struct EventsArgs {
+    run_id: String,
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum ExportFormat {
+    Jsonl,
+}
+
+#[derive(clap::Args)]
+pub struct ExportArgs {
+    run_id: String,
+    #[arg(long, value_enum, default_value = "jsonl")]
+    format: ExportFormat,
 }
 
 fn secs(ms: Option<u64>) -> String {
     ms.map_or("-".into(), |ms| format!("{:.2}s", ms as f64 / 1000.0))
 }
 
-pub fn runs(globals: &Globals, json: bool) -> Exit {
-    let store = match globals.open_store(None) {
-        Ok(s) => s,
-        Err(exit) => return exit,
-    };
-    let mut runs = match store.runs() {
-        Ok(r) => r,
-        Err(e) => return report_store_error(&e),
-    };
+pub fn runs(globals: &Globals, args: RunsArgs) -> Outcome {
+    let json = args.json;
+    let store = globals.open_store(None)?;
+    let mut runs = store.runs()?;
     // Ids order runs by the second they started in; this orders them exactly.
     runs.sort_by_key(|r| r.started_ms);
     let mut out = std::io::stdout().lock();
@@ -37,10 +71,7 @@ pub fn runs(globals: &Globals, json: bool) -> Exit {
         );
     }
     for run in &runs {
-        let stages = match stages_or_exit(&store, run) {
-            Ok(s) => s,
-            Err(exit) => return exit,
-        };
+        let stages = store.stages(run)?;
         let cost = stages.iter().fold(0.0, |acc, s| acc + s.cost_usd());
         let tokens: u64 = stages.iter().map(StageRecord::tokens).sum();
         let line = if json {
@@ -63,27 +94,22 @@ pub fn runs(globals: &Globals, json: bool) -> Exit {
         };
         let _ = writeln!(out, "{line}");
     }
-    Exit::Success
+    Ok(Exit::Success)
 }
 
-fn open_run(globals: &Globals, run_id: &str) -> Result<(Store, RunRecord), Exit> {
+fn open_run(globals: &Globals, run_id: &str) -> Result<(Store, RunRecord), Failure> {
     let store = globals.open_store(None)?;
-    let run = store.run(run_id).map_err(|e| report_store_error(&e))?;
+    let run = store.run(run_id)?;
     Ok((store, run))
 }
 
-pub fn status(globals: &Globals, run_id: &str, json: bool) -> Exit {
-    let (store, run) = match open_run(globals, run_id) {
-        Ok(x) => x,
-        Err(exit) => return exit,
-    };
-    let stages = match stages_or_exit(&store, &run) {
-        Ok(s) => s,
-        Err(exit) => return exit,
-    };
+pub fn status(globals: &Globals, args: StatusArgs) -> Outcome {
+    let json = args.json;
+    let (store, run) = open_run(globals, &args.run_id)?;
+    let stages = store.stages(&run)?;
     if json {
         println!("{}", serde_json::json!({ "run": run, "stages": stages }));
-        return Exit::Success;
+        return Ok(Exit::Success);
     }
     println!(
         "run {} ({}): {}, started {} UTC, {}",
@@ -121,27 +147,17 @@ pub fn status(globals: &Globals, run_id: &str, json: bool) -> Exit {
         );
     }
     host::report::print_model_totals(stages.iter().flat_map(|s| &s.model_calls));
-    Exit::Success
+    Ok(Exit::Success)
 }
 
-pub fn show(
-    globals: &Globals,
-    run_id: &str,
-    stage_id: &str,
-    artifact: Option<&str>,
-    json: bool,
-) -> Exit {
-    let (store, run) = match open_run(globals, run_id) {
-        Ok(x) => x,
-        Err(exit) => return exit,
-    };
-    let stages = match stages_or_exit(&store, &run) {
-        Ok(s) => s,
-        Err(exit) => return exit,
-    };
+pub fn show(globals: &Globals, args: ShowArgs) -> Outcome {
+    let (run_id, stage_id, json) = (args.run_id.as_str(), args.stage.as_str(), args.json);
+    let (store, run) = open_run(globals, run_id)?;
+    let stages = store.stages(&run)?;
     let Some(stage) = stages.into_iter().find(|s| s.stage == stage_id) else {
-        eprintln!("error: run '{run_id}' has no stage '{stage_id}'");
-        return Exit::InvalidInput;
+        return Err(Failure::invalid(format!(
+            "run '{run_id}' has no stage '{stage_id}'"
+        )));
     };
     let Some(output) = &stage.output else {
         if !json {
@@ -153,34 +169,29 @@ pub fn show(
         );
         return if json {
             println!("{}", serde_json::to_string(&stage).unwrap_or_default());
-            Exit::Success
+            Ok(Exit::Success)
         } else {
-            Exit::InvalidInput
+            Err(Failure::Reported(Exit::InvalidInput))
         };
     };
-    if let Some(name) = artifact {
+    if let Some(name) = args.artifact.as_deref() {
         let Some(a) = output.artifacts.iter().find(|a| a.name == name) else {
-            eprintln!("error: stage '{stage_id}' has no artifact '{name}'");
-            return Exit::InvalidInput;
+            return Err(Failure::invalid(format!(
+                "stage '{stage_id}' has no artifact '{name}'"
+            )));
         };
-        return match store.blob(&a.hash) {
-            Ok(Some(bytes)) => {
-                let _ = std::io::stdout().lock().write_all(&bytes);
-                Exit::Success
-            }
-            Ok(None) => {
-                eprintln!(
-                    "error: artifact '{name}' ({}) is missing from the store",
-                    a.hash
-                );
-                Exit::HostError
-            }
-            Err(e) => report_store_error(&e),
+        let Some(bytes) = store.blob(&a.hash)? else {
+            return Err(Failure::host(format!(
+                "artifact '{name}' ({}) is missing from the store",
+                a.hash
+            )));
         };
+        let _ = std::io::stdout().lock().write_all(&bytes);
+        return Ok(Exit::Success);
     }
     if json {
         println!("{}", serde_json::to_string(&stage).unwrap_or_default());
-        return Exit::Success;
+        return Ok(Exit::Success);
     }
     println!(
         "stage {stage_id} of run {run_id}: {}",
@@ -203,17 +214,16 @@ pub fn show(
             &a.hash[..16]
         );
         let textual = a.media_type.starts_with("text/") || a.media_type == "application/json";
-        match store.blob(&a.hash) {
-            Ok(Some(bytes)) if textual => println!("{}", String::from_utf8_lossy(&bytes)),
-            Ok(Some(_)) => println!(
+        match store.blob(&a.hash)? {
+            Some(bytes) if textual => println!("{}", String::from_utf8_lossy(&bytes)),
+            Some(_) => println!(
                 "(binary: `host show {run_id} {stage_id} --artifact {}` writes it)",
                 a.name
             ),
-            Ok(None) => println!("(missing from the store)"),
-            Err(e) => return report_store_error(&e),
+            None => println!("(missing from the store)"),
         }
     }
-    Exit::Success
+    Ok(Exit::Success)
 }
 
 /// The gates a stage ran and the workspace files it changed.
@@ -258,11 +268,9 @@ fn describe(e: &EventRecord) -> String {
     format!("{kind} {}", details.join(" "))
 }
 
-pub fn events(globals: &Globals, run_id: &str, json: bool) -> Exit {
-    let (store, _) = match open_run(globals, run_id) {
-        Ok(x) => x,
-        Err(exit) => return exit,
-    };
+pub fn events(globals: &Globals, args: EventsArgs) -> Outcome {
+    let (run_id, json) = (args.run_id.as_str(), args.json);
+    let (store, _) = open_run(globals, run_id)?;
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     let result = store.for_each_event(run_id, |e| {
         let line = if json {
@@ -273,23 +281,17 @@ pub fn events(globals: &Globals, run_id: &str, json: bool) -> Exit {
         let _ = writeln!(out, "{line}");
         Ok(())
     });
-    match result {
-        Ok(()) => Exit::Success,
-        Err(e) => report_store_error(&e),
-    }
+    result?;
+    Ok(Exit::Success)
 }
 
 /// Streams a run as JSON lines: the run, each stage, each event; nothing is
 /// held in memory beyond one record.
-pub fn export(globals: &Globals, run_id: &str) -> Exit {
-    let (store, run) = match open_run(globals, run_id) {
-        Ok(x) => x,
-        Err(exit) => return exit,
-    };
-    let stages = match stages_or_exit(&store, &run) {
-        Ok(s) => s,
-        Err(exit) => return exit,
-    };
+pub fn export(globals: &Globals, args: ExportArgs) -> Outcome {
+    let ExportFormat::Jsonl = args.format;
+    let run_id = args.run_id.as_str();
+    let (store, run) = open_run(globals, run_id)?;
+    let stages = store.stages(&run)?;
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     let _ = writeln!(out, "{}", serde_json::json!({ "type": "run", "run": run }));
     for s in &stages {
@@ -307,8 +309,6 @@ pub fn export(globals: &Globals, run_id: &str) -> Exit {
         );
         Ok(())
     });
-    match result {
-        Ok(()) => Exit::Success,
-        Err(e) => report_store_error(&e),
-    }
+    result?;
+    Ok(Exit::Success)
 }

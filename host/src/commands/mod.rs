@@ -12,11 +12,15 @@ pub mod results;
 pub mod run;
 pub mod serve;
 
+use host::builder::BuildPolicy;
+use host::lifecycle::LifecycleError;
 use host::manifest;
+use host::report::OutputMode;
+use host::session::SessionError;
 use host::store::{Store, StoreError, default_state_dir};
 use std::path::{Path, PathBuf};
 
-/// Exit codes, documented in README.md.
+/// Exit codes, documented in docs/cli.md.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
 pub enum Exit {
@@ -29,6 +33,76 @@ pub enum Exit {
     GatesFailed = 3,
     InvalidInput = 10,
     HostError = 11,
+}
+
+/// Why a command stopped short: printed once, by `main`, and mapped to its
+/// exit code (ripgrep's `try_main` shape). A command that ran to the end
+/// returns `Ok(exit)`, which may still be non-zero (a run whose stage failed).
+#[derive(Debug)]
+pub enum Failure {
+    /// Already printed where it was found (diagnostics, a list of load errors).
+    Reported(Exit),
+    /// To print on stderr as it is.
+    Message(Exit, String),
+}
+
+/// What a command returns.
+pub type Outcome = Result<Exit, Failure>;
+
+impl Failure {
+    /// `error: MESSAGE`, the user's input at fault.
+    pub fn invalid(message: impl std::fmt::Display) -> Self {
+        Failure::Message(Exit::InvalidInput, format!("error: {message}"))
+    }
+
+    /// `error: MESSAGE`, the host or its state at fault.
+    pub fn host(message: impl std::fmt::Display) -> Self {
+        Failure::Message(Exit::HostError, format!("error: {message}"))
+    }
+
+    /// Prints what is left to print; the exit code.
+    pub fn report(self) -> Exit {
+        match self {
+            Failure::Reported(exit) => exit,
+            Failure::Message(exit, text) => {
+                eprintln!("{text}");
+                exit
+            }
+        }
+    }
+}
+
+impl From<StoreError> for Failure {
+    fn from(e: StoreError) -> Self {
+        let exit = match e {
+            StoreError::UnknownRun(_) | StoreError::UnknownStage { .. } => Exit::InvalidInput,
+            _ => Exit::HostError,
+        };
+        Failure::Message(exit, format!("error: {e}"))
+    }
+}
+
+impl From<LifecycleError> for Failure {
+    fn from(e: LifecycleError) -> Self {
+        match e {
+            LifecycleError::Store(e) => e.into(),
+            // Its diagnostics are the message, each line already prefixed.
+            LifecycleError::ManifestInvalid { .. } => {
+                Failure::Message(Exit::InvalidInput, e.to_string())
+            }
+            e => Failure::invalid(e),
+        }
+    }
+}
+
+impl From<SessionError> for Failure {
+    fn from(e: SessionError) -> Self {
+        let exit = match e {
+            SessionError::Runtime(_) => Exit::HostError,
+            SessionError::Build(_) | SessionError::Load(_) => Exit::InvalidInput,
+        };
+        Failure::Message(exit, e.to_string())
+    }
 }
 
 /// Options every subcommand shares.
@@ -47,25 +121,56 @@ impl Globals {
             .unwrap_or_else(default_state_dir)
     }
 
-    pub fn open_store(&self, pipeline: Option<&manifest::Pipeline>) -> Result<Store, Exit> {
-        Store::open(&self.state_dir(pipeline)).map_err(|e| report_store_error(&e))
+    pub fn open_store(&self, pipeline: Option<&manifest::Pipeline>) -> Result<Store, Failure> {
+        Ok(Store::open(&self.state_dir(pipeline))?)
     }
 }
 
-pub fn report_store_error(e: &StoreError) -> Exit {
-    eprintln!("error: {e}");
-    match e {
-        StoreError::UnknownRun(_) | StoreError::UnknownStage { .. } => Exit::InvalidInput,
-        _ => Exit::HostError,
+/// `--json` and `--quiet`, for the commands that run pipelines.
+#[derive(clap::Args, Debug, Clone, Copy)]
+pub struct OutputFlags {
+    /// Print events and the summary as JSON lines.
+    #[arg(long)]
+    pub json: bool,
+    /// Print only the summary (and errors): no event lines, no live progress.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+impl OutputFlags {
+    pub fn mode(self) -> OutputMode {
+        OutputMode::choose(self.json, self.quiet)
     }
 }
 
-pub fn load_manifest(path: &Path) -> Option<manifest::Pipeline> {
-    match manifest::load(path) {
-        Ok(p) => Some(p),
-        Err(diagnostics) => {
-            eprintln!("{diagnostics}");
-            None
+/// `--build` and `--no-build`.
+#[derive(clap::Args, Debug, Clone, Copy)]
+pub struct BuildFlags {
+    /// Never run build commands: a missing component is an error.
+    #[arg(long, conflicts_with = "build")]
+    pub no_build: bool,
+    /// Run every plugin's build command first, even if its component exists.
+    #[arg(long)]
+    pub build: bool,
+}
+
+impl BuildFlags {
+    pub fn policy(self) -> BuildPolicy {
+        match (self.no_build, self.build) {
+            (true, _) => BuildPolicy::Never,
+            (_, true) => BuildPolicy::Always,
+            _ => BuildPolicy::IfMissing,
         }
     }
+}
+
+/// A duration as the manifest writes them ("30s", "200ms").
+pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    manifest::HumanDuration::parse(text).map(|d| d.0)
+}
+
+/// The pipeline at `path`, or its diagnostics printed.
+pub fn load_manifest(path: &Path) -> Result<manifest::Pipeline, Failure> {
+    manifest::load(path)
+        .map_err(|diagnostics| Failure::Message(Exit::InvalidInput, diagnostics.to_string()))
 }

@@ -1,27 +1,55 @@
 //! `host plugin check FILE.wasm`: what a component is, and whether this host
 //! can run it; `host plugin new`: a new plugin project.
 
-use super::{Exit, Globals};
+use super::{Exit, Failure, Globals, Outcome};
 use host::capabilities::Runtime;
 use host::runtime::bindings::{WIT_ACCEPTED, WIT_PACKAGE, WIT_VERSION};
 use host::scaffold::{self, Lang};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-pub async fn check(globals: &Globals, path: &Path, json: bool) -> Exit {
-    let runtime = match Runtime::new(globals.cache_dir.clone()) {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("error: cannot start the runtime: {e:#}");
-            return Exit::HostError;
-        }
-    };
-    let report = match runtime.inspect(path).await {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return Exit::InvalidInput;
-        }
-    };
+#[derive(clap::Subcommand)]
+pub enum PluginAction {
+    /// What a component is: the WIT version it targets, its imports (and what
+    /// governs each), its exports, its size, `info()`, and whether this host runs it.
+    Check(CheckArgs),
+    /// Create a ready-to-build plugin project: sources, build script, test,
+    /// README and a pipeline.toml that runs it.
+    New(NewArgs),
+}
+
+#[derive(clap::Args)]
+pub struct CheckArgs {
+    wasm: PathBuf,
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(clap::Args)]
+pub struct NewArgs {
+    /// The plugin's name (lower-case letters, digits, '-', '_').
+    name: String,
+    #[arg(long, value_enum)]
+    lang: Lang,
+    /// Where to create it (default: ./NAME); must be missing or empty.
+    #[arg(long, value_name = "DIR")]
+    dir: Option<PathBuf>,
+    /// The plugin-sdk directory a Rust project depends on (default: the one this host was built from).
+    #[arg(long, value_name = "PATH")]
+    sdk: Option<PathBuf>,
+}
+
+pub async fn plugin(globals: &Globals, action: PluginAction) -> Outcome {
+    match action {
+        PluginAction::Check(args) => check(globals, args).await,
+        PluginAction::New(args) => new(args),
+    }
+}
+
+async fn check(globals: &Globals, args: CheckArgs) -> Outcome {
+    let (path, json) = (args.wasm.as_path(), args.json);
+    let runtime = Runtime::new(globals.cache_dir.clone())
+        .map_err(|e| Failure::host(format!("cannot start the runtime: {e:#}")))?;
+    let report = runtime.inspect(path).await.map_err(Failure::invalid)?;
     let compatible = report.info.is_ok();
     if json {
         println!(
@@ -81,23 +109,18 @@ pub async fn check(globals: &Globals, path: &Path, json: bool) -> Exit {
         }
     }
     if compatible {
-        Exit::Success
+        Ok(Exit::Success)
     } else {
-        Exit::InvalidInput
+        Err(Failure::Reported(Exit::InvalidInput))
     }
 }
 
 /// `host plugin new NAME --lang LANG [--dir DIR] [--sdk PATH]`.
-pub fn new(name: &str, lang: Lang, dir: Option<PathBuf>, sdk: Option<PathBuf>) -> Exit {
-    let dir = dir.unwrap_or_else(|| PathBuf::from(name));
-    let sdk = sdk.unwrap_or_else(scaffold::default_sdk);
-    let created = match scaffold::create(name, lang, &dir, &sdk) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return Exit::InvalidInput;
-        }
-    };
+fn new(args: NewArgs) -> Outcome {
+    let (name, lang) = (args.name.as_str(), args.lang);
+    let dir = args.dir.unwrap_or_else(|| PathBuf::from(name));
+    let sdk = args.sdk.unwrap_or_else(scaffold::default_sdk);
+    let created = scaffold::create(name, lang, &dir, &sdk).map_err(Failure::invalid)?;
     println!(
         "created {} plugin '{name}' in {} (WIT {WIT_PACKAGE}@{WIT_VERSION}):",
         lang.as_str(),
@@ -115,5 +138,5 @@ pub fn new(name: &str, lang: Lang, dir: Option<PathBuf>, sdk: Option<PathBuf>) -
         "next: cd {} && ./build.sh && host plugin check {name}.wasm && {test} && host run pipeline.toml",
         created.dir.display()
     );
-    Exit::Success
+    Ok(Exit::Success)
 }

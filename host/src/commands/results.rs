@@ -1,8 +1,12 @@
 //! `host results`: evaluation results across runs (every stage output with
 //! an `evaluation.json`, as `lsl-evaluate` writes), and `host results compare
 //! RUN_ID`: the baseline against the hardened prompt on each model.
+//!
+//! This is the Large-Small-Large experiment's reader, kept at the command
+//! line's edge: the host's library (scheduler, store, runtime) knows nothing
+//! of evaluations, it only stores the artifact the plugin wrote.
 
-use super::{Exit, Globals, report_store_error};
+use super::{Exit, Failure, Globals, Outcome};
 use host::store::{RunRecord, Store};
 use serde::Deserialize;
 
@@ -21,8 +25,8 @@ struct Row {
 }
 
 /// The evaluation rows of one run, with the stage that wrote them.
-fn rows_of(store: &Store, run: &RunRecord) -> Result<Vec<(String, Row)>, Exit> {
-    let stages = store.stages(run).map_err(|e| report_store_error(&e))?;
+fn rows_of(store: &Store, run: &RunRecord) -> Result<Vec<(String, Row)>, Failure> {
+    let stages = store.stages(run)?;
     let mut out = Vec::new();
     for s in stages {
         let Some(artifact) = s
@@ -32,10 +36,7 @@ fn rows_of(store: &Store, run: &RunRecord) -> Result<Vec<(String, Row)>, Exit> {
         else {
             continue;
         };
-        let bytes = store
-            .blob(&artifact.hash)
-            .map_err(|e| report_store_error(&e))?
-            .unwrap_or_default();
+        let bytes = store.blob(&artifact.hash)?.unwrap_or_default();
         match serde_json::from_slice::<Vec<Row>>(&bytes) {
             Ok(rows) => out.extend(rows.into_iter().map(|r| (s.stage.clone(), r))),
             Err(e) => eprintln!(
@@ -47,15 +48,45 @@ fn rows_of(store: &Store, run: &RunRecord) -> Result<Vec<(String, Row)>, Exit> {
     Ok(out)
 }
 
-pub fn list(globals: &Globals, json: bool) -> Exit {
-    let store = match globals.open_store(None) {
-        Ok(s) => s,
-        Err(exit) => return exit,
-    };
-    let runs = match store.runs() {
-        Ok(r) => r,
-        Err(e) => return report_store_error(&e),
-    };
+#[derive(clap::Args)]
+pub struct ResultsArgs {
+    #[command(subcommand)]
+    action: Option<ResultsAction>,
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(clap::Subcommand)]
+enum ResultsAction {
+    /// The baseline against the hardened prompt on each model, for one run.
+    Compare(CompareArgs),
+}
+
+#[derive(clap::Args)]
+struct CompareArgs {
+    run_id: String,
+    #[arg(long, value_enum, default_value = "text")]
+    format: Format,
+    /// The prompt stage to compare from.
+    #[arg(long, default_value = "baseline")]
+    baseline: String,
+    /// The prompt stage to compare to.
+    #[arg(long, default_value = "harden")]
+    hardened: String,
+}
+
+pub fn results(globals: &Globals, args: ResultsArgs) -> Outcome {
+    match args.action {
+        None => list(globals, args.json),
+        Some(ResultsAction::Compare(c)) => {
+            compare(globals, &c.run_id, &c.baseline, &c.hardened, c.format)
+        }
+    }
+}
+
+fn list(globals: &Globals, json: bool) -> Outcome {
+    let store = globals.open_store(None)?;
+    let runs = store.runs()?;
     if !json {
         println!(
             "{:<24} {:<10} {:<10} {:<14} {:<8} {:>8} {:>15} {:>4} {:>8}",
@@ -63,10 +94,7 @@ pub fn list(globals: &Globals, json: bool) -> Exit {
         );
     }
     for run in &runs {
-        let rows = match rows_of(&store, run) {
-            Ok(r) => r,
-            Err(exit) => return exit,
-        };
+        let rows = rows_of(&store, run)?;
         for (stage, r) in rows {
             if json {
                 println!(
@@ -94,37 +122,29 @@ pub fn list(globals: &Globals, json: bool) -> Exit {
             }
         }
     }
-    Exit::Success
+    Ok(Exit::Success)
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
-pub enum Format {
+enum Format {
     Text,
     Markdown,
 }
 
-pub fn compare(
+fn compare(
     globals: &Globals,
     run_id: &str,
     baseline: &str,
     hardened: &str,
     format: Format,
-) -> Exit {
-    let store = match globals.open_store(None) {
-        Ok(s) => s,
-        Err(exit) => return exit,
-    };
-    let run = match store.run(run_id) {
-        Ok(r) => r,
-        Err(e) => return report_store_error(&e),
-    };
-    let rows = match rows_of(&store, &run) {
-        Ok(r) => r,
-        Err(exit) => return exit,
-    };
+) -> Outcome {
+    let store = globals.open_store(None)?;
+    let run = store.run(run_id)?;
+    let rows = rows_of(&store, &run)?;
     if rows.is_empty() {
-        eprintln!("error: run {run_id} has no evaluation results (no stage wrote evaluation.json)");
-        return Exit::InvalidInput;
+        return Err(Failure::invalid(format!(
+            "run {run_id} has no evaluation results (no stage wrote evaluation.json)"
+        )));
     }
     let mut models: Vec<String> = rows.iter().map(|(_, r)| r.model.clone()).collect();
     models.sort();
@@ -191,5 +211,5 @@ pub fn compare(
             }
         }
     }
-    Exit::Success
+    Ok(Exit::Success)
 }

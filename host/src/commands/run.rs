@@ -1,62 +1,129 @@
-//! `host run`, `host resume`, `host validate`, `host build`.
+//! `host run`, `host resume`, `host validate`, `host build`: the command
+//! line's face of the run lifecycle (`host::lifecycle`), which decides.
 
-use super::{Exit, Globals, load_manifest, report_store_error};
+use super::{BuildFlags, Exit, Failure, Globals, Outcome, OutputFlags, load_manifest};
 use anyhow::Context;
 use host::builder::{self, BuildPolicy};
 use host::capabilities::models::ExchangeMode;
-use host::manifest::{self, Pipeline};
+use host::lifecycle::{self, Resumable, Verdict};
+use host::manifest::Pipeline;
 use host::report::{self, OutputMode};
-use host::scheduler::{RunContext, RunOutcome, RunSummary, StageResult};
-use host::session::{Session, SessionError, SessionOptions};
-use host::store::{Owner, RunOptions, RunRecord, RunStatus, StageStatus, Store, now_ms};
+use host::scheduler::{RunContext, RunSummary};
+use host::session::{Session, SessionOptions};
+use host::store::{RunOptions, Store};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+#[derive(clap::Args)]
 pub struct RunArgs {
-    pub pipeline: PathBuf,
-    pub dry_run: bool,
-    pub build: BuildPolicy,
-    pub out: Option<PathBuf>,
-    pub output: OutputMode,
-    /// Ignore the result cache.
-    pub fresh: bool,
-    /// Start a new run even if an unfinished one of this pipeline exists.
-    pub new: bool,
-    /// `--model`, `--record`, `--replay`.
-    pub options: RunOptions,
+    /// The pipeline file.
+    pipeline: PathBuf,
+    /// Print the resolved plan (order, conditions, grants) and call nothing.
+    #[arg(long)]
+    dry_run: bool,
+    #[command(flatten)]
+    build: BuildFlags,
+    /// Write each stage's artifacts to DIR/STAGE/NAME.
+    #[arg(long, value_name = "DIR")]
+    out: Option<PathBuf>,
+    #[command(flatten)]
+    output: OutputFlags,
+    /// Run every stage, even those whose result is cached from an identical earlier stage.
+    #[arg(long)]
+    fresh: bool,
+    /// Start a new run even if an unfinished run of this pipeline exists.
+    #[arg(long)]
+    new: bool,
+    /// Point a model alias elsewhere: ALIAS=PROVIDER:MODEL[@BASE_URL] (repeatable).
+    #[arg(long = "model", value_name = "ALIAS=PROVIDER:MODEL[@URL]")]
+    models: Vec<String>,
+    /// Store every model request and response with the run, for --replay.
+    #[arg(long, conflicts_with = "replay")]
+    record: bool,
+    /// Answer model calls from RUN_ID's recordings: offline, deterministic, free.
+    #[arg(long, value_name = "RUN_ID")]
+    replay: Option<String>,
+    /// Set one key of a stage's config: STAGE.KEY=VALUE (repeatable), e.g. triage.risk=HIGH.
+    #[arg(long = "set", value_name = "STAGE.KEY=VALUE")]
+    sets: Vec<String>,
+    /// Work on DIR instead of the manifest's workspace.
+    #[arg(long, value_name = "DIR")]
+    workspace: Option<PathBuf>,
 }
 
-pub struct ResumeArgs {
-    pub run_id: String,
-    pub build: BuildPolicy,
-    pub out: Option<PathBuf>,
-    pub output: OutputMode,
-    pub fresh: bool,
-}
+impl RunArgs {
+    pub fn is_quiet(&self) -> bool {
+        self.output.quiet
+    }
 
-fn session_exit(e: &SessionError) -> Exit {
-    match e {
-        SessionError::Runtime(_) => Exit::HostError,
-        SessionError::Build(_) | SessionError::Load(_) => Exit::InvalidInput,
+    /// What a resumed run must keep of this command line.
+    fn options(&self) -> RunOptions {
+        RunOptions {
+            model_overrides: self.models.clone(),
+            record: self.record,
+            replay_from: self.replay.clone(),
+            config_overrides: self.sets.clone(),
+            // Recorded absolute: a resumed run works on the same directory.
+            workspace: self
+                .workspace
+                .as_ref()
+                .map(|dir| std::path::absolute(dir).unwrap_or_else(|_| dir.clone())),
+        }
     }
 }
 
-pub async fn validate(globals: &Globals, path: &Path, policy: BuildPolicy) -> Exit {
-    let Some(pipeline) = load_manifest(path) else {
-        return Exit::InvalidInput;
+#[derive(clap::Args)]
+pub struct ResumeArgs {
+    run_id: String,
+    #[command(flatten)]
+    build: BuildFlags,
+    /// Write each stage's artifacts to DIR/STAGE/NAME.
+    #[arg(long, value_name = "DIR")]
+    out: Option<PathBuf>,
+    #[command(flatten)]
+    output: OutputFlags,
+    /// Run every stage still to run, even those whose result is cached.
+    #[arg(long)]
+    fresh: bool,
+}
+
+impl ResumeArgs {
+    pub fn is_quiet(&self) -> bool {
+        self.output.quiet
+    }
+}
+
+#[derive(clap::Args)]
+pub struct ValidateArgs {
+    pipeline: PathBuf,
+    /// Never run build commands: a missing component is an error.
+    #[arg(long)]
+    no_build: bool,
+}
+
+#[derive(clap::Args)]
+pub struct BuildArgs {
+    pipeline: PathBuf,
+}
+
+/// How a resumed run is shown and written.
+struct ResumeChoices {
+    build: BuildPolicy,
+    out: Option<PathBuf>,
+    output: OutputMode,
+    fresh: bool,
+}
+
+pub async fn validate(globals: &Globals, args: ValidateArgs) -> Outcome {
+    let path = args.pipeline.as_path();
+    let policy = if args.no_build {
+        BuildPolicy::Never
+    } else {
+        BuildPolicy::IfMissing
     };
-    let options = SessionOptions {
-        build: policy,
-        cache_dir: globals.cache_dir.clone(),
-    };
-    let session = match Session::open(&pipeline, &options).await {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("{e}");
-            return session_exit(&e);
-        }
-    };
+    let pipeline = load_manifest(path)?;
+    let session = open_session(globals, &pipeline, policy).await?;
     let mut plugins: Vec<_> = session.plugins.values().collect();
     plugins.sort_by(|a, b| a.name.cmp(&b.name));
     for p in plugins {
@@ -74,13 +141,12 @@ pub async fn validate(globals: &Globals, path: &Path, policy: BuildPolicy) -> Ex
     }
     let tally = super::grants::report(&pipeline, &session.plugins);
     if tally.errors > 0 {
-        eprintln!(
-            "error: {}: {} problem{} with stage grants (above)",
+        return Err(Failure::invalid(format!(
+            "{}: {} problem{} with stage grants (above)",
             path.display(),
             tally.errors,
             if tally.errors == 1 { "" } else { "s" }
-        );
-        return Exit::InvalidInput;
+        )));
     }
     println!(
         "{}: valid ({} stages{})",
@@ -92,107 +158,24 @@ pub async fn validate(globals: &Globals, path: &Path, policy: BuildPolicy) -> Ex
             n => format!(", {n} warnings"),
         }
     );
-    Exit::Success
+    Ok(Exit::Success)
 }
 
-pub fn build(path: &Path) -> Exit {
-    let Some(p) = load_manifest(path) else {
-        return Exit::InvalidInput;
-    };
-    match builder::build_plugins(&p, BuildPolicy::Always) {
-        Ok(built) => {
-            for (name, took) in built {
-                println!("built {name} in {:.1}s", took.as_secs_f64());
-            }
-            Exit::Success
-        }
-        Err(e) => {
-            eprintln!("error: {e}");
-            Exit::InvalidInput
-        }
+pub fn build(args: BuildArgs) -> Outcome {
+    let p = load_manifest(&args.pipeline)?;
+    let built = builder::build_plugins(&p, BuildPolicy::Always).map_err(Failure::invalid)?;
+    for (name, took) in built {
+        println!("built {name} in {:.1}s", took.as_secs_f64());
     }
+    Ok(Exit::Success)
 }
 
-/// The manifest's path as recorded with a run (absolute when possible), so
-/// that a later `host run` from another directory recognises it.
-pub fn manifest_key(path: &Path) -> String {
-    std::fs::canonicalize(path)
-        .unwrap_or_else(|_| path.to_path_buf())
-        .display()
-        .to_string()
-}
-
-/// The latest run of this manifest that did not finish and whose process is
-/// gone, if its manifest text is unchanged.
-fn unfinished_run(store: &Store, key: &str, text: &str) -> Result<Option<RunRecord>, Exit> {
-    let runs = store.runs().map_err(|e| report_store_error(&e))?;
-    Ok(runs.into_iter().rev().find(|r| {
-        r.manifest_path == key
-            && r.manifest_text == text
-            && (r.status == RunStatus::Interrupted
-                || (r.status == RunStatus::Running && !r.owner.is_alive()))
-    }))
-}
-
-/// Applies `--model`, `--set` and `--workspace`, reporting the first that
-/// cannot apply.
-fn with_overrides(mut pipeline: Pipeline, options: &RunOptions) -> Result<Pipeline, Exit> {
-    let fail = |e: &dyn std::fmt::Display| {
-        eprintln!("error: {e}");
-        Exit::InvalidInput
-    };
-    for spec in &options.model_overrides {
-        manifest::apply_model_override(&mut pipeline, spec).map_err(|e| fail(&e))?;
-    }
-    for spec in &options.config_overrides {
-        manifest::apply_config_override(&mut pipeline, spec).map_err(|e| fail(&e))?;
-    }
-    if let Some(dir) = &options.workspace {
-        manifest::apply_workspace_override(&mut pipeline, dir).map_err(|e| fail(&e))?;
-    }
-    Ok(pipeline)
-}
-
-fn exchange_mode(options: &RunOptions) -> ExchangeMode {
-    ExchangeMode {
-        record: options.record,
-        replay_from: options.replay_from.clone(),
-    }
-}
-
-/// A replay needs a run that recorded something.
-fn check_replay_source(store: &Store, options: &RunOptions) -> Result<(), Exit> {
-    let Some(from) = &options.replay_from else {
-        return Ok(());
-    };
-    store.run(from).map_err(|e| report_store_error(&e))?;
-    match store.recording_count(from) {
-        Ok(0) => {
-            eprintln!(
-                "error: run {from} recorded no model exchanges: run it with --record to replay it"
-            );
-            Err(Exit::InvalidInput)
-        }
-        Ok(_) => Ok(()),
-        Err(e) => Err(report_store_error(&e)),
-    }
-}
-
-pub async fn run(globals: &Globals, args: RunArgs) -> Exit {
-    let Some(pipeline) = load_manifest(&args.pipeline) else {
-        return Exit::InvalidInput;
-    };
-    let mut options = args.options.clone();
-    if let Some(dir) = &options.workspace {
-        // Recorded absolute: a resumed run works on the same directory.
-        options.workspace = Some(std::path::absolute(dir).unwrap_or_else(|_| dir.clone()));
-    }
-    let pipeline = match with_overrides(pipeline, &options) {
-        Ok(p) => p,
-        Err(exit) => return exit,
-    };
+pub async fn run(globals: &Globals, args: RunArgs) -> Outcome {
+    let options = args.options();
+    let output = args.output.mode();
+    let pipeline = lifecycle::with_overrides(load_manifest(&args.pipeline)?, &options)?;
     if args.dry_run {
-        if args.output == OutputMode::Json {
+        if output == OutputMode::Json {
             println!(
                 "{}",
                 serde_json::to_string_pretty(&pipeline).unwrap_or_default()
@@ -200,41 +183,28 @@ pub async fn run(globals: &Globals, args: RunArgs) -> Exit {
         } else {
             report::print_plan(&pipeline);
         }
-        return Exit::Success;
+        return Ok(Exit::Success);
     }
-    let store = match globals.open_store(Some(&pipeline)) {
-        Ok(s) => Arc::new(s),
-        Err(exit) => return exit,
-    };
-    if let Err(exit) = check_replay_source(&store, &args.options) {
-        return exit;
-    }
-    let key = manifest_key(&args.pipeline);
+    let store = Arc::new(globals.open_store(Some(&pipeline))?);
+    lifecycle::check_replay_source(&store, &options)?;
+    let key = lifecycle::manifest_key(&args.pipeline);
     let text = std::fs::read_to_string(&args.pipeline).unwrap_or_default();
-    if !args.new {
-        match unfinished_run(&store, &key, &text) {
-            Err(exit) => return exit,
-            Ok(Some(previous)) => {
-                eprintln!(
-                    "resuming unfinished run {} of this pipeline (use --new to start a new run)",
-                    previous.id
-                );
-                let resume = ResumeArgs {
-                    run_id: previous.id,
-                    build: args.build,
-                    out: args.out,
-                    output: args.output,
-                    fresh: args.fresh,
-                };
-                return resume_with(globals, store, resume).await;
-            }
-            Ok(None) => {}
-        }
+    if !args.new
+        && let Some(previous) = lifecycle::unfinished_run(&store, &key, &text)?
+    {
+        eprintln!(
+            "resuming unfinished run {} of this pipeline (use --new to start a new run)",
+            previous.id
+        );
+        let choices = ResumeChoices {
+            build: args.build.policy(),
+            out: args.out,
+            output,
+            fresh: args.fresh,
+        };
+        return resume_with(globals, store, &previous.id, choices).await;
     }
-    let session = match open_session(globals, &pipeline, args.build).await {
-        Ok(s) => s,
-        Err(exit) => return exit,
-    };
+    let session = open_session(globals, &pipeline, args.build.policy()).await?;
     start_new_run(
         &pipeline,
         NewRun {
@@ -243,7 +213,7 @@ pub async fn run(globals: &Globals, args: RunArgs) -> Exit {
             options: &options,
             fresh: args.fresh,
             out: args.out.as_deref(),
-            output: args.output,
+            output,
         },
         &session,
         store,
@@ -268,134 +238,55 @@ pub async fn start_new_run(
     new: NewRun<'_>,
     session: &Session,
     store: Arc<Store>,
-) -> Exit {
-    let run_id = new_run_id();
-    let record = RunRecord {
-        id: run_id.clone(),
-        pipeline: pipeline.name.clone(),
-        manifest_path: new.key,
-        manifest_text: new.text,
-        status: RunStatus::Running,
-        started_ms: now_ms(),
-        finished_ms: None,
-        owner: Owner::current(),
-        stages: pipeline.stages.iter().map(|s| s.id.clone()).collect(),
-        options: new.options.clone(),
-    };
-    if let Err(e) = store.create_run(&record) {
-        return report_store_error(&e);
-    }
-    // Recording and replaying are about model calls: no stage may skip its
-    // calls by reusing an earlier run's result.
-    let replaying = new.options.record || new.options.replay_from.is_some();
+) -> Outcome {
+    let record = lifecycle::create_run(&store, pipeline, new.key, new.text, new.options)?;
     let ctx = RunContext {
-        run_id,
-        fresh: new.fresh || replaying,
+        run_id: record.id,
+        fresh: new.fresh || lifecycle::must_run_fresh(new.options),
         done: HashMap::new(),
         progress: HashMap::new(),
         cancel: None,
     };
-    let mode = exchange_mode(new.options);
+    let mode = lifecycle::exchange_mode(new.options);
     execute(pipeline, session, store, ctx, mode, new.out, new.output).await
 }
 
-pub async fn resume(globals: &Globals, args: ResumeArgs) -> Exit {
-    let store = match globals.open_store(None) {
-        Ok(s) => Arc::new(s),
-        Err(exit) => return exit,
+pub async fn resume(globals: &Globals, args: ResumeArgs) -> Outcome {
+    let store = Arc::new(globals.open_store(None)?);
+    let choices = ResumeChoices {
+        build: args.build.policy(),
+        out: args.out,
+        output: args.output.mode(),
+        fresh: args.fresh,
     };
-    resume_with(globals, store, args).await
+    resume_with(globals, store, &args.run_id, choices).await
 }
 
-async fn resume_with(globals: &Globals, store: Arc<Store>, args: ResumeArgs) -> Exit {
-    let record = match store.run(&args.run_id) {
-        Ok(r) => r,
-        Err(e) => return report_store_error(&e),
-    };
-    if record.status == RunStatus::Succeeded {
+async fn resume_with(
+    globals: &Globals,
+    store: Arc<Store>,
+    run_id: &str,
+    choices: ResumeChoices,
+) -> Outcome {
+    let record = store.run(run_id)?;
+    if lifecycle::resumable(&record)? == Resumable::AlreadySucceeded {
         eprintln!("run {} already succeeded: nothing to resume", record.id);
-        return Exit::Success;
+        return Ok(Exit::Success);
     }
-    if record.status == RunStatus::Running && record.owner.is_alive() {
-        eprintln!(
-            "error: run {} is being executed by process {} right now",
-            record.id, record.owner.pid
-        );
-        return Exit::InvalidInput;
-    }
-    // The plan the run started with, whatever the file says now.
-    let pipeline = match manifest::parse(
-        Path::new(&record.manifest_path),
-        record.manifest_text.clone(),
-    ) {
-        Ok(p) => p,
-        Err(d) => {
-            eprintln!(
-                "the manifest recorded with run {} no longer validates:\n{d}",
-                record.id
-            );
-            return Exit::InvalidInput;
-        }
-    };
-    let pipeline = match with_overrides(pipeline, &record.options) {
-        Ok(p) => p,
-        Err(exit) => return exit,
-    };
-    let session = match open_session(globals, &pipeline, args.build).await {
-        Ok(s) => s,
-        Err(exit) => return exit,
-    };
-    if let Err(e) = store.resume_run(&record.id, Owner::current()) {
-        return report_store_error(&e);
-    }
-    let stages = match store.stages(&record) {
-        Ok(s) => s,
-        Err(e) => return report_store_error(&e),
-    };
-    let mut done = HashMap::new();
-    for s in stages.iter().filter(|s| s.status == StageStatus::Succeeded) {
-        let Some(output_record) = &s.output else {
-            continue;
-        };
-        match store.load_output(output_record) {
-            Ok(output) => {
-                let note = "earlier in this run".to_string();
-                done.insert(
-                    s.stage.clone(),
-                    StageResult::restored(
-                        &s.stage,
-                        s.attempts,
-                        output,
-                        output_record.content_hash.clone(),
-                        note,
-                    ),
-                );
-            }
-            Err(e) => return report_store_error(&e),
-        }
-    }
+    let pipeline = lifecycle::recorded_pipeline(&record)?;
+    let session = open_session(globals, &pipeline, choices.build).await?;
+    let resumed = lifecycle::take_over(&store, &record)?;
     eprintln!(
         "resuming run {}: {} stage(s) already done, {} to run",
         record.id,
-        done.len(),
-        // Read after the reset: every stage that will run is pending now.
-        stages
-            .iter()
-            .filter(|s| s.status == StageStatus::Pending)
-            .count()
+        resumed.done.len(),
+        resumed.pending
     );
-    let replaying = record.options.record || record.options.replay_from.is_some();
-    // Loop state of the stages still to run: where each loop stood.
-    let progress = stages
-        .iter()
-        .filter(|s| s.status != StageStatus::Succeeded && (s.iteration > 0 || s.feedback.is_some()))
-        .map(|s| (s.stage.clone(), (s.iteration, s.feedback.clone())))
-        .collect();
     let ctx = RunContext {
         run_id: record.id.clone(),
-        fresh: args.fresh || replaying,
-        done,
-        progress,
+        fresh: choices.fresh || lifecycle::must_run_fresh(&record.options),
+        done: resumed.done,
+        progress: resumed.progress,
         cancel: None,
     };
     execute(
@@ -403,9 +294,9 @@ async fn resume_with(globals: &Globals, store: Arc<Store>, args: ResumeArgs) -> 
         &session,
         store,
         ctx,
-        exchange_mode(&record.options),
-        args.out.as_deref(),
-        args.output,
+        lifecycle::exchange_mode(&record.options),
+        choices.out.as_deref(),
+        choices.output,
     )
     .await
 }
@@ -414,15 +305,12 @@ async fn open_session(
     globals: &Globals,
     pipeline: &Pipeline,
     build: BuildPolicy,
-) -> Result<Session, Exit> {
+) -> Result<Session, Failure> {
     let options = SessionOptions {
         build,
         cache_dir: globals.cache_dir.clone(),
     };
-    Session::open(pipeline, &options).await.map_err(|e| {
-        eprintln!("{e}");
-        session_exit(&e)
-    })
+    Ok(Session::open(pipeline, &options).await?)
 }
 
 async fn execute(
@@ -433,45 +321,34 @@ async fn execute(
     mode: ExchangeMode,
     out: Option<&Path>,
     output: OutputMode,
-) -> Exit {
-    let http = match http_client() {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            return Exit::HostError;
-        }
-    };
+) -> Outcome {
+    let http = http_client().map_err(|e| Failure::host(format!("{e:#}")))?;
     let scheduler = session.scheduler(pipeline, http, store, mode);
     ctx.cancel = Some(cancel_on_signals());
     let observer = output.observer();
-    let summary = scheduler.run(pipeline, ctx, observer).await;
-    let summary = match summary {
-        Ok(s) => s,
-        Err(e) => return report_store_error(&e),
-    };
-    if let Some(out) = out
-        && let Err(e) = write_outputs(out, &summary)
-    {
-        eprintln!("error: cannot write outputs to {}: {e:#}", out.display());
-        return Exit::HostError;
+    let summary = scheduler.run(pipeline, ctx, observer).await?;
+    if let Some(out) = out {
+        write_outputs(out, &summary).map_err(|e| {
+            Failure::host(format!("cannot write outputs to {}: {e:#}", out.display()))
+        })?;
     }
     if output == OutputMode::Json {
         println!("{}", serde_json::to_string(&summary).unwrap_or_default());
     } else {
         report::print_summary(&summary);
     }
-    exit_for(&summary)
+    Ok(exit_for(&summary))
 }
 
 /// The documented exit code of a finished run.
 fn exit_for(summary: &RunSummary) -> Exit {
-    if summary.succeeded() {
-        return Exit::Success;
-    }
-    match summary.outcome {
-        RunOutcome::Escalated if summary.stages.iter().any(|s| s.gates_failed) => Exit::GatesFailed,
-        RunOutcome::Escalated => Exit::Escalated,
-        _ => Exit::StageFailed,
+    match lifecycle::verdict(summary) {
+        Verdict::Succeeded => Exit::Success,
+        Verdict::Escalated { gates_failed: true } => Exit::GatesFailed,
+        Verdict::Escalated {
+            gates_failed: false,
+        } => Exit::Escalated,
+        Verdict::Failed => Exit::StageFailed,
     }
 }
 
@@ -511,25 +388,6 @@ fn http_client() -> anyhow::Result<reqwest::Client> {
         .user_agent(concat!("orchestrator-host/", env!("CARGO_PKG_VERSION")))
         .build()
         .context("cannot build the HTTP client")
-}
-
-/// A sortable, unique-enough run id: UTC time plus a short hash.
-fn new_run_id() -> String {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    let stamp: String = report::utc(now.as_millis() as u64)
-        .chars()
-        .filter(char::is_ascii_digit)
-        .collect();
-    let salt = blake3::hash(
-        &[
-            now.as_nanos().to_le_bytes().as_slice(),
-            &std::process::id().to_le_bytes(),
-        ]
-        .concat(),
-    );
-    format!("{}-{}-{}", &stamp[..8], &stamp[8..], &salt.to_hex()[..6])
 }
 
 /// Writes artifacts as DIR/STAGE/NAME, each atomically. Names that are not
