@@ -77,7 +77,7 @@ pub fn validate(source: &Source) -> Result<Pipeline, Diagnostics> {
         }
     }
 
-    let pipeline = match root.get("pipeline") {
+    let mut pipeline = match root.get("pipeline") {
         Some(v) => c.section::<PipelineSection>("[pipeline]", v),
         None => {
             c.error(
@@ -182,19 +182,6 @@ pub fn validate(source: &Source) -> Result<Pipeline, Diagnostics> {
         .into_iter()
         .map(|(s, _)| (s.id.clone(), s))
         .collect();
-    for s in stages.iter().map(|(s, _)| s) {
-        for d in s.deps() {
-            if templates.contains_key(d) {
-                c.error(
-                    None,
-                    format!(
-                        "stage '{}' runs after template '{d}', which never runs by itself",
-                        s.id
-                    ),
-                );
-            }
-        }
-    }
     let stages = order_stages(&mut c, stages);
     check_reach(&mut c, &stages, checks);
 
@@ -207,6 +194,13 @@ pub fn validate(source: &Source) -> Result<Pipeline, Diagnostics> {
                 .map_err(|e| c.error(Some(d.span()), format!("[pipeline] deadline: {e}")))
                 .ok()
         });
+    // Checked before the decision below: a problem found while building the
+    // plan would otherwise be found too late to refuse the manifest.
+    let budget = pipeline
+        .as_mut()
+        .and_then(|p| p.budget.take())
+        .map(|b| check_budget(&mut c, "[pipeline] budget", b))
+        .unwrap_or_default();
     match (pipeline, task) {
         (Some(p), Some(task)) if c.problems.is_empty() => Ok(Pipeline {
             state_dir: p.state_dir.as_ref().map(|d| base_dir.join(d)),
@@ -219,10 +213,7 @@ pub fn validate(source: &Source) -> Result<Pipeline, Diagnostics> {
             models,
             plugins,
             gates,
-            budget: p
-                .budget
-                .map(|b| check_budget(&mut c, "[pipeline] budget", b))
-                .unwrap_or_default(),
+            budget,
             deadline,
             max_spawned: p.max_spawned.unwrap_or(DEFAULT_MAX_SPAWNED),
             max_spawn_depth: p.max_spawn_depth.unwrap_or(DEFAULT_MAX_SPAWN_DEPTH),
@@ -666,6 +657,14 @@ fn check_stages(
                 c.error(
                     Some(entry.span()),
                     format!("stage '{id}' cannot run after itself"),
+                );
+                continue;
+            } else if !s.template && declared.templates.contains(&stage) {
+                c.error(
+                    Some(entry.span()),
+                    format!(
+                        "stage '{id}' runs after template '{stage}', which never runs by itself"
+                    ),
                 );
                 continue;
             }
