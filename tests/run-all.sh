@@ -31,8 +31,8 @@ cargo build --release --target wasm32-wasip2 -p hello -p faulty -p noop -p netgr
 # tests drive `host bench` and HOST_FAILPOINT, a shipped build has neither.
 features=(--features host/bench,host/failpoints)
 cargo clippy --all-targets "${features[@]}" -- -D warnings
-cargo clippy --target wasm32-wasip2 -p plugin-sdk -p hello -p faulty -p noop -p netgrab \
+cargo clippy --target wasm32-wasip2 -p plugin-sdk -p plugin-helpers -p hello -p faulty -p noop -p netgrab \
   -p triage -p discovery -p planning -p execution -p verification -p ship \
   -p lsl-core -p lsl-baseline -p lsl-harden -p lsl-evaluate -- -D warnings
 cargo test --no-fail-fast "${features[@]}" -p host -p host-vocab -p host-manifest -p host-store \
-  -p host-runtime -p host-capabilities -p plugin-sdk -p triage -p ship -p lsl-core
+  -p host-runtime -p host-capabilities -p plugin-sdk -p plugin-helpers -p triage -p ship -p lsl-core

@@ -24,7 +24,6 @@
 
 pub mod artifacts;
 pub mod capabilities;
-pub mod files;
 pub mod gates;
 pub mod input;
 pub mod json;
@@ -32,9 +31,6 @@ pub mod kv;
 pub mod log;
 pub mod models;
 pub mod output;
-pub mod project;
-pub mod text;
-pub mod verdict;
 
 #[doc(hidden)]
 pub mod bindings {

@@ -63,7 +63,7 @@ impl Stage for Discovery {
             "Task:\n{}\n\nProject files:\n{}",
             input.task(),
             plugin_sdk::gates::workspace()
-                .map(|w| plugin_sdk::project::files(w).join("\n"))
+                .map(|w| plugin_helpers::project::files(w).join("\n"))
                 .unwrap_or_else(|| "(not visible to this stage)".into())
         );
         let requests: Vec<Request> = config

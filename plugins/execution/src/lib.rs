@@ -4,10 +4,10 @@
 //! stage reports that it changed nothing and verification decides. On a
 //! verification loop it receives the findings as feedback.
 
-use plugin_sdk::files::{self, FORMAT_INSTRUCTIONS};
+use plugin_helpers::files::{self, FORMAT_INSTRUCTIONS};
+use plugin_helpers::project;
 use plugin_sdk::models::{self, Message};
 use plugin_sdk::prelude::*;
-use plugin_sdk::project;
 use serde::Deserialize;
 
 #[derive(Debug, Deserialize)]

@@ -93,7 +93,7 @@ fn reflection_prompt(instruction: &str, failures: &[&Outcome]) -> String {
         cases.push_str(&format!(
             "Question: {}\nModel's answer: {}\nFeedback: {}\n\n",
             f.question,
-            plugin_sdk::text::excerpt(&f.output, 300),
+            plugin_helpers::text::excerpt(&f.output, 300),
             f.graded.feedback
         ));
     }

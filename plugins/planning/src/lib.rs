@@ -4,9 +4,9 @@
 //! issues and reviewed again, at most `max_reviews` times, then the run is
 //! escalated with the last issues.
 
+use plugin_helpers::{text, verdict};
 use plugin_sdk::models::{self, Message};
 use plugin_sdk::prelude::*;
-use plugin_sdk::{text, verdict};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Deserialize)]

@@ -3,9 +3,9 @@
 //! and refreshes README.md's marked changes block. A bad answer falls back to
 //! an entry made from the task.
 
+use plugin_helpers::text;
 use plugin_sdk::models;
 use plugin_sdk::prelude::*;
-use plugin_sdk::text;
 use serde::Deserialize;
 use std::path::Path;
 
@@ -97,7 +97,7 @@ impl Stage for Ship {
         let config: Config = input.config()?;
         let root = plugin_sdk::gates::workspace()
             .ok_or_else(|| StageError::fatal("this stage needs the workspace, read-write"))?;
-        let changed = plugin_sdk::project::changed_files(&input);
+        let changed = plugin_helpers::project::changed_files(&input);
         let prompt = format!(
             "Write one line for a CHANGELOG describing this change, in the imperative, no more than 20 words.\n\
              Task: {}\nFiles changed: {}",

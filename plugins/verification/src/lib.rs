@@ -3,9 +3,10 @@
 //! [...]}. Anything short of ready decides "revise" with the findings as
 //! feedback for execution (the pipeline's loop caps how often).
 
+use plugin_helpers::{project, text, verdict};
+use plugin_sdk::gates;
 use plugin_sdk::models::{self, Message};
 use plugin_sdk::prelude::*;
-use plugin_sdk::{gates, project, text, verdict};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Deserialize)]

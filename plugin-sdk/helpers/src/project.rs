@@ -85,7 +85,7 @@ pub const CHANGES_ARTIFACT: &str = "workspace-changes.json";
 
 /// The paths an upstream stage changed in the workspace, from the host's
 /// changes artifact (empty when no upstream changed anything).
-pub fn changed_files(input: &crate::Input) -> Vec<String> {
+pub fn changed_files(input: &plugin_sdk::Input) -> Vec<String> {
     input
         .artifact(CHANGES_ARTIFACT)
         .and_then(|a| a.as_json::<Vec<serde_json::Value>>().ok())

@@ -3,7 +3,7 @@
 //! answer fails closed: anything that is not the JSON asked for counts as a
 //! rejection, with the reason as its issue.
 
-use crate::json::extract_json;
+use plugin_sdk::json::extract_json;
 
 /// A reviewer's or auditor's answer.
 #[derive(Debug, Clone, PartialEq)]
