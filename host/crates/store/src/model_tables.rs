@@ -1,6 +1,7 @@
 //! The store's model tables: recorded exchanges for replay, the response
 //! cache, and conversation sessions.
 
+use super::fault::Tx;
 use super::{MODEL_CACHE, RECORDINGS, Result, SESSIONS, Store, decode, json};
 use host_vocab::ChatMessage;
 use redb::{ReadableTable, TableError};
@@ -26,7 +27,7 @@ impl Store {
         self.read(|txn| match f(txn) {
             Ok(v) => Ok(v),
             Err(redb::Error::TableDoesNotExist(_)) => Ok(None),
-            Err(e) => Err(self.err(e)),
+            Err(e) => Err(e.into()),
         })
     }
 
@@ -41,10 +42,8 @@ impl Store {
 
     pub fn record_exchange(&self, key: RecordingKey<'_>, exchange: &[u8]) -> Result<()> {
         self.write(|txn| {
-            txn.open_table(RECORDINGS)
-                .map_err(|e| self.err(e))?
-                .insert((key.run, key.stage, key.request, key.n), exchange)
-                .map_err(|e| self.err(e))?;
+            txn.open_table(RECORDINGS)?
+                .insert((key.run, key.stage, key.request, key.n), exchange)?;
             Ok(())
         })
     }
@@ -76,10 +75,7 @@ impl Store {
 
     pub fn cache_response(&self, key: &str, response: &[u8]) -> Result<()> {
         self.write(|txn| {
-            txn.open_table(MODEL_CACHE)
-                .map_err(|e| self.err(e))?
-                .insert(key, response)
-                .map_err(|e| self.err(e))?;
+            txn.open_table(MODEL_CACHE)?.insert(key, response)?;
             Ok(())
         })
     }
@@ -92,7 +88,7 @@ impl Store {
         })?;
         match bytes {
             None => Ok(Vec::new()),
-            Some(b) => decode("sessions", name, &b),
+            Some(b) => decode("sessions", name, &b).map_err(|e| e.at(self.path())),
         }
     }
 
@@ -102,21 +98,18 @@ impl Store {
         txn: &redb::WriteTransaction,
         run: &str,
         appends: &[(String, Vec<ChatMessage>)],
-    ) -> Result<()> {
+    ) -> Tx<()> {
         if appends.is_empty() {
             return Ok(());
         }
-        let mut table = txn.open_table(SESSIONS).map_err(|e| self.err(e))?;
+        let mut table = txn.open_table(SESSIONS)?;
         for (name, messages) in appends {
-            let mut all: Vec<ChatMessage> =
-                match table.get((run, name.as_str())).map_err(|e| self.err(e))? {
-                    Some(v) => decode("sessions", name, v.value())?,
-                    None => Vec::new(),
-                };
+            let mut all: Vec<ChatMessage> = match table.get((run, name.as_str()))? {
+                Some(v) => decode("sessions", name, v.value())?,
+                None => Vec::new(),
+            };
             all.extend(messages.iter().cloned());
-            table
-                .insert((run, name.as_str()), json(&all).as_slice())
-                .map_err(|e| self.err(e))?;
+            table.insert((run, name.as_str()), json(&all).as_slice())?;
         }
         Ok(())
     }

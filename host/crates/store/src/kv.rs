@@ -1,0 +1,26 @@
+//! Checkpoints scoped to (run, stage).
+
+use super::*;
+
+impl Store {
+    pub fn kv_get(&self, run: &str, stage: &str, key: &str) -> Result<Option<Vec<u8>>> {
+        self.read(|txn| {
+            let kv = txn.open_table(KV)?;
+            Ok(kv.get((run, stage, key))?.map(|v| v.value().to_vec()))
+        })
+    }
+
+    pub fn kv_set(&self, run: &str, stage: &str, key: &str, value: &[u8]) -> Result<()> {
+        self.write(|txn| {
+            txn.open_table(KV)?.insert((run, stage, key), value)?;
+            Ok(())
+        })
+    }
+
+    pub fn kv_delete(&self, run: &str, stage: &str, key: &str) -> Result<()> {
+        self.write(|txn| {
+            txn.open_table(KV)?.remove((run, stage, key))?;
+            Ok(())
+        })
+    }
+}

@@ -1,0 +1,170 @@
+//! The run record's moves, through the store's public operations, on a
+//! real database in a temp directory.
+use super::*;
+use host_vocab::{Artifact, Metric};
+
+fn run_record(id: &str, stages: &[&str]) -> RunRecord {
+    RunRecord {
+        id: id.into(),
+        pipeline: "p".into(),
+        manifest_path: "p.toml".into(),
+        manifest_text: String::new(),
+        status: RunStatus::Running,
+        started_ms: now_ms(),
+        finished_ms: None,
+        owner: Owner::current(),
+        stages: stages.iter().map(|s| s.to_string()).collect(),
+        options: RunOptions::default(),
+    }
+}
+
+fn output(text: &str) -> StageOutput {
+    StageOutput {
+        summary: text.into(),
+        artifacts: vec![Artifact {
+            name: "out.txt".into(),
+            media_type: "text/plain".into(),
+            bytes: text.as_bytes().to_vec(),
+        }],
+        metrics: vec![Metric {
+            name: "score".into(),
+            value: 0.5,
+        }],
+        decision: Some("ok".into()),
+    }
+}
+
+fn stage<'a>(records: &'a [StageRecord], id: &str) -> &'a StageRecord {
+    records.iter().find(|r| r.stage == id).unwrap()
+}
+
+fn open() -> (Store, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    (Store::open(dir.path()).unwrap(), dir)
+}
+
+#[test]
+fn a_stage_runs_succeeds_and_its_output_reads_back() {
+    let (store, _dir) = open();
+    store.create_run(&run_record("r", &["a"])).unwrap();
+    store.stage_started("r", "a", 1, None).unwrap();
+    let record = store
+        .stage_succeeded("r", "a", 1, &output("hello"), &[], &Activity::default())
+        .unwrap();
+    let run = store.run("r").unwrap();
+    let a = stage(&store.stages(&run).unwrap(), "a").clone();
+    assert_eq!(a.status, StageStatus::Succeeded);
+    assert_eq!(a.attempts, 1);
+    assert_eq!(store.load_output(&record).unwrap(), output("hello"));
+    store.run_finished("r", RunStatus::Succeeded).unwrap();
+    assert!(store.run("r").unwrap().finished_ms.is_some());
+}
+
+#[test]
+fn a_succeeded_stage_cannot_start_or_succeed_again() {
+    let (store, _dir) = open();
+    store.create_run(&run_record("r", &["a"])).unwrap();
+    store.stage_started("r", "a", 1, None).unwrap();
+    store
+        .stage_succeeded("r", "a", 1, &output("x"), &[], &Activity::default())
+        .unwrap();
+    let again = store.stage_started("r", "a", 2, None).unwrap_err();
+    assert!(matches!(again, StoreError::Illegal { .. }), "{again}");
+    let twice = store
+        .stage_succeeded("r", "a", 1, &output("x"), &[], &Activity::default())
+        .unwrap_err();
+    assert!(
+        twice.to_string().contains("succeeded -> succeeded"),
+        "{twice}"
+    );
+    // Nothing of the refused moves was written.
+    let events = store.events("r").unwrap();
+    let started = events
+        .iter()
+        .filter(|e| matches!(e.event, Event::StageStarted { .. }))
+        .count();
+    assert_eq!(started, 1);
+}
+
+#[test]
+fn a_retried_failure_keeps_the_stage_running_and_a_final_one_fails_it() {
+    let (store, _dir) = open();
+    store.create_run(&run_record("r", &["a"])).unwrap();
+    let failure = StageFailure::Plugin {
+        retryable: true,
+        message: "flaky".into(),
+    };
+    store.stage_started("r", "a", 1, None).unwrap();
+    store
+        .stage_failed("r", "a", 1, &failure, true, &Activity::default())
+        .unwrap();
+    let run = store.run("r").unwrap();
+    assert_eq!(
+        stage(&store.stages(&run).unwrap(), "a").status,
+        StageStatus::Running
+    );
+    store.stage_started("r", "a", 2, None).unwrap();
+    store
+        .stage_failed("r", "a", 2, &failure, false, &Activity::default())
+        .unwrap();
+    let a = stage(&store.stages(&run).unwrap(), "a").clone();
+    assert_eq!(a.status, StageStatus::Failed);
+    assert_eq!(a.attempts, 2);
+}
+
+#[test]
+fn resume_interrupts_what_was_running_and_resets_all_but_successes() {
+    let (store, _dir) = open();
+    store
+        .create_run(&run_record("r", &["done", "running", "failed", "waiting"]))
+        .unwrap();
+    store.stage_started("r", "done", 1, None).unwrap();
+    store
+        .stage_succeeded("r", "done", 1, &output("d"), &[], &Activity::default())
+        .unwrap();
+    store.stage_started("r", "running", 1, None).unwrap();
+    store.stage_started("r", "failed", 1, None).unwrap();
+    let fatal = StageFailure::Plugin {
+        retryable: false,
+        message: "no".into(),
+    };
+    store
+        .stage_failed("r", "failed", 1, &fatal, false, &Activity::default())
+        .unwrap();
+    let reset = store.resume_run("r", Owner::current()).unwrap();
+    assert_eq!(reset, ["running", "failed"]);
+    let run = store.run("r").unwrap();
+    assert_eq!(run.status, RunStatus::Running);
+    let stages = store.stages(&run).unwrap();
+    assert_eq!(stage(&stages, "done").status, StageStatus::Succeeded);
+    for id in ["running", "failed", "waiting"] {
+        assert_eq!(stage(&stages, id).status, StageStatus::Pending, "{id}");
+    }
+    let interrupted = store
+        .events("r")
+        .unwrap()
+        .into_iter()
+        .filter(|e| matches!(&e.event, Event::StageInterrupted { stage, .. } if stage == "running"))
+        .count();
+    assert_eq!(interrupted, 1);
+}
+
+#[test]
+fn unknown_runs_and_stages_are_named() {
+    let (store, _dir) = open();
+    assert!(matches!(store.run("nope"), Err(StoreError::UnknownRun(_))));
+    store.create_run(&run_record("r", &["a"])).unwrap();
+    let err = store.stage_started("r", "b", 1, None).unwrap_err();
+    assert!(matches!(err, StoreError::UnknownStage { .. }), "{err}");
+}
+
+#[test]
+fn checkpoints_are_scoped_to_run_and_stage() {
+    let (store, _dir) = open();
+    store.kv_set("r", "a", "k", b"1").unwrap();
+    assert_eq!(store.kv_get("r", "a", "k").unwrap(), Some(b"1".to_vec()));
+    assert_eq!(store.kv_get("r", "b", "k").unwrap(), None);
+    assert_eq!(store.kv_get("r2", "a", "k").unwrap(), None);
+    store.kv_delete("r", "a", "k").unwrap();
+    assert_eq!(store.kv_get("r", "a", "k").unwrap(), None);
+}
