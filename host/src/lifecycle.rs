@@ -301,17 +301,22 @@ mod tests {
         }
     }
 
-    /// A record as a killed process leaves it: running, owned by a pid
-    /// that no longer exists.
-    fn orphan(f: &Fixture) -> RunRecord {
-        let mut record = create_run(
+    /// A run of the fixture's pipeline, owned by this process.
+    fn new_run(f: &Fixture) -> RunRecord {
+        create_run(
             &f.store,
             &f.pipeline,
             f.key.clone(),
             TEXT.into(),
             &RunOptions::default(),
         )
-        .unwrap();
+        .unwrap()
+    }
+
+    /// A record as a killed process leaves it: running, owned by a pid
+    /// that no longer exists.
+    fn orphan(f: &Fixture) -> RunRecord {
+        let mut record = new_run(f);
         record.owner = Owner {
             pid: u32::MAX,
             start_ticks: None,
@@ -335,14 +340,7 @@ mod tests {
     fn host_run_continues_only_an_unfinished_run_of_the_same_text() {
         let f = fixture();
         assert!(unfinished_run(&f.store, &f.key, TEXT).unwrap().is_none());
-        let record = create_run(
-            &f.store,
-            &f.pipeline,
-            f.key.clone(),
-            TEXT.into(),
-            &RunOptions::default(),
-        )
-        .unwrap();
+        let record = new_run(&f);
         // Owned by this live process: not taken over.
         assert!(unfinished_run(&f.store, &f.key, TEXT).unwrap().is_none());
         f.store
@@ -365,14 +363,7 @@ mod tests {
     #[test]
     fn a_live_run_cannot_be_taken_and_a_succeeded_one_needs_nothing() {
         let f = fixture();
-        let record = create_run(
-            &f.store,
-            &f.pipeline,
-            f.key.clone(),
-            TEXT.into(),
-            &RunOptions::default(),
-        )
-        .unwrap();
+        let record = new_run(&f);
         assert!(matches!(
             resumable(&record),
             Err(LifecycleError::Busy { .. })
@@ -460,14 +451,7 @@ mod tests {
     #[test]
     fn replaying_needs_a_run_that_recorded() {
         let f = fixture();
-        let record = create_run(
-            &f.store,
-            &f.pipeline,
-            f.key.clone(),
-            TEXT.into(),
-            &RunOptions::default(),
-        )
-        .unwrap();
+        let record = new_run(&f);
         let options = RunOptions {
             replay_from: Some(record.id.clone()),
             ..RunOptions::default()

@@ -23,15 +23,7 @@ pub struct RunArgs {
     #[arg(long)]
     dry_run: bool,
     #[command(flatten)]
-    build: BuildFlags,
-    /// Write each stage's artifacts to DIR/STAGE/NAME.
-    #[arg(long, value_name = "DIR")]
-    out: Option<PathBuf>,
-    #[command(flatten)]
-    output: OutputFlags,
-    /// Run every stage, even those whose result is cached from an identical earlier stage.
-    #[arg(long)]
-    fresh: bool,
+    execution: Execution,
     /// Start a new run even if an unfinished run of this pipeline exists.
     #[arg(long)]
     new: bool,
@@ -54,7 +46,7 @@ pub struct RunArgs {
 
 impl RunArgs {
     pub fn is_quiet(&self) -> bool {
-        self.output.quiet
+        self.execution.output.quiet
     }
 
     /// What a resumed run must keep of this command line.
@@ -77,21 +69,29 @@ impl RunArgs {
 pub struct ResumeArgs {
     run_id: String,
     #[command(flatten)]
+    execution: Execution,
+}
+
+impl ResumeArgs {
+    pub fn is_quiet(&self) -> bool {
+        self.execution.output.quiet
+    }
+}
+
+/// How a run (new or resumed) is built, shown and written: the flags `run`
+/// and `resume` share.
+#[derive(clap::Args)]
+struct Execution {
+    #[command(flatten)]
     build: BuildFlags,
     /// Write each stage's artifacts to DIR/STAGE/NAME.
     #[arg(long, value_name = "DIR")]
     out: Option<PathBuf>,
     #[command(flatten)]
     output: OutputFlags,
-    /// Run every stage still to run, even those whose result is cached.
+    /// Run every stage, even those whose result is cached from an identical earlier stage.
     #[arg(long)]
     fresh: bool,
-}
-
-impl ResumeArgs {
-    pub fn is_quiet(&self) -> bool {
-        self.output.quiet
-    }
 }
 
 #[derive(clap::Args)]
@@ -105,14 +105,6 @@ pub struct ValidateArgs {
 #[derive(clap::Args)]
 pub struct BuildArgs {
     pipeline: PathBuf,
-}
-
-/// How a resumed run is shown and written.
-struct ResumeChoices {
-    build: BuildPolicy,
-    out: Option<PathBuf>,
-    output: OutputMode,
-    fresh: bool,
 }
 
 pub async fn validate(globals: &Globals, args: ValidateArgs) -> Outcome {
@@ -172,7 +164,7 @@ pub fn build(args: BuildArgs) -> Outcome {
 
 pub async fn run(globals: &Globals, args: RunArgs) -> Outcome {
     let options = args.options();
-    let output = args.output.mode();
+    let output = args.execution.output.mode();
     let pipeline = lifecycle::with_overrides(load_manifest(&args.pipeline)?, &options)?;
     if args.dry_run {
         if output == OutputMode::Json {
@@ -196,23 +188,17 @@ pub async fn run(globals: &Globals, args: RunArgs) -> Outcome {
             "resuming unfinished run {} of this pipeline (use --new to start a new run)",
             previous.id
         );
-        let choices = ResumeChoices {
-            build: args.build.policy(),
-            out: args.out,
-            output,
-            fresh: args.fresh,
-        };
-        return resume_with(globals, store, &previous.id, choices).await;
+        return resume_with(globals, store, &previous.id, args.execution).await;
     }
-    let session = open_session(globals, &pipeline, args.build.policy()).await?;
+    let session = open_session(globals, &pipeline, args.execution.build.policy()).await?;
     start_new_run(
         &pipeline,
         NewRun {
             key,
             text,
             options: &options,
-            fresh: args.fresh,
-            out: args.out.as_deref(),
+            fresh: args.execution.fresh,
+            out: args.execution.out.as_deref(),
             output,
         },
         &session,
@@ -253,20 +239,14 @@ pub async fn start_new_run(
 
 pub async fn resume(globals: &Globals, args: ResumeArgs) -> Outcome {
     let store = Arc::new(globals.open_store(None)?);
-    let choices = ResumeChoices {
-        build: args.build.policy(),
-        out: args.out,
-        output: args.output.mode(),
-        fresh: args.fresh,
-    };
-    resume_with(globals, store, &args.run_id, choices).await
+    resume_with(globals, store, &args.run_id, args.execution).await
 }
 
 async fn resume_with(
     globals: &Globals,
     store: Arc<Store>,
     run_id: &str,
-    choices: ResumeChoices,
+    choices: Execution,
 ) -> Outcome {
     let record = store.run(run_id)?;
     if lifecycle::resumable(&record)? == Resumable::AlreadySucceeded {
@@ -274,7 +254,7 @@ async fn resume_with(
         return Ok(Exit::Success);
     }
     let pipeline = lifecycle::recorded_pipeline(&record)?;
-    let session = open_session(globals, &pipeline, choices.build).await?;
+    let session = open_session(globals, &pipeline, choices.build.policy()).await?;
     let resumed = lifecycle::take_over(&store, &record)?;
     eprintln!(
         "resuming run {}: {} stage(s) already done, {} to run",
@@ -296,7 +276,7 @@ async fn resume_with(
         ctx,
         lifecycle::exchange_mode(&record.options),
         choices.out.as_deref(),
-        choices.output,
+        choices.output.mode(),
     )
     .await
 }

@@ -4,7 +4,7 @@
 
 use host_runtime::bindings::orchestrator::stage::artifacts::{self as wit, Host};
 use host_runtime::bindings::v0_1_name;
-use host_runtime::{AttemptScope, Capability, Grant, HasGrant};
+use host_runtime::{AttemptScope, Capability, Grant, HasGrant, grant_of};
 use host_vocab::{Artifact, StageFailure, StageOutput};
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -20,18 +20,14 @@ impl Capability for ArtifactsCapability {
     const GOVERNED_BY: &'static str = "always: bounded by `max_output`";
 
     fn link<T: HasGrant<ArtifactsGrant>>(linker: &mut Linker<T>) -> wasmtime::Result<()> {
-        wit::add_to_linker::<T, HasSelf<ArtifactsGrant>>(linker, |s| {
-            s.beat();
-            s.grant()
-        })?;
+        wit::add_to_linker::<T, HasSelf<ArtifactsGrant>>(linker, grant_of)?;
         let mut i = linker.instance(&v0_1_name("artifacts"))?;
         i.func_wrap_async(
             "append",
             |mut store, (artifact, media_type, bytes): (String, String, Vec<u8>)| {
                 Box::new(async move {
-                    let s = store.data_mut();
-                    s.beat();
-                    Ok((Host::append(s.grant(), artifact, media_type, bytes).await?,))
+                    let s = grant_of(store.data_mut());
+                    Ok((Host::append(s, artifact, media_type, bytes).await?,))
                 })
             },
         )?;

@@ -4,7 +4,7 @@
 
 use host_runtime::bindings::orchestrator::stage::kv::{self as wit, Host};
 use host_runtime::bindings::v0_1_name;
-use host_runtime::{AttemptScope, Capability, Grant, HasGrant};
+use host_runtime::{AttemptScope, Capability, Grant, HasGrant, grant_of};
 use host_store::Store;
 pub use host_vocab::limits::{
     MAX_KV_KEY_BYTES as MAX_KEY_BYTES, MAX_KV_VALUE_BYTES as MAX_VALUE_BYTES,
@@ -29,30 +29,24 @@ impl Capability for KvCapability {
     const GOVERNED_BY: &'static str = "always: checkpoints private to (run, stage)";
 
     fn link<T: HasGrant<KvGrant>>(linker: &mut Linker<T>) -> wasmtime::Result<()> {
-        wit::add_to_linker::<T, HasSelf<KvGrant>>(linker, |s| {
-            s.beat();
-            s.grant()
-        })?;
+        wit::add_to_linker::<T, HasSelf<KvGrant>>(linker, grant_of)?;
         let mut i = linker.instance(&v0_1_name("kv"))?;
         i.func_wrap_async("get", |mut store, (key,): (String,)| {
             Box::new(async move {
-                let s = store.data_mut();
-                s.beat();
-                Ok((Host::get(s.grant(), key).await?,))
+                let s = grant_of(store.data_mut());
+                Ok((Host::get(s, key).await?,))
             })
         })?;
         i.func_wrap_async("set", |mut store, (key, value): (String, Vec<u8>)| {
             Box::new(async move {
-                let s = store.data_mut();
-                s.beat();
-                Ok((Host::set(s.grant(), key, value).await?,))
+                let s = grant_of(store.data_mut());
+                Ok((Host::set(s, key, value).await?,))
             })
         })?;
         i.func_wrap_async("delete", |mut store, (key,): (String,)| {
             Box::new(async move {
-                let s = store.data_mut();
-                s.beat();
-                Host::delete(s.grant(), key).await
+                let s = grant_of(store.data_mut());
+                Host::delete(s, key).await
             })
         })?;
         Ok(())

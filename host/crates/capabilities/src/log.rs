@@ -5,7 +5,7 @@
 use host_runtime::bindings::orchestrator::stage::log::{self as wit, Host, Level};
 use host_runtime::bindings::v0_1_name;
 use host_runtime::live::AttemptLive;
-use host_runtime::{AttemptScope, Capability, Grant, HasGrant};
+use host_runtime::{AttemptScope, Capability, Grant, HasGrant, grant_of};
 use host_vocab::{Activity, LogLevel};
 use std::sync::Arc;
 use wasmtime::component::{HasSelf, Linker};
@@ -19,26 +19,21 @@ impl Capability for LogCapability {
     const GOVERNED_BY: &'static str = "always: bounded by `max_log_lines`";
 
     fn link<T: HasGrant<LogGrant>>(linker: &mut Linker<T>) -> wasmtime::Result<()> {
-        wit::add_to_linker::<T, HasSelf<LogGrant>>(linker, |s| {
-            s.beat();
-            s.grant()
-        })?;
+        wit::add_to_linker::<T, HasSelf<LogGrant>>(linker, grant_of)?;
         // The same functions under their 0.1 name (same signatures).
         let mut i = linker.instance(&v0_1_name("log"))?;
         i.func_wrap_async("log", |mut store, (level, message): (Level, String)| {
             Box::new(async move {
-                let s = store.data_mut();
-                s.beat();
-                Host::log(s.grant(), level, message).await
+                let s = grant_of(store.data_mut());
+                Host::log(s, level, message).await
             })
         })?;
         i.func_wrap_async(
             "progress",
             |mut store, (done, total, message): (u64, u64, String)| {
                 Box::new(async move {
-                    let s = store.data_mut();
-                    s.beat();
-                    Host::progress(s.grant(), done, total, message).await
+                    let s = grant_of(store.data_mut());
+                    Host::progress(s, done, total, message).await
                 })
             },
         )?;

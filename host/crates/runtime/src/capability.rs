@@ -29,6 +29,13 @@ pub trait HasGrant<G>: Send + 'static {
     fn beat(&mut self);
 }
 
+/// The getter every capability links its host functions with: the store
+/// data's grant of `G`, after the heartbeat the call gives.
+pub fn grant_of<T: HasGrant<G>, G>(data: &mut T) -> &mut G {
+    data.beat();
+    data.grant()
+}
+
 /// One attempt, as a capability sees it when it builds the attempt's grant.
 pub struct AttemptScope<'a> {
     pub run_id: &'a str,

@@ -12,7 +12,7 @@ use host_runtime::bindings::orchestrator::stage::gates::{
     self as wit, GateError, GateResult, Host,
 };
 use host_runtime::bindings::v0_1_name;
-use host_runtime::{AttemptScope, Capability, Grant, HasGrant};
+use host_runtime::{AttemptScope, Capability, Grant, HasGrant, grant_of};
 pub use host_vocab::limits::MAX_GATE_RUNS_PER_ATTEMPT;
 use host_vocab::{Activity, GateRun};
 use std::collections::BTreeMap;
@@ -56,16 +56,12 @@ impl Capability for GatesCapability {
     const GOVERNED_BY: &'static str = "a stage's `gates` grant";
 
     fn link<T: HasGrant<GatesGrant>>(linker: &mut Linker<T>) -> wasmtime::Result<()> {
-        wit::add_to_linker::<T, HasSelf<GatesGrant>>(linker, |s| {
-            s.beat();
-            s.grant()
-        })?;
+        wit::add_to_linker::<T, HasSelf<GatesGrant>>(linker, grant_of)?;
         let mut i = linker.instance(&v0_1_name("gates"))?;
         i.func_wrap_async("run", |mut store, (gate,): (String,)| {
             Box::new(async move {
-                let s = store.data_mut();
-                s.beat();
-                Ok((Host::run(s.grant(), gate).await?,))
+                let s = grant_of(store.data_mut());
+                Ok((Host::run(s, gate).await?,))
             })
         })?;
         Ok(())

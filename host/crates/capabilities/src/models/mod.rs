@@ -15,7 +15,7 @@ use crate::providers::{
 use host_manifest::{Budget, ModelSpec, Pipeline, ProviderKind, StageSpec};
 use host_runtime::bindings::orchestrator::stage::models::{self as wit, Host};
 use host_runtime::bindings::v0_1_name;
-use host_runtime::{AttemptScope, Capability, Grant, HasGrant};
+use host_runtime::{AttemptScope, Capability, Grant, HasGrant, grant_of};
 use host_store::Store;
 use host_vocab::Activity;
 pub use host_vocab::{CallSource, ModelCall, total_cost_usd, total_tokens};
@@ -161,18 +161,14 @@ impl Capability for ModelsCapability {
     const GOVERNED_BY: &'static str = "a stage's `models` (and `sessions`) grant";
 
     fn link<T: HasGrant<ModelsGrant>>(linker: &mut Linker<T>) -> wasmtime::Result<()> {
-        wit::add_to_linker::<T, HasSelf<ModelsGrant>>(linker, |s| {
-            s.beat();
-            s.grant()
-        })?;
+        wit::add_to_linker::<T, HasSelf<ModelsGrant>>(linker, grant_of)?;
         let mut i = linker.instance(&v0_1_name("models"))?;
         i.func_wrap_async(
             "complete",
             |mut store, (alias, messages, params): (String, Vec<wit::Message>, wit::Params)| {
                 Box::new(async move {
-                    let s = store.data_mut();
-                    s.beat();
-                    Ok((Host::complete(s.grant(), alias, messages, params).await?,))
+                    let s = grant_of(store.data_mut());
+                    Ok((Host::complete(s, alias, messages, params).await?,))
                 })
             },
         )?;
@@ -180,9 +176,8 @@ impl Capability for ModelsCapability {
             "complete-all",
             |mut store, (requests,): (Vec<wit::Request>,)| {
                 Box::new(async move {
-                    let s = store.data_mut();
-                    s.beat();
-                    Ok((Host::complete_all(s.grant(), requests).await?,))
+                    let s = grant_of(store.data_mut());
+                    Ok((Host::complete_all(s, requests).await?,))
                 })
             },
         )?;
@@ -196,9 +191,8 @@ impl Capability for ModelsCapability {
                 wit::Params,
             )| {
                 Box::new(async move {
-                    let s = store.data_mut();
-                    s.beat();
-                    Ok((Host::converse(s.grant(), alias, session, messages, params).await?,))
+                    let s = grant_of(store.data_mut());
+                    Ok((Host::converse(s, alias, session, messages, params).await?,))
                 })
             },
         )?;
