@@ -293,6 +293,18 @@ fn sigkill_during_the_middle_stage_resumes_it_cleanly() {
     assert_eq!(count(&ev, "stage-interrupted", "beta"), 1);
     assert_each_stage_succeeded_once(&ev);
     assert_eq!(artifact_hashes(&state, &run), uninterrupted_hashes());
+    // The resumed attempt is numbered after the killed one: its own number,
+    // its own log, and `host status` counts both.
+    let beta_attempts: Vec<u64> = ev
+        .iter()
+        .filter(|e| e["event"] == "stage-started" && e["stage"] == "beta")
+        .map(|e| e["attempt"].as_u64().unwrap())
+        .collect();
+    assert_eq!(beta_attempts, [1, 2], "{ev:?}");
+    let o = host_with(&state, &["status", "--json", &run]);
+    let status: serde_json::Value = serde_json::from_str(stdout(&o).trim()).unwrap();
+    assert_eq!(status["stages"][1]["attempts"], 2);
+    assert_eq!(status["stages"][0]["attempts"], 1);
 
     // The listings agree.
     let o = host_with(&state, &["runs", "--json"]);
@@ -305,6 +317,53 @@ fn sigkill_during_the_middle_stage_resumes_it_cleanly() {
     // Three answered calls of 18 tokens; the killed process never received
     // the fourth answer, so it has no usage to record.
     assert_eq!(runs[0]["tokens"], 18 * 3);
+}
+
+#[test]
+fn a_fresh_run_stays_fresh_when_resumed() {
+    let scratch = Scratch::new("fresh-resume");
+    let srv = server(Duration::from_secs(3));
+    let manifest = pipeline(&scratch, &srv.url);
+    let state = scratch.path("state");
+    // A finished run: every stage is in the result cache.
+    let first = host_with(&state, &["run", "--json", manifest.to_str().unwrap()]);
+    assert!(first.status.success(), "{}", stderr(&first));
+    assert_eq!(srv.requests().len(), 3);
+    // A --fresh run, killed while beta waits for its answer.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_host"))
+        .args([
+            "--cache-dir",
+            cache_dir().to_str().unwrap(),
+            "--state-dir",
+            state.to_str().unwrap(),
+        ])
+        .args(["run", "--fresh", "--json", manifest.to_str().unwrap()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let run = run_id_of(&lines.next().unwrap().unwrap());
+    while srv.count_by(stage_of).get("Beta").copied().unwrap_or(0) < 2 {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    // Resumed without --fresh: the run keeps the choice it was started with.
+    let o = host_with(&state, &["resume", "--json", &run]);
+    assert!(o.status.success(), "{}\n{}", stdout(&o), stderr(&o));
+    let counts = srv.count_by(stage_of);
+    assert_eq!(counts["Alpha"], 2, "alpha ran fresh before the kill");
+    assert_eq!(
+        counts["Beta"], 3,
+        "beta: the first run, the killed attempt, the resumed one"
+    );
+    assert_eq!(
+        counts["Gamma"], 2,
+        "gamma ran fresh, not from the first run's cache"
+    );
+    let ev = events(&state, &run);
+    assert_eq!(count(&ev, "stage-reused", "gamma"), 0, "{ev:?}");
 }
 
 #[test]

@@ -4,7 +4,7 @@
 //! this decides.
 
 use crate::report;
-use crate::scheduler::{RunOutcome, RunSummary, StageResult};
+use crate::scheduler::{RunOutcome, RunSummary, StageProgress, StageResult};
 use host_capabilities::models::ExchangeMode;
 use host_manifest::{self as manifest, Diagnostics, Pipeline};
 use host_store::{Owner, RunOptions, RunRecord, RunStatus, StageStatus, Store, StoreError, now_ms};
@@ -93,10 +93,11 @@ pub fn exchange_mode(options: &RunOptions) -> ExchangeMode {
     }
 }
 
-/// Recording and replaying are about model calls: no stage may skip its
-/// calls by reusing an earlier run's result.
+/// Whether no stage may reuse a cached result: `--fresh`, or recording and
+/// replaying, which are about model calls (no stage may skip its calls by
+/// reusing an earlier run's result).
 pub fn must_run_fresh(options: &RunOptions) -> bool {
-    options.record || options.replay_from.is_some()
+    options.fresh || options.record || options.replay_from.is_some()
 }
 
 /// A replay needs a run that recorded something.
@@ -195,8 +196,9 @@ pub fn recorded_pipeline(record: &RunRecord) -> Result<Pipeline, LifecycleError>
 pub struct Resumed {
     /// Stages that succeeded before, with their outputs.
     pub done: HashMap<String, StageResult>,
-    /// Loop state (iteration, feedback) of stages still to run.
-    pub progress: HashMap<String, (u32, Option<String>)>,
+    /// Where each stage still to run stood: its loop pass and feedback, and
+    /// the attempts already made in that pass.
+    pub progress: HashMap<String, StageProgress>,
     /// How many stages will run.
     pub pending: usize,
 }
@@ -224,8 +226,16 @@ pub fn take_over(store: &Store, record: &RunRecord) -> Result<Resumed, StoreErro
     }
     let progress = stages
         .iter()
-        .filter(|s| s.status != StageStatus::Succeeded && (s.iteration > 0 || s.feedback.is_some()))
-        .map(|s| (s.stage.clone(), (s.iteration, s.feedback.clone())))
+        .filter(|s| s.status != StageStatus::Succeeded)
+        .map(|s| {
+            let progress = StageProgress {
+                iteration: s.iteration,
+                feedback: s.feedback.clone(),
+                attempts: s.attempts,
+            };
+            (s.stage.clone(), progress)
+        })
+        .filter(|(_, p)| *p != StageProgress::default())
         .collect();
     // Read after the reset: every stage that will run is pending now.
     let pending = stages
@@ -403,8 +413,14 @@ mod tests {
             "both stages are in the loop's second pass"
         );
         assert_eq!(resumed.pending, 2);
-        assert_eq!(resumed.progress["a"], (1, Some("revise it".to_string())));
-        assert_eq!(resumed.progress["b"].0, 1);
+        let a = &resumed.progress["a"];
+        assert_eq!((a.iteration, a.feedback.as_deref()), (1, Some("revise it")));
+        assert_eq!(a.attempts, 1, "the second pass's first attempt was running");
+        assert_eq!(resumed.progress["b"].iteration, 1);
+        assert_eq!(
+            resumed.progress["b"].attempts, 0,
+            "a loop pass counts afresh"
+        );
     }
 
     #[test]

@@ -61,6 +61,7 @@ impl RunArgs {
                 .workspace
                 .as_ref()
                 .map(|dir| std::path::absolute(dir).unwrap_or_else(|_| dir.clone())),
+            fresh: self.execution.fresh,
         }
     }
 }

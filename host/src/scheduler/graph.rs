@@ -31,6 +31,8 @@ pub struct Node {
     pub feedback: Option<String>,
     /// 0 for declared stages; a spawned job is one deeper than its parent.
     pub depth: u32,
+    /// Attempts made in this pass before this process took the run over.
+    pub attempts_before: u32,
 }
 
 #[derive(Default)]
@@ -81,6 +83,7 @@ impl Graph {
             iteration: 0,
             feedback: None,
             depth,
+            attempts_before: 0,
         });
         i
     }
@@ -179,6 +182,7 @@ impl Graph {
                 .count();
             let node = &mut self.nodes[n];
             node.iteration += 1;
+            node.attempts_before = 0;
             node.unfinished = unfinished;
             node.state = NodeState::Waiting;
             if n == to {

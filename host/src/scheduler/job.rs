@@ -48,6 +48,9 @@ pub struct StageJob {
     /// said (the seed's "feedback" for a revision).
     pub iteration: u32,
     pub loop_feedback: Option<String>,
+    /// Attempts of this pass made by an earlier process: numbering goes on
+    /// from there (the retry budget is this process's own).
+    pub attempts_before: u32,
 }
 
 impl StageJob {
@@ -89,9 +92,10 @@ impl StageJob {
             .flat_map(|u| &u.artifacts)
             .map(|a| blake3::hash(&a.bytes).to_hex().to_string())
             .collect();
-        let mut attempt = 0;
+        let mut tries = 0;
         loop {
-            attempt += 1;
+            tries += 1;
+            let attempt = self.attempts_before + tries;
             // Never closed; were it, the attempt would run without a slot.
             let slot = self.slots.clone().acquire_owned().await.ok();
             let (run, stage, key) = (
@@ -213,7 +217,7 @@ impl StageJob {
                     return Ok(result);
                 }
                 Err(failure) => {
-                    let will_retry = failure.is_retryable() && attempt < max_attempts;
+                    let will_retry = failure.is_retryable() && tries < max_attempts;
                     let (run, stage, f) =
                         (self.run_id.clone(), self.stage.id.clone(), failure.clone());
                     stored(&self.store, move |s| {

@@ -40,6 +40,17 @@ const IN_FLIGHT_PER_SLOT: usize = 2;
 /// escalated and nothing more is started.
 pub const ESCALATE: &str = "escalate";
 
+/// Where an unfinished stage of a resumed run stood.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StageProgress {
+    /// Its pass of a loop, and what the stage that looped back said.
+    pub iteration: u32,
+    pub feedback: Option<String>,
+    /// Attempts already made in this pass (by processes that died): the
+    /// next one is numbered after them, with its own log.
+    pub attempts: u32,
+}
+
 /// What one run needs beyond the pipeline.
 pub struct RunContext {
     pub run_id: String,
@@ -48,8 +59,8 @@ pub struct RunContext {
     pub fresh: bool,
     /// Stages that already succeeded in this run (when resuming).
     pub done: HashMap<String, StageResult>,
-    /// Loop state of stages not done yet: iteration and feedback.
-    pub progress: HashMap<String, (u32, Option<String>)>,
+    /// Where stages not done yet stood when the run was interrupted.
+    pub progress: HashMap<String, StageProgress>,
     /// Becomes `Some(reason)` when the run must stop (Ctrl-C, `host cancel`).
     pub cancel: Option<watch::Receiver<Option<String>>>,
 }
@@ -429,6 +440,7 @@ impl RunState<'_> {
                 slots: self.slots.clone(),
                 iteration: node.iteration,
                 loop_feedback: node.feedback.clone(),
+                attempts_before: node.attempts_before,
             };
             self.graph.nodes[n].state = NodeState::Running;
             self.running.insert(n);
@@ -545,10 +557,11 @@ impl Scheduler {
             observer.on_event(&RunEvent::StageFinished(Box::new(r.clone())));
         }
         let mut graph = Graph::new(&pipeline.stages);
-        for (id, (iteration, feedback)) in &ctx.progress {
+        for (id, progress) in &ctx.progress {
             if let Some(n) = graph.get(id) {
-                graph.nodes[n].iteration = *iteration;
-                graph.nodes[n].feedback = feedback.clone();
+                graph.nodes[n].iteration = progress.iteration;
+                graph.nodes[n].feedback = progress.feedback.clone();
+                graph.nodes[n].attempts_before = progress.attempts;
             }
         }
         let mut state = RunState {

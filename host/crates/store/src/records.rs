@@ -74,6 +74,9 @@ pub struct RunOptions {
     /// `--workspace DIR`.
     #[serde(default)]
     pub workspace: Option<std::path::PathBuf>,
+    /// `--fresh`: no stage of the run reuses a cached result, resumed or not.
+    #[serde(default)]
+    pub fresh: bool,
 }
 
 /// A reference to an artifact stored once, by content.

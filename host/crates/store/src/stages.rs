@@ -295,6 +295,8 @@ impl Store {
                 self.make_pending(txn, run, stage, |r| {
                     r.output = None;
                     r.iteration = *iteration;
+                    // Attempts count within a pass of the loop.
+                    r.attempts = 0;
                     if stage == to {
                         r.feedback = Some(feedback.to_string());
                     }
