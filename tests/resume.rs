@@ -119,6 +119,35 @@ fn artifact_hashes(state: &std::path::Path, run: &str) -> Vec<(String, String, S
     out
 }
 
+/// `host run --json MANIFEST` in the background, its events readable line
+/// by line as they come (for a test that kills it at a chosen moment).
+fn spawn_run(
+    state: &std::path::Path,
+    manifest: &std::path::Path,
+    flags: &[&str],
+) -> (
+    std::process::Child,
+    std::io::Lines<BufReader<std::process::ChildStdout>>,
+) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_host"))
+        .args([
+            "--cache-dir",
+            cache_dir().to_str().unwrap(),
+            "--state-dir",
+            state.to_str().unwrap(),
+            "run",
+            "--json",
+        ])
+        .args(flags)
+        .arg(manifest)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    (child, lines)
+}
+
 /// The run id from the first JSON event line `host run --json` printed.
 fn run_id_of(stdout_text: &str) -> String {
     let first: serde_json::Value =
@@ -240,19 +269,7 @@ fn sigkill_during_the_middle_stage_resumes_it_cleanly() {
     let srv = server(Duration::from_secs(3));
     let manifest = pipeline(&scratch, &srv.url);
     let state = scratch.path("state");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_host"))
-        .args([
-            "--cache-dir",
-            cache_dir().to_str().unwrap(),
-            "--state-dir",
-            state.to_str().unwrap(),
-        ])
-        .args(["run", "--json", manifest.to_str().unwrap()])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let (mut child, mut lines) = spawn_run(&state, &manifest, &[]);
     let run = run_id_of(&lines.next().unwrap().unwrap());
     for line in lines.by_ref() {
         let line = line.unwrap();
@@ -330,19 +347,7 @@ fn a_fresh_run_stays_fresh_when_resumed() {
     assert!(first.status.success(), "{}", stderr(&first));
     assert_eq!(srv.requests().len(), 3);
     // A --fresh run, killed while beta waits for its answer.
-    let mut child = Command::new(env!("CARGO_BIN_EXE_host"))
-        .args([
-            "--cache-dir",
-            cache_dir().to_str().unwrap(),
-            "--state-dir",
-            state.to_str().unwrap(),
-        ])
-        .args(["run", "--fresh", "--json", manifest.to_str().unwrap()])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let (mut child, mut lines) = spawn_run(&state, &manifest, &["--fresh"]);
     let run = run_id_of(&lines.next().unwrap().unwrap());
     while srv.count_by(stage_of).get("Beta").copied().unwrap_or(0) < 2 {
         std::thread::sleep(Duration::from_millis(20));

@@ -69,20 +69,7 @@ impl Store {
             self.set_run_status(txn, run, RunStatus::Running, Some(owner.clone()))?;
             let mut reset = Vec::new();
             for stage in &record.stages {
-                let current = self.load_stage(txn, run, stage)?;
-                if current.status == StageStatus::Running {
-                    self.transition(
-                        txn,
-                        run,
-                        stage,
-                        StageStatus::Interrupted,
-                        |r| r.finished_ms = Some(now_ms()),
-                        Event::StageInterrupted {
-                            stage: stage.clone(),
-                            attempt: current.attempts,
-                        },
-                    )?;
-                }
+                let current = self.interrupt_if_running(txn, run, stage)?;
                 if current.status != StageStatus::Succeeded
                     && current.status != StageStatus::Pending
                 {

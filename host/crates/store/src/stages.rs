@@ -351,11 +351,19 @@ impl Store {
 
     /// A running stage stopped by a cancel or a deadline.
     pub fn stage_interrupted(&self, run: &str, stage: &str) -> Result<()> {
-        self.write(|txn| {
-            let current = self.load_stage(txn, run, stage)?;
-            if current.status != StageStatus::Running {
-                return Ok(());
-            }
+        self.write(|txn| self.interrupt_if_running(txn, run, stage).map(|_| ()))
+    }
+
+    /// Marks `stage` interrupted if it is running (its process stopped it or
+    /// died); returns the record as it was.
+    pub(crate) fn interrupt_if_running(
+        &self,
+        txn: &redb::WriteTransaction,
+        run: &str,
+        stage: &str,
+    ) -> Tx<StageRecord> {
+        let current = self.load_stage(txn, run, stage)?;
+        if current.status == StageStatus::Running {
             self.transition(
                 txn,
                 run,
@@ -366,9 +374,9 @@ impl Store {
                     stage: stage.into(),
                     attempt: current.attempts,
                 },
-            )
-            .map(|_| ())
-        })
+            )?;
+        }
+        Ok(current)
     }
 
     /// A run's stages in plan order.
