@@ -5,9 +5,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rustup target add wasm32-wasip2
-if [[ -x ../shared/tools/local-llm-server ]]; then
-  tests/local-llm.sh start
-else
-  echo "note: no local model server found; the 'ask' stage needs an OpenAI-compatible server at the base_url in examples/hello/pipeline.toml" >&2
-fi
+# The project's own local model (tests/local-llm.sh: everything from PyPI).
+tests/local-llm.sh start
 cargo run -p host -- run examples/hello/pipeline.toml "$@"

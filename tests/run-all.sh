@@ -6,7 +6,7 @@
 #   tests/run-all.sh
 #
 # Env: LOCAL_LLM_URL to use an already running OpenAI-compatible server
-# instead of starting ../shared/tools/local-llm-server (through tests/local-llm.sh).
+# instead of starting the project's own (tests/local-llm.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

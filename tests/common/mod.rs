@@ -181,8 +181,8 @@ pub fn stage<'a>(summary: &'a serde_json::Value, id: &str) -> &'a serde_json::Va
         .unwrap_or_else(|| panic!("no stage {id} in {summary}"))
 }
 
-/// Starts (or reuses) the real local model server from ../shared/tools and
-/// returns its OpenAI-compatible base URL.
+/// Starts (or reuses) the project's real local model server
+/// (tests/local-llm.sh) and returns its OpenAI-compatible base URL.
 pub fn local_llm() -> String {
     static URL: OnceLock<String> = OnceLock::new();
     URL.get_or_init(|| {
