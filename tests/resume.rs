@@ -6,10 +6,10 @@
 mod common;
 
 use common::model_server::{ModelServer, Reply, last_user_message};
+use common::runs::*;
 use common::*;
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 /// The greeting of the stage that sent a request: the hello plugin puts its
@@ -78,29 +78,6 @@ config = {{ greeting = "Gamma", model = "m" }}
     )
 }
 
-fn host_with(state: &std::path::Path, args: &[&str]) -> std::process::Output {
-    let mut full = vec!["--state-dir", state.to_str().unwrap()];
-    full.extend_from_slice(args);
-    host(&full)
-}
-
-/// Every event of a run, as JSON.
-fn events(state: &std::path::Path, run: &str) -> Vec<serde_json::Value> {
-    let o = host_with(state, &["events", "--json", run]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    stdout(&o)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
-}
-
-fn count(events: &[serde_json::Value], kind: &str, stage: &str) -> usize {
-    events
-        .iter()
-        .filter(|e| e["event"] == kind && e["stage"] == stage)
-        .count()
-}
-
 /// blake3 of every artifact of every stage, from `host show --json`.
 fn artifact_hashes(state: &std::path::Path, run: &str) -> Vec<(String, String, String)> {
     let mut out = Vec::new();
@@ -117,42 +94,6 @@ fn artifact_hashes(state: &std::path::Path, run: &str) -> Vec<(String, String, S
         }
     }
     out
-}
-
-/// `host run --json MANIFEST` in the background, its events readable line
-/// by line as they come (for a test that kills it at a chosen moment).
-fn spawn_run(
-    state: &std::path::Path,
-    manifest: &std::path::Path,
-    flags: &[&str],
-) -> (
-    std::process::Child,
-    std::io::Lines<BufReader<std::process::ChildStdout>>,
-) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_host"))
-        .args([
-            "--cache-dir",
-            cache_dir().to_str().unwrap(),
-            "--state-dir",
-            state.to_str().unwrap(),
-            "run",
-            "--json",
-        ])
-        .args(flags)
-        .arg(manifest)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    (child, lines)
-}
-
-/// The run id from the first JSON event line `host run --json` printed.
-fn run_id_of(stdout_text: &str) -> String {
-    let first: serde_json::Value =
-        serde_json::from_str(stdout_text.lines().next().expect("run-started line")).unwrap();
-    first["run_id"].as_str().unwrap().to_string()
 }
 
 fn uninterrupted_hashes() -> Vec<(String, String, String)> {
@@ -232,8 +173,9 @@ fn assert_each_stage_succeeded_once(ev: &[serde_json::Value]) {
     ignore = "needs the host built with --features failpoints"
 )]
 fn killed_before_the_first_stage_commits_reruns_only_that_stage() {
-    // Commits: 1 create run, 2 alpha started, 3 alpha succeeded.
-    let (counts, ev, hashes) = crash_at_failpoint_then_resume("before-commit@3", false);
+    // Commits: 1 create run, 2 alpha started, 3 its model call sent, 4 the
+    // call answered, 5 alpha succeeded.
+    let (counts, ev, hashes) = crash_at_failpoint_then_resume("before-commit@5", false);
     assert_eq!(
         counts["Alpha"], 2,
         "alpha's result never committed: it runs again"
@@ -251,7 +193,7 @@ fn killed_before_the_first_stage_commits_reruns_only_that_stage() {
     ignore = "needs the host built with --features failpoints"
 )]
 fn killed_right_after_the_first_stage_commits_never_reruns_it() {
-    let (counts, ev, hashes) = crash_at_failpoint_then_resume("after-commit@3", true);
+    let (counts, ev, hashes) = crash_at_failpoint_then_resume("after-commit@5", true);
     assert_eq!(
         counts["Alpha"], 1,
         "alpha finished before the crash: never again"
@@ -261,6 +203,83 @@ fn killed_right_after_the_first_stage_commits_never_reruns_it() {
     assert_eq!(count(&ev, "stage-started", "alpha"), 1);
     assert_each_stage_succeeded_once(&ev);
     assert_eq!(hashes, uninterrupted_hashes());
+}
+
+/// Calls the provider was (or may have been) paid for, as `host status`
+/// records them.
+fn paid_calls(state: &std::path::Path, run: &str) -> usize {
+    let o = host_with(state, &["status", "--json", run]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let status: serde_json::Value = serde_json::from_str(stdout(&o).trim()).unwrap();
+    status["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|s| s["model_calls"].as_array().cloned().unwrap_or_default())
+        .filter(|c| c["source"] == "provider" && (c["error"].is_null() || c["unsettled"] == true))
+        .count()
+}
+
+#[test]
+#[cfg_attr(
+    not(feature = "failpoints"),
+    ignore = "needs the host built with --features failpoints"
+)]
+fn a_crash_at_any_commit_loses_no_call_and_reruns_no_finished_stage() {
+    let expected = uninterrupted_hashes();
+    let mut points = 0;
+    for n in 2.. {
+        let mut fired = false;
+        for at in ["before-commit", "after-commit"] {
+            let scratch = Scratch::new("every-commit");
+            let srv = server(Duration::ZERO);
+            let manifest = pipeline(&scratch, &srv.url);
+            let state = scratch.path("state");
+            let failpoint = format!("{at}@{n}");
+            let crashed = Command::new(env!("CARGO_BIN_EXE_host"))
+                .args(["--cache-dir", cache_dir().to_str().unwrap()])
+                .args(["--state-dir", state.to_str().unwrap()])
+                .args(["run", "--json", manifest.to_str().unwrap()])
+                .env("HOST_FAILPOINT", &failpoint)
+                .output()
+                .unwrap();
+            if crashed.status.success() {
+                continue;
+            }
+            fired = true;
+            points += 1;
+            let run = run_id_of(&stdout(&crashed));
+            // What the crashed process sent is on record: every request
+            // the server saw, plus at most the one recorded as sent that
+            // the crash stopped before it left.
+            let (seen, paid) = (srv.requests().len(), paid_calls(&state, &run));
+            assert!(
+                seen <= paid && paid <= seen + 1,
+                "{failpoint}: server saw {seen}, record says {paid}"
+            );
+            let o = host_with(&state, &["resume", "--json", &run]);
+            assert!(o.status.success(), "{failpoint}: {}", stderr(&o));
+            let ev = events(&state, &run);
+            for stage in ["alpha", "beta", "gamma"] {
+                assert_eq!(
+                    count(&ev, "stage-succeeded", stage),
+                    1,
+                    "{failpoint}: {ev:?}"
+                );
+            }
+            assert_eq!(artifact_hashes(&state, &run), expected, "{failpoint}");
+            let (seen, paid) = (srv.requests().len(), paid_calls(&state, &run));
+            assert!(
+                seen <= paid && paid <= seen + 1,
+                "{failpoint}, resumed: server saw {seen}, record says {paid}"
+            );
+        }
+        if !fired {
+            break;
+        }
+    }
+    // 3 stages of 4 commits each, the run's creation and its end.
+    assert!(points >= 2 * 12, "only {points} crash points were tried");
 }
 
 #[test]
@@ -331,9 +350,21 @@ fn sigkill_during_the_middle_stage_resumes_it_cleanly() {
         .collect();
     assert_eq!(runs.len(), 1);
     assert_eq!(runs[0]["status"], "succeeded");
-    // Three answered calls of 18 tokens; the killed process never received
-    // the fourth answer, so it has no usage to record.
-    assert_eq!(runs[0]["tokens"], 18 * 3);
+    // Every request the server saw is recorded: three answered calls of
+    // 18 tokens, and the one in flight when the host was killed, counted at
+    // the worst case reserved before it was sent.
+    let o = host_with(&state, &["status", "--json", &run]);
+    let status: serde_json::Value = serde_json::from_str(stdout(&o).trim()).unwrap();
+    let beta_calls = status["stages"][1]["model_calls"].as_array().unwrap();
+    assert_eq!(beta_calls.len(), 2, "{beta_calls:?}");
+    assert_eq!(beta_calls[0]["unsettled"], true, "{beta_calls:?}");
+    assert!(beta_calls[1].get("unsettled").is_none());
+    let seen: usize = srv.count_by(stage_of).values().sum();
+    assert_eq!(seen, 4);
+    let reserved = beta_calls[0]["input_tokens"].as_u64().unwrap()
+        + beta_calls[0]["output_tokens"].as_u64().unwrap();
+    assert!(reserved > 0);
+    assert_eq!(runs[0]["tokens"], 18 * 3 + reserved);
 }
 
 #[test]

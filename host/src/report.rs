@@ -363,6 +363,7 @@ pub fn print_model_totals<'a>(calls: impl Iterator<Item = &'a ModelCall>) {
         cost: f64,
         refused: u64,
         failed: u64,
+        unsettled: u64,
         free: u64,
     }
     let mut per_alias: std::collections::BTreeMap<String, Totals> = Default::default();
@@ -372,7 +373,8 @@ pub fn print_model_totals<'a>(calls: impl Iterator<Item = &'a ModelCall>) {
             t.model = call.model.clone();
         }
         match (call.source, &call.error) {
-            (CallSource::Refused, _) => t.refused += 1,
+            (CallSource::Refused, _) => t.refused += u64::from(call.count),
+            _ if call.unsettled => t.unsettled += 1,
             (_, Some(_)) => t.failed += 1,
             (CallSource::Cache | CallSource::Replay, None) => t.free += 1,
             (CallSource::Provider, None) => t.calls += 1,
@@ -389,6 +391,10 @@ pub fn print_model_totals<'a>(calls: impl Iterator<Item = &'a ModelCall>) {
         for (n, what) in [
             (t.refused, "refused"),
             (t.failed, "failed"),
+            (
+                t.unsettled,
+                "sent but never answered (counted at their worst case)",
+            ),
             (t.free, "from cache or replay"),
         ] {
             if n > 0 {

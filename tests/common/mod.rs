@@ -5,6 +5,7 @@
 
 pub mod http;
 pub mod model_server;
+pub mod runs;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

@@ -407,3 +407,21 @@ pub fn print_table(rows: &[Row]) {
         );
     }
 }
+
+/// The scope of attempt `i` of `stage` in the bench's run.
+pub(crate) fn attempt_scope(
+    stage: &host_manifest::StageSpec,
+    i: u32,
+) -> host_runtime::AttemptScope<'_> {
+    static LIVE: std::sync::OnceLock<std::sync::Arc<host_runtime::live::AttemptLive>> =
+        std::sync::OnceLock::new();
+    host_runtime::AttemptScope {
+        run_id: "bench",
+        stage,
+        iteration: 0,
+        attempt: i + 1,
+        live: LIVE.get_or_init(|| {
+            std::sync::Arc::new(host_runtime::live::AttemptLive::detached("bench"))
+        }),
+    }
+}

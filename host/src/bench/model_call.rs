@@ -109,7 +109,7 @@ pub async fn measure(dir: &Path, noop: &Path, iterations: usize) -> Result<Overh
     let mut via_host = Vec::with_capacity(iterations);
     for i in 0..iterations + 20 {
         // A fresh grant per call, as each stage attempt gets one.
-        let mut grant = models.grant(stage, "bench");
+        let mut grant = models.grant(&super::attempt_scope(stage, i as u32));
         let messages = vec![Message {
             role: Role::User,
             content: "Say ok.".into(),

@@ -95,7 +95,7 @@ pub async fn measure(dir: &Path, component: &Path, repeats: usize) -> Result<Fig
         let spec = AttemptSpec {
             input: input(i as u32),
             grants: Grants {
-                models: models.grant(stage, "bench"),
+                models: models.grant(&super::attempt_scope(stage, i as u32)),
                 ..Grants::deny()
             },
             timeout: Duration::from_secs(60),

@@ -128,6 +128,7 @@ impl StageJob {
             let scope = AttemptScope {
                 run_id: &self.run_id,
                 stage: &self.stage,
+                iteration: self.iteration,
                 attempt,
                 live: &live,
             };

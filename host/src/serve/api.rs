@@ -341,10 +341,10 @@ fn timeline(store: &Store, run: &RunRecord) -> Result<Vec<Attempt>, Reply> {
                 gates: Vec::new(),
                 log_url: None,
             }),
-            // Activity is logged with the attempt's finish, just before it.
-            Event::ModelCalled { stage, call } => {
+            // Calls are logged as they finish, within their attempt.
+            Event::ModelCalled { stage, call, .. } => {
                 if let Some(a) = out.iter_mut().rev().find(|a| &a.stage == stage) {
-                    a.model_calls += 1;
+                    a.model_calls += call.count;
                     a.tokens += u64::from(call.input_tokens) + u64::from(call.output_tokens);
                     a.cost_usd += call.cost_usd;
                 }

@@ -37,6 +37,7 @@ pub fn scope<'a>(
             .iter()
             .find(|s| s.id == stage)
             .unwrap_or_else(|| panic!("no stage {stage}")),
+        iteration: 0,
         attempt: 1,
         live,
     }

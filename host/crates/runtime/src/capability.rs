@@ -40,6 +40,8 @@ pub fn grant_of<T: HasGrant<G>, G>(data: &mut T) -> &mut G {
 pub struct AttemptScope<'a> {
     pub run_id: &'a str,
     pub stage: &'a StageSpec,
+    /// The stage's loop pass (0: the first) and its attempt in that pass.
+    pub iteration: u32,
     pub attempt: u32,
     /// Where log lines, progress and model calls go as they happen.
     pub live: &'a Arc<AttemptLive>,

@@ -25,7 +25,10 @@ impl Store {
         Ok(())
     }
 
-    /// One event per model call and gate run, one for the file changes.
+    /// What an attempt did that is not durable yet, at its end: the model
+    /// calls not committed as they finished (and the requests it left in
+    /// flight, now unsettled), one event per gate run, one for the file
+    /// changes.
     pub(crate) fn append_activity(
         &self,
         txn: &redb::WriteTransaction,
@@ -34,13 +37,8 @@ impl Store {
         attempt: u32,
         activity: &Activity,
     ) -> Tx<()> {
-        for call in &activity.model_calls {
-            let event = Event::ModelCalled {
-                stage: stage.into(),
-                call: call.clone(),
-            };
-            self.append_event(txn, run, event)?;
-        }
+        self.save_calls(txn, run, stage, &activity.unsaved_calls)?;
+        self.settle_in_flight(txn, run, stage)?;
         for gate in &activity.gate_runs {
             let event = Event::GateRan {
                 stage: stage.into(),

@@ -14,6 +14,7 @@ mod fault;
 mod group_commit;
 mod guard;
 mod kv;
+mod model_calls;
 mod model_tables;
 pub mod records;
 mod runs;
@@ -34,8 +35,9 @@ use redb::{ConcurrencyMode, Database, ReadableDatabase, ReadableTable, TableDefi
 use std::path::{Path, PathBuf};
 
 /// Bumped when the layout changes; older files are migrated on open.
-/// 2 added the model tables (recordings, response cache, sessions).
-pub const SCHEMA_VERSION: u64 = 2;
+/// 2 added the model tables (recordings, response cache, sessions); 3 the
+/// tables of model calls committed one by one (and in flight).
+pub const SCHEMA_VERSION: u64 = 3;
 pub const DB_FILE: &str = "state.redb";
 
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
@@ -54,6 +56,12 @@ const RECORDINGS: TableDefinition<(&str, &str, &str, u32), &[u8]> =
 const MODEL_CACHE: TableDefinition<&str, &[u8]> = TableDefinition::new("model_cache");
 /// (run, session) -> the session's messages.
 const SESSIONS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("sessions");
+/// (run, stage, iteration, attempt, n) -> a model call, committed as it
+/// finished (see [`model_calls`]).
+const CALLS: TableDefinition<(&str, &str, u32, u32, u32), &[u8]> = TableDefinition::new("calls");
+/// Same key -> a request sent whose answer is not recorded yet.
+const IN_FLIGHT: TableDefinition<(&str, &str, u32, u32, u32), &[u8]> =
+    TableDefinition::new("calls_in_flight");
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -309,6 +317,8 @@ fn for_each_table(txn: &redb::WriteTransaction) -> std::result::Result<(), redb:
     txn.open_table(RECORDINGS)?;
     txn.open_table(MODEL_CACHE)?;
     txn.open_table(SESSIONS)?;
+    txn.open_table(CALLS)?;
+    txn.open_table(IN_FLIGHT)?;
     Ok(())
 }
 

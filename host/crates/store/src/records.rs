@@ -116,6 +116,9 @@ pub struct StageRecord {
     pub skip_reason: Option<String>,
     /// Set when the output came from an earlier run's identical stage.
     pub reused_from: Option<String>,
+    /// As read back: every call of the stage, from the table of calls
+    /// (older records kept them inline here).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub model_calls: Vec<ModelCall>,
     #[serde(default)]
     pub gate_runs: Vec<GateRun>,
@@ -220,8 +223,23 @@ pub enum Event {
         stage: String,
         attempt: u32,
     },
+    /// A request is about to go to a provider, its worst case reserved
+    /// against budgets.
+    ModelCallSent {
+        stage: String,
+        attempt: u32,
+        /// The call's place in its attempt.
+        n: u32,
+        alias: String,
+        reserved_tokens: u64,
+        reserved_cost_usd: f64,
+    },
+    /// A call finished (answered, failed, refused, or never answered:
+    /// `unsettled`).
     ModelCalled {
         stage: String,
+        #[serde(default)]
+        attempt: u32,
         call: ModelCall,
     },
     GateRan {

@@ -165,7 +165,6 @@ impl Store {
                 |r| {
                     r.finished_ms = Some(now_ms());
                     r.output = Some(out);
-                    r.model_calls.extend(activity.model_calls);
                     r.gate_runs.extend(activity.gate_runs);
                     r.file_changes = activity.file_changes;
                 },
@@ -209,7 +208,6 @@ impl Store {
                 stage,
                 to,
                 |r| {
-                    r.model_calls.extend(activity.model_calls);
                     r.gate_runs.extend(activity.gate_runs);
                     r.file_changes = activity.file_changes;
                     if !will_retry {
@@ -364,6 +362,7 @@ impl Store {
     ) -> Tx<StageRecord> {
         let current = self.load_stage(txn, run, stage)?;
         if current.status == StageStatus::Running {
+            self.settle_in_flight(txn, run, stage)?;
             self.transition(
                 txn,
                 run,
@@ -392,7 +391,10 @@ impl Store {
                             stage: s.clone(),
                         }
                     })?;
-                    decode("stages", &format!("{}/{s}", run.id), bytes.value())
+                    let mut record: StageRecord =
+                        decode("stages", &format!("{}/{s}", run.id), bytes.value())?;
+                    record.model_calls.extend(self.calls_of(txn, &run.id, s)?);
+                    Ok(record)
                 })
                 .collect()
         })

@@ -168,3 +168,67 @@ fn checkpoints_are_scoped_to_run_and_stage() {
     store.kv_delete("r", "a", "k").unwrap();
     assert_eq!(store.kv_get("r", "a", "k").unwrap(), None);
 }
+
+#[test]
+fn a_call_in_flight_counts_until_its_answer_or_its_attempts_end_settles_it() {
+    use host_vocab::{CallKey, ModelCall, SentCall};
+    let (store, _dir) = open();
+    store.create_run(&run_record("r", &["a"])).unwrap();
+    store.stage_started("r", "a", 1, None).unwrap();
+    let key = |n| CallKey {
+        iteration: 0,
+        attempt: 1,
+        n,
+    };
+    let sent = SentCall {
+        alias: "m".into(),
+        input_tokens: 10,
+        output_tokens: 5,
+        cost_usd: 0.25,
+        ..SentCall::default()
+    };
+    store.model_call_sent("r", "a", key(0), &sent).unwrap();
+    store.model_call_sent("r", "a", key(1), &sent).unwrap();
+    let calls = |store: &Store| {
+        let run = store.run("r").unwrap();
+        stage(&store.stages(&run).unwrap(), "a").model_calls.clone()
+    };
+    // Both in flight: read back as unsettled, at their reserved worst case.
+    let now = calls(&store);
+    assert_eq!(now.len(), 2);
+    assert!(
+        now.iter()
+            .all(|c| c.unsettled && c.is_paid() && c.cost_usd == 0.25)
+    );
+
+    let answered = ModelCall {
+        alias: "m".into(),
+        input_tokens: 3,
+        output_tokens: 1,
+        ..ModelCall::default()
+    };
+    store.model_call_done("r", "a", key(0), &answered).unwrap();
+    // Recording the same call again (the attempt's end) is an update.
+    store.model_call_done("r", "a", key(0), &answered).unwrap();
+    let now = calls(&store);
+    assert_eq!(now.len(), 2);
+    assert!(!now[0].unsettled && now[0].input_tokens == 3);
+    assert!(now[1].unsettled);
+
+    // The attempt is interrupted: the call still in flight is settled as
+    // unsettled for good, with its event.
+    store.stage_interrupted("r", "a").unwrap();
+    let now = calls(&store);
+    assert_eq!(now.len(), 2);
+    assert!(now[1].unsettled);
+    let events = store.events("r").unwrap();
+    let called = events
+        .iter()
+        .filter(|e| matches!(e.event, Event::ModelCalled { .. }))
+        .count();
+    let sent = events
+        .iter()
+        .filter(|e| matches!(e.event, Event::ModelCallSent { .. }))
+        .count();
+    assert_eq!((sent, called), (2, 2));
+}

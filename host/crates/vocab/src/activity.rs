@@ -4,13 +4,18 @@
 use crate::chat::ChatMessage;
 use crate::file_change::FileChange;
 use crate::gate_run::GateRun;
-use crate::model_call::ModelCall;
+use crate::model_call::{CallKey, ModelCall};
 
 /// The model calls an attempt made, the gates it ran, the workspace files
 /// it changed.
 #[derive(Debug, Clone, Default)]
 pub struct Activity {
+    /// Every call the attempt made (identical refusals folded), for its
+    /// report; most are already durable, committed as they finished.
     pub model_calls: Vec<ModelCall>,
+    /// The calls the store does not have yet, or has with an older count:
+    /// committed with the attempt's outcome.
+    pub unsaved_calls: Vec<(CallKey, ModelCall)>,
     pub gate_runs: Vec<GateRun>,
     pub file_changes: Vec<FileChange>,
     /// Messages the attempt added to conversation sessions: kept only when

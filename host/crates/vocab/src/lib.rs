@@ -26,7 +26,7 @@ pub use failure::StageFailure;
 pub use file_change::FileChange;
 pub use gate_run::{GateOutcome, GateRun};
 pub use log::{LogLevel, LogLine};
-pub use model_call::{CallSource, ModelCall, total_cost_usd, total_tokens};
+pub use model_call::{CallKey, CallSource, ModelCall, SentCall, total_cost_usd, total_tokens};
 pub use result::{RunOutcome, RunSummary, StageResult};
 pub use stage_io::{Artifact, Metric, StageInput, StageOutput, Upstream};
 pub use status::{IllegalTransition, RunStatus, StageStatus};

@@ -15,6 +15,12 @@ pub const MAX_LOG_LINES: u64 = 10_000;
 /// Default most model calls one attempt may make: a runaway loop in a
 /// plugin must not run up an unbounded bill.
 pub const MAX_CALLS_PER_ATTEMPT: usize = 1000;
+/// Most requests of one `complete-all` batch in flight at once (a server's
+/// own `max_concurrent` may allow fewer).
+pub const MAX_BATCH_IN_FLIGHT: usize = 16;
+/// Distinct refusals (alias, session, reason) one attempt keeps apart;
+/// beyond them, refusals of a reason are counted together.
+pub const MAX_DISTINCT_REFUSALS: usize = 32;
 /// Most gate runs one attempt may ask for: a plugin stuck in a loop must not
 /// keep the machine busy running test suites.
 pub const MAX_GATE_RUNS_PER_ATTEMPT: usize = 50;

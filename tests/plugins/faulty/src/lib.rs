@@ -33,6 +33,9 @@ enum Behaviour {
         session: Option<String>,
         #[serde(default)]
         max_tokens: Option<u32>,
+        /// Go on after a failed call (a plugin asking in a loop).
+        #[serde(default)]
+        keep_going: bool,
     },
     /// Succeed with this routing decision.
     Decide { decision: String },
@@ -173,21 +176,28 @@ impl Stage for Faulty {
                 times,
                 session,
                 max_tokens,
+                keep_going,
             } => {
                 let mut params = Params::default();
                 if let Some(n) = max_tokens {
                     params = params.max_tokens(n);
                 }
                 let mut answers = Vec::new();
+                let mut failed = 0;
                 for i in 0..times {
                     let prompt = format!("Question {i}: say a word.");
                     let answer = match &session {
                         Some(s) => models::ask_in(&alias, s, &prompt, &params),
                         None => models::ask(&alias, None, &prompt, &params),
                     };
-                    answers.push(answer.map_err(StageError::from)?);
+                    match answer {
+                        Ok(a) => answers.push(a),
+                        Err(_) if keep_going => failed += 1,
+                        Err(e) => return Err(StageError::from(e)),
+                    }
                 }
-                Output::new(format!("{} answers", answers.len())).json("answers.json", &answers)
+                Output::new(format!("{} answers, {failed} failed", answers.len()))
+                    .json("answers.json", &answers)
             }
             Behaviour::Decide { decision } => {
                 Ok(Output::new(format!("decided {decision}")).decision(decision))
