@@ -476,3 +476,172 @@ fn unknown_runs_and_stages_are_named() {
         stderr(&o)
     );
 }
+
+/// An interrupted run (its host aborted before alpha's success committed)
+/// in `state`, and its id.
+fn interrupted_run(state: &std::path::Path, manifest: &std::path::Path) -> String {
+    let crashed = Command::new(env!("CARGO_BIN_EXE_host"))
+        .args(["--cache-dir", cache_dir().to_str().unwrap()])
+        .args(["--state-dir", state.to_str().unwrap()])
+        .args(["run", "--json", manifest.to_str().unwrap()])
+        .env("HOST_FAILPOINT", "before-commit@5")
+        .output()
+        .unwrap();
+    assert!(!crashed.status.success());
+    run_id_of(&stdout(&crashed))
+}
+
+#[test]
+#[cfg_attr(
+    not(feature = "failpoints"),
+    ignore = "needs the host built with --features failpoints"
+)]
+fn of_two_resumes_started_together_exactly_one_runs() {
+    let scratch = Scratch::new("two-resumes");
+    // Beta answers slowly, so the winner still holds the run when the
+    // loser tries to take it.
+    let srv = server(Duration::from_millis(700));
+    let manifest = pipeline(&scratch, &srv.url);
+    let template = scratch.path("template");
+    let run = interrupted_run(&template, &manifest);
+    // A dead owner's run reads as interrupted everywhere, before anyone
+    // resumes it.
+    let o = host_with(&template, &["runs", "--json"]);
+    assert!(stdout(&o).contains("\"interrupted\""), "{}", stdout(&o));
+    let o = host_with(&template, &["status", "--json", &run]);
+    let status: serde_json::Value = serde_json::from_str(stdout(&o).trim()).unwrap();
+    assert_eq!(status["run"]["status"], "interrupted");
+    assert_eq!(status["stages"][0]["status"], "interrupted");
+
+    for round in 0..20 {
+        let state = scratch.path(&format!("state-{round}"));
+        std::fs::create_dir_all(&state).unwrap();
+        std::fs::copy(template.join("state.redb"), state.join("state.redb")).unwrap();
+        let start = || {
+            Command::new(env!("CARGO_BIN_EXE_host"))
+                .args(["--cache-dir", cache_dir().to_str().unwrap()])
+                .args(["--state-dir", state.to_str().unwrap()])
+                .args(["resume", &run])
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        };
+        let (a, b) = (start(), start());
+        let (a, b) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
+        let mut codes = [a.status.code(), b.status.code()];
+        codes.sort();
+        assert_eq!(
+            codes,
+            [Some(0), Some(10)],
+            "round {round}:\n{}\n{}",
+            stderr(&a),
+            stderr(&b)
+        );
+        let loser = if a.status.success() { &b } else { &a };
+        assert!(
+            stderr(loser).contains("is being executed by process"),
+            "{}",
+            stderr(loser)
+        );
+        let ev = events(&state, &run);
+        for stage in ["beta", "gamma"] {
+            assert_eq!(
+                count(&ev, "stage-started", stage),
+                1,
+                "round {round}: {ev:?}"
+            );
+        }
+        assert_eq!(count(&ev, "stage-succeeded", "alpha"), 1);
+        assert_eq!(ev.iter().filter(|e| e["event"] == "run-resumed").count(), 1);
+    }
+}
+
+#[test]
+fn a_killed_host_not_yet_reaped_is_dead_to_resume() {
+    let scratch = Scratch::new("zombie");
+    let srv = server(Duration::from_secs(2));
+    let manifest = pipeline(&scratch, &srv.url);
+    let state = scratch.path("state");
+    let (mut child, mut lines) = spawn_run(&state, &manifest, &[]);
+    let run = run_id_of(&lines.next().unwrap().unwrap());
+    while !srv.count_by(stage_of).contains_key("Beta") {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Killed but not waited for: a zombie that still has the run's pid.
+    let pid = child.id();
+    kill_9(pid);
+    std::thread::sleep(Duration::from_millis(200));
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    assert!(stat.contains(") Z "), "{stat}");
+    let o = host_with(&state, &["status", "--json", &run]);
+    let status: serde_json::Value = serde_json::from_str(stdout(&o).trim()).unwrap();
+    assert_eq!(status["run"]["status"], "interrupted");
+    let o = host_with(&state, &["resume", "--json", &run]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    child.wait().unwrap();
+}
+
+fn kill_9(pid: u32) {
+    let status = Command::new("kill")
+        .args(["-KILL", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+#[test]
+fn a_read_only_state_directory_can_be_read() {
+    let scratch = Scratch::new("read-only");
+    let srv = server(Duration::ZERO);
+    let manifest = pipeline(&scratch, &srv.url);
+    let state = scratch.path("state");
+    let o = host_with(&state, &["run", "--json", manifest.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let run = run_id_of(&stdout(&o));
+    // A read-only view of it: a read-only bind mount, which holds even for
+    // root (file modes do not). Without the privilege to mount, a read-only
+    // file is the closest an unprivileged user can get.
+    let view = scratch.path("view");
+    std::fs::create_dir_all(&view).unwrap();
+    let mounted = Command::new("mount")
+        .args(["--bind", state.to_str().unwrap(), view.to_str().unwrap()])
+        .status()
+        .is_ok_and(|s| s.success())
+        && Command::new("mount")
+            .args(["-o", "remount,bind,ro", view.to_str().unwrap()])
+            .status()
+            .is_ok_and(|s| s.success());
+    let dir = if mounted {
+        view.clone()
+    } else {
+        let mut perms = std::fs::metadata(state.join("state.redb"))
+            .unwrap()
+            .permissions();
+        perms.set_readonly(true);
+        std::fs::set_permissions(state.join("state.redb"), perms).unwrap();
+        state.clone()
+    };
+    let checks = (|| {
+        for args in [
+            vec!["runs"],
+            vec!["status", &run],
+            vec!["show", &run, "beta"],
+            vec!["events", &run],
+        ] {
+            let o = host_with(&dir, &args);
+            if !o.status.success() {
+                return Err(format!("{args:?}: {}", stderr(&o)));
+            }
+        }
+        let o = host_with(&dir, &["run", manifest.to_str().unwrap()]);
+        if mounted && !(o.status.code() == Some(11) && stderr(&o).contains("read-only")) {
+            return Err(format!("a run on a read-only state: {}", stderr(&o)));
+        }
+        Ok(())
+    })();
+    if mounted {
+        let _ = Command::new("umount").arg(&view).status();
+    }
+    checks.unwrap();
+}

@@ -35,7 +35,9 @@ impl LifecycleError {
         match self {
             LifecycleError::Store(e) => matches!(
                 e,
-                StoreError::UnknownRun(_) | StoreError::UnknownStage { .. }
+                StoreError::UnknownRun(_)
+                    | StoreError::UnknownStage { .. }
+                    | StoreError::Busy { .. }
             ),
             _ => true,
         }

@@ -75,7 +75,9 @@ impl Failure {
 impl From<StoreError> for Failure {
     fn from(e: StoreError) -> Self {
         let exit = match e {
-            StoreError::UnknownRun(_) | StoreError::UnknownStage { .. } => Exit::InvalidInput,
+            StoreError::UnknownRun(_)
+            | StoreError::UnknownStage { .. }
+            | StoreError::Busy { .. } => Exit::InvalidInput,
             _ => Exit::HostError,
         };
         Failure::Message(exit, format!("error: {e}"))

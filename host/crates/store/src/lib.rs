@@ -86,8 +86,12 @@ pub enum StoreError {
     Incompatible { path: PathBuf },
     #[error("state database {path}: {detail}")]
     Db { path: PathBuf, detail: String },
-    #[error("state database {path} is open read-only")]
+    #[error(
+        "state database {path} is open read-only (it or its directory cannot be written here): reading works, running needs a writable --state-dir"
+    )]
     ReadOnly { path: PathBuf },
+    #[error("run {run} is being executed by process {pid} right now")]
+    Busy { run: String, pid: u32 },
     #[error("no run '{0}' in this state directory (see `host runs`)")]
     UnknownRun(String),
     #[error("run '{run}' has no stage '{stage}'")]
@@ -171,6 +175,20 @@ fn decode<T: serde::de::DeserializeOwned>(table: &'static str, key: &str, bytes:
 }
 
 impl Store {
+    /// Opens the database in `dir` for writing, because it needs the repair
+    /// only a writer can make; read-only, that is an error.
+    fn open_for_repair(dir: &Path) -> Result<Store> {
+        let path = dir.join(DB_FILE);
+        let writable = std::fs::OpenOptions::new().write(true).open(&path);
+        match writable {
+            Err(e) if is_read_only_error(&e) => Err(StoreError::Db {
+                path,
+                detail: "it was left unclean by a process that stopped, and only a process that may write it can repair it".into(),
+            }),
+            _ => Store::open(dir),
+        }
+    }
+
     /// Opens (creating if needed) the database in `dir`.
     pub fn open(dir: &Path) -> Result<Store> {
         std::fs::create_dir_all(dir).map_err(|source| StoreError::CreateDir {
@@ -180,10 +198,21 @@ impl Store {
         let path = dir.join(DB_FILE);
         let p = path.clone();
         guard(&path, move || {
-            let db = Database::builder()
+            let opened = Database::builder()
                 .set_concurrency_mode(ConcurrencyMode::MultiWriter)
-                .create(&p)
-                .map_err(|e| classify(&p, e.into()))?;
+                .create(&p);
+            let db = match opened {
+                Ok(db) => db,
+                // A state directory the user may read but not write (a CI
+                // artifact, another user's runs): reading still works, and
+                // any write says the database is read-only.
+                Err(redb::DatabaseError::Storage(redb::StorageError::Io(e)))
+                    if p.exists() && is_read_only_error(&e) =>
+                {
+                    return Store::open_read_only(dir);
+                }
+                Err(e) => return Err(classify(&p, e.into())),
+            };
             let store = Store {
                 db: Db::Writable(db),
                 commits: group_commit::GroupCommit::new(&p),
@@ -210,7 +239,7 @@ impl Store {
                 .open_read_only(&p);
             let db = match opened {
                 Ok(db) => db,
-                Err(redb::DatabaseError::RepairAborted) => return Store::open(dir),
+                Err(redb::DatabaseError::RepairAborted) => return Store::open_for_repair(dir),
                 Err(e) => return Err(classify(&p, e.into())),
             };
             let store = Store {
@@ -320,6 +349,13 @@ fn for_each_table(txn: &redb::WriteTransaction) -> std::result::Result<(), redb:
     txn.open_table(CALLS)?;
     txn.open_table(IN_FLIGHT)?;
     Ok(())
+}
+
+fn is_read_only_error(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::ReadOnlyFilesystem
+    )
 }
 
 fn classify(path: &Path, e: redb::Error) -> StoreError {

@@ -23,21 +23,39 @@ impl Owner {
         }
     }
 
-    /// Whether this process is still running.
+    /// Whether this process is still running: it exists, is not a zombie
+    /// (killed, not yet reaped by its parent), and started when the owner
+    /// did (its pid was not reused by a later process).
     pub fn is_alive(&self) -> bool {
-        match (process_start_ticks(self.pid), self.start_ticks) {
-            (Some(now), Some(then)) => now == then,
-            (Some(_), None) => true,
-            (None, _) => false,
+        let Some(now) = process_stat(self.pid) else {
+            return false;
+        };
+        if matches!(now.state, 'Z' | 'X' | 'x') {
+            return false;
+        }
+        match self.start_ticks {
+            Some(then) => now.start_ticks == then,
+            None => true,
         }
     }
 }
 
-fn process_start_ticks(pid: u32) -> Option<u64> {
+struct ProcessStat {
+    state: char,
+    start_ticks: u64,
+}
+
+fn process_stat(pid: u32) -> Option<ProcessStat> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // The command name may contain spaces: fields are counted after its ')'.
-    let after = &stat[stat.rfind(')')? + 2..];
-    after.split_whitespace().nth(19)?.parse().ok()
+    let mut after = stat[stat.rfind(')')? + 2..].split_whitespace();
+    let state = after.next()?.chars().next()?;
+    let start_ticks = after.nth(18)?.parse().ok()?;
+    Some(ProcessStat { state, start_ticks })
+}
+
+fn process_start_ticks(pid: u32) -> Option<u64> {
+    process_stat(pid).map(|s| s.start_ticks)
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -57,6 +75,18 @@ pub struct RunRecord {
     /// Command-line choices a resumed run must keep.
     #[serde(default)]
     pub options: RunOptions,
+}
+
+impl RunRecord {
+    /// The run as every reader should see it: one recorded as running
+    /// whose process is gone was interrupted, whether or not anyone has
+    /// resumed it yet.
+    pub fn observed(mut self) -> Self {
+        if self.status == RunStatus::Running && !self.owner.is_alive() {
+            self.status = RunStatus::Interrupted;
+        }
+        self
+    }
 }
 
 /// What `host run` was told beyond the manifest.

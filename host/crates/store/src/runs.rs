@@ -60,9 +60,24 @@ impl Store {
     /// Takes over an unfinished (or failed) run: stages that were running are
     /// marked interrupted, then every stage that did not succeed is pending
     /// again. Returns the stages that will run again.
+    ///
+    /// The claim is atomic: the owner's liveness is checked in the same
+    /// write transaction that records the new owner, and write transactions
+    /// are serialized across processes, so of two processes taking one run
+    /// at once exactly one gets it; the other is told it is busy.
     pub fn resume_run(&self, run: &str, owner: Owner) -> Result<Vec<String>> {
         self.write(|txn| {
             let record = self.run_in(txn, run)?;
+            if record.status == RunStatus::Running
+                && record.owner != owner
+                && record.owner.is_alive()
+            {
+                return Err(StoreError::Busy {
+                    run: run.into(),
+                    pid: record.owner.pid,
+                }
+                .into());
+            }
             if record.status == RunStatus::Running {
                 self.set_run_status(txn, run, RunStatus::Interrupted, None)?;
             }
@@ -110,7 +125,7 @@ impl Store {
             let bytes = runs
                 .get(id)?
                 .ok_or_else(|| StoreError::UnknownRun(id.into()))?;
-            decode("runs", id, bytes.value())
+            decode("runs", id, bytes.value()).map(RunRecord::observed)
         })
     }
 
@@ -121,7 +136,7 @@ impl Store {
             let mut out = Vec::new();
             for entry in runs.iter()? {
                 let (k, v) = entry?;
-                out.push(decode("runs", k.value(), v.value())?);
+                out.push(decode::<RunRecord>("runs", k.value(), v.value())?.observed());
             }
             Ok(out)
         })

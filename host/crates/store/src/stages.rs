@@ -394,6 +394,11 @@ impl Store {
                     let mut record: StageRecord =
                         decode("stages", &format!("{}/{s}", run.id), bytes.value())?;
                     record.model_calls.extend(self.calls_of(txn, &run.id, s)?);
+                    // A dead run's running stage is as interrupted as its run.
+                    if run.status == RunStatus::Interrupted && record.status == StageStatus::Running
+                    {
+                        record.status = StageStatus::Interrupted;
+                    }
                     Ok(record)
                 })
                 .collect()
