@@ -645,3 +645,64 @@ fn a_read_only_state_directory_can_be_read() {
     }
     checks.unwrap();
 }
+
+#[test]
+#[cfg_attr(
+    not(feature = "failpoints"),
+    ignore = "needs the host built with --features failpoints"
+)]
+fn a_kill_while_the_database_is_created_leaves_a_usable_directory() {
+    let scratch = Scratch::new("birth");
+    let srv = server(Duration::ZERO);
+    let manifest = pipeline(&scratch, &srv.url);
+    let state = scratch.path("state");
+    let crashed = Command::new(env!("CARGO_BIN_EXE_host"))
+        .args(["--cache-dir", cache_dir().to_str().unwrap()])
+        .args(["--state-dir", state.to_str().unwrap()])
+        .args(["run", manifest.to_str().unwrap()])
+        .env("HOST_FAILPOINT", "database-built")
+        .output()
+        .unwrap();
+    assert!(
+        stderr(&crashed).contains("failpoint database-built"),
+        "{}",
+        stderr(&crashed)
+    );
+    assert!(!state.join("state.redb").exists());
+    let o = host_with(&state, &["runs"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = host_with(&state, &["run", manifest.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let leftovers: Vec<_> = std::fs::read_dir(&state)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(".state.redb"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
+#[test]
+fn an_empty_state_file_is_damage_and_is_never_written_over() {
+    let scratch = Scratch::new("empty-state");
+    let srv = server(Duration::ZERO);
+    let manifest = pipeline(&scratch, &srv.url);
+    let state = scratch.path("state");
+    std::fs::create_dir_all(&state).unwrap();
+    std::fs::write(state.join("state.redb"), b"").unwrap();
+    for args in [
+        vec!["runs"],
+        vec!["run", "--new", manifest.to_str().unwrap()],
+    ] {
+        let o = host_with(&state, &args);
+        assert_eq!(o.status.code(), Some(11), "{args:?}: {}", stderr(&o));
+        assert!(
+            stderr(&o).contains("is damaged (the file is empty)"),
+            "{}",
+            stderr(&o)
+        );
+    }
+    assert_eq!(
+        std::fs::metadata(state.join("state.redb")).unwrap().len(),
+        0
+    );
+}

@@ -8,6 +8,7 @@
 //! change or none of it.
 
 mod artifacts;
+mod birth;
 mod events;
 pub mod failpoint;
 mod fault;
@@ -198,9 +199,10 @@ impl Store {
         let path = dir.join(DB_FILE);
         let p = path.clone();
         guard(&path, move || {
+            birth::ensure_database(dir)?;
             let opened = Database::builder()
                 .set_concurrency_mode(ConcurrencyMode::MultiWriter)
-                .create(&p);
+                .open(&p);
             let db = match opened {
                 Ok(db) => db,
                 // A state directory the user may read but not write (a CI
