@@ -33,21 +33,21 @@ fn sum_in(question: &str) -> i64 {
 /// one, anything else rambles without a final answer. The reflector
 /// proposes what `proposals` says, in order (the last repeats).
 fn scripted(proposals: Vec<&'static str>) -> ModelServer {
-    scripted_with(proposals, |_| {})
+    scripted_with(proposals, |_, _| {})
 }
 
-/// `scripted`, calling `on_task(n)` with the number of task-model requests
-/// seen so far (including this one).
+/// `scripted`, calling `on_task(n, request)` with the number of task-model
+/// requests seen so far (including this one).
 fn scripted_with(
     proposals: Vec<&'static str>,
-    on_task: impl Fn(usize) + Send + Sync + 'static,
+    on_task: impl Fn(usize, &serde_json::Value) + Send + Sync + 'static,
 ) -> ModelServer {
     let proposals = Arc::new(Mutex::new(proposals));
     let tasks = AtomicUsize::new(0);
     ModelServer::start(move |req| {
         let system = system_of(req);
         if !system.starts_with(REFLECTOR) {
-            on_task(tasks.fetch_add(1, Ordering::SeqCst) + 1);
+            on_task(tasks.fetch_add(1, Ordering::SeqCst) + 1, req);
         }
         if system.starts_with(REFLECTOR) {
             let mut p = proposals.lock().unwrap();
@@ -279,7 +279,7 @@ fn a_killed_stage_resumes_mid_loop_without_redoing_spent_calls() {
     let pid2 = pid.clone();
     let server = scripted_with(
         vec!["BAD: zero", "GOOD: end with Final Answer: N"],
-        move |n| {
+        move |n, _| {
             let p = pid2.load(Ordering::SeqCst);
             if n == 9 && p > 0 {
                 let _ = Command::new("kill").args(["-9", &p.to_string()]).status();
@@ -334,6 +334,65 @@ fn a_killed_stage_resumes_mid_loop_without_redoing_spent_calls() {
         "{}",
         stderr(&out)
     );
+}
+
+#[test]
+fn a_killed_evaluation_repays_only_the_batch_in_flight() {
+    // Evaluate asks `large` (one batch), then `small`: the server kills the
+    // host when the first request for `small` arrives.
+    let pid = Arc::new(AtomicUsize::new(0));
+    let pid2 = pid.clone();
+    let server = scripted_with(vec!["GOOD: end with Final Answer: N"], move |_, req| {
+        let p = pid2.load(Ordering::SeqCst);
+        if req["model"] == "scripted-small" && p > 0 {
+            let _ = Command::new("kill").args(["-9", &p.to_string()]).status();
+        }
+    });
+    let by_model = |model: &str| {
+        server
+            .requests()
+            .iter()
+            .filter(|r| r["model"] == model && !system_of(r).starts_with(REFLECTOR))
+            .count()
+    };
+    let s = Setup::new("lsl-evaluate-kill");
+    let stages = r#"
+[[stage]]
+id = "evaluate"
+plugin = "evaluate"
+after = ["baseline"]
+models = ["large", "small"]
+workspace = "read-only"
+config = { models = ["large", "small"] }
+"#;
+    let manifest = s.manifest(&server.url, 6, stages);
+    let child = s
+        .cmd()
+        .args(["run", "--json", manifest.to_str().unwrap()])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    pid.store(child.id() as usize, Ordering::SeqCst);
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), None, "killed: {}", stderr(&out));
+    let large_before = by_model("scripted-large");
+    pid.store(0, Ordering::SeqCst);
+    let out = s.host(&["run", "--json", manifest.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    // The `large` batch was checkpointed before the kill: not asked again.
+    assert_eq!(by_model("scripted-large"), large_before);
+    // The `small` batch was in flight (4 examples): asked again, once.
+    let small = by_model("scripted-small");
+    assert!((5..=8).contains(&small), "{small} requests for small");
+    let run = summary(&out)["run_id"].as_str().unwrap().to_string();
+    let rows = s.artifact(&run, "evaluate", "evaluation.json");
+    assert_eq!(rows.as_array().unwrap().len(), 2);
+    for r in rows.as_array().unwrap() {
+        assert_eq!(r["n"], 4, "{r}");
+    }
+    let records = s.host(&["show", &run, "evaluate", "--artifact", "records.jsonl"]);
+    assert_eq!(stdout(&records).lines().count(), 8, "every record, once");
 }
 
 #[test]

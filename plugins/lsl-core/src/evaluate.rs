@@ -28,6 +28,44 @@ pub fn messages(instruction: &str, question: &str) -> Vec<Message> {
     vec![Message::system(instruction), Message::user(question)]
 }
 
+/// Where the outcomes of finished batches are kept, so that an evaluation
+/// killed part-way repays only the batch that was in flight.
+pub trait Batches {
+    /// The outcomes saved for batch `index` of this evaluation, if any.
+    fn load(&mut self, index: usize, fingerprint: u64) -> Option<Vec<Outcome>>;
+    fn save(&mut self, index: usize, fingerprint: u64, outcomes: &[Outcome]);
+}
+
+/// Keeps nothing: every batch is answered.
+pub struct Unsaved;
+
+impl Batches for Unsaved {
+    fn load(&mut self, _: usize, _: u64) -> Option<Vec<Outcome>> {
+        None
+    }
+    fn save(&mut self, _: usize, _: u64, _: &[Outcome]) {}
+}
+
+/// Identifies what a batch answers (instruction, model, examples), so a
+/// saved batch is reused only for the very same requests. FNV-1a: stable
+/// across builds, unlike the standard library's hasher.
+pub fn fingerprint(instruction: &str, alias: &str, chunk: &[Example]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut eat = |bytes: &[u8]| {
+        for b in bytes.iter().chain([0xff].iter()) {
+            h ^= u64::from(*b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+    };
+    eat(instruction.as_bytes());
+    eat(alias.as_bytes());
+    for e in chunk {
+        eat(e.id.as_bytes());
+        eat(e.question.as_bytes());
+    }
+    h
+}
+
 /// Evaluates `instruction` on `examples` with `alias`, calling `each` with
 /// every outcome as it is graded (so callers can stream them out).
 pub fn evaluate(
@@ -35,23 +73,62 @@ pub fn evaluate(
     examples: &[Example],
     alias: &str,
     params: &Params,
+    each: impl FnMut(&Outcome),
+) -> Vec<Outcome> {
+    evaluate_resumable(instruction, examples, alias, params, &mut Unsaved, each)
+}
+
+/// [`evaluate`], taking finished batches from `saved` and saving each new
+/// one there as soon as it is graded.
+pub fn evaluate_resumable(
+    instruction: &str,
+    examples: &[Example],
+    alias: &str,
+    params: &Params,
+    saved: &mut impl Batches,
     mut each: impl FnMut(&Outcome),
 ) -> Vec<Outcome> {
     let mut out = Vec::with_capacity(examples.len());
-    for chunk in examples.chunks(BATCH) {
-        let requests: Vec<Request> = chunk
-            .iter()
-            .map(|e| Request::new(alias, messages(instruction, &e.question), params.clone()))
-            .collect();
-        let started = std::time::Instant::now();
-        let answers = models::complete_all(&requests);
-        let latency_ms = started.elapsed().as_millis() as u64;
-        for (example, answer) in chunk.iter().zip(answers) {
+    for (index, chunk) in examples.chunks(BATCH).enumerate() {
+        let print = fingerprint(instruction, alias, chunk);
+        let outcomes = match saved.load(index, print) {
+            Some(outcomes) if outcomes.len() == chunk.len() => outcomes,
+            _ => {
+                let outcomes = answer_batch(instruction, chunk, alias, params);
+                saved.save(index, print, &outcomes);
+                outcomes
+            }
+        };
+        for outcome in outcomes {
+            each(&outcome);
+            out.push(outcome);
+        }
+    }
+    out
+}
+
+fn answer_batch(
+    instruction: &str,
+    chunk: &[Example],
+    alias: &str,
+    params: &Params,
+) -> Vec<Outcome> {
+    let requests: Vec<Request> = chunk
+        .iter()
+        .map(|e| Request::new(alias, messages(instruction, &e.question), params.clone()))
+        .collect();
+    let started = std::time::Instant::now();
+    let answers = models::complete_all(&requests);
+    let latency_ms = started.elapsed().as_millis() as u64;
+    chunk
+        .iter()
+        .zip(answers)
+        .map(|(example, answer)| {
             let (output, tokens, error) = match answer {
                 Ok(c) => (c.text, c.input_tokens + c.output_tokens, None),
                 Err(e) => (String::new(), 0, Some(models::describe(&e))),
             };
-            let outcome = Outcome {
+            Outcome {
                 example_id: example.id.clone(),
                 question: example.question.clone(),
                 expected: example.answer.clone(),
@@ -60,12 +137,9 @@ pub fn evaluate(
                 tokens,
                 latency_ms,
                 error,
-            };
-            each(&outcome);
-            out.push(outcome);
-        }
-    }
-    out
+            }
+        })
+        .collect()
 }
 
 /// Mean score.
@@ -93,6 +167,75 @@ pub fn wilson(correct: usize, n: usize) -> (f64, f64) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Batches saved in memory, counting what was asked of them.
+    #[derive(Default)]
+    struct Memory {
+        batches: std::collections::HashMap<(usize, u64), Vec<Outcome>>,
+    }
+
+    impl Batches for Memory {
+        fn load(&mut self, index: usize, fingerprint: u64) -> Option<Vec<Outcome>> {
+            self.batches.get(&(index, fingerprint)).cloned()
+        }
+        fn save(&mut self, index: usize, fingerprint: u64, outcomes: &[Outcome]) {
+            self.batches.insert((index, fingerprint), outcomes.to_vec());
+        }
+    }
+
+    fn example(i: usize) -> Example {
+        Example {
+            id: format!("e{i}"),
+            question: format!("q{i}"),
+            answer: "4".into(),
+        }
+    }
+
+    fn outcome(e: &Example) -> Outcome {
+        Outcome {
+            example_id: e.id.clone(),
+            question: e.question.clone(),
+            expected: e.answer.clone(),
+            output: "4".into(),
+            graded: grade("4", &e.answer),
+            tokens: 3,
+            latency_ms: 1,
+            error: None,
+        }
+    }
+
+    #[test]
+    fn saved_batches_are_not_asked_again() {
+        let examples: Vec<Example> = (0..BATCH * 2).map(example).collect();
+        let mut saved = Memory::default();
+        for (i, chunk) in examples.chunks(BATCH).enumerate() {
+            let outcomes: Vec<Outcome> = chunk.iter().map(outcome).collect();
+            saved.save(i, fingerprint("say", "m", chunk), &outcomes);
+        }
+        // Every batch is saved: no model is asked (natively, asking would
+        // reach the host's import and fail), and every outcome is passed on.
+        let mut seen = 0;
+        let out = evaluate_resumable(
+            "say",
+            &examples,
+            "m",
+            &Params::default(),
+            &mut saved,
+            |_| seen += 1,
+        );
+        assert_eq!((out.len(), seen), (BATCH * 2, BATCH * 2));
+        assert_eq!(out[BATCH].example_id, "e8");
+    }
+
+    #[test]
+    fn a_batch_saved_for_other_requests_is_not_reused() {
+        let chunk: Vec<Example> = (0..BATCH).map(example).collect();
+        let print = fingerprint("say", "m", &chunk);
+        assert_ne!(print, fingerprint("say more", "m", &chunk));
+        assert_ne!(print, fingerprint("say", "other", &chunk));
+        assert_ne!(print, fingerprint("say", "m", &chunk[1..]));
+        assert_eq!(print, fingerprint("say", "m", &chunk.to_vec()));
+    }
 
     #[test]
     fn wilson_interval_brackets_the_rate() {

@@ -2,7 +2,7 @@
 
 use crate::candidate::Candidate;
 use crate::dataset::{self, Example};
-use crate::evaluate::{Outcome, evaluate, wilson};
+use crate::evaluate::{Batches, Outcome, evaluate_resumable, wilson};
 use crate::optimizer::{Optimizer, Settings, State, winner};
 use plugin_sdk::gates::workspace;
 use plugin_sdk::prelude::*;
@@ -10,6 +10,44 @@ use serde::{Deserialize, Serialize};
 
 /// The kv key of the optimizer's checkpoint.
 const STATE_KEY: &str = "optimizer-state";
+
+/// The evaluation's finished batches, one kv checkpoint each, so a killed
+/// evaluate stage repays only the batch in flight when it resumes.
+struct SavedBatches<'a> {
+    prompt_stage: &'a str,
+    model: &'a str,
+}
+
+#[derive(Serialize, Deserialize)]
+struct SavedBatch {
+    fingerprint: u64,
+    outcomes: Vec<Outcome>,
+}
+
+impl SavedBatches<'_> {
+    fn key(&self, index: usize) -> String {
+        format!("evaluate/{}/{}/{index}", self.prompt_stage, self.model)
+    }
+}
+
+impl Batches for SavedBatches<'_> {
+    fn load(&mut self, index: usize, fingerprint: u64) -> Option<Vec<Outcome>> {
+        // An unreadable checkpoint is answered again, never trusted.
+        let saved: SavedBatch = plugin_sdk::kv::load(&self.key(index)).ok()??;
+        (saved.fingerprint == fingerprint).then_some(saved.outcomes)
+    }
+
+    fn save(&mut self, index: usize, fingerprint: u64, outcomes: &[Outcome]) {
+        let saved = SavedBatch {
+            fingerprint,
+            outcomes: outcomes.to_vec(),
+        };
+        if let Err(e) = plugin_sdk::kv::save(&self.key(index), &saved) {
+            // Losing a checkpoint costs a repeat after a kill, not a result.
+            plugin_sdk::log::warn(&format!("cannot checkpoint an evaluated batch: {e}"));
+        }
+    }
+}
 
 fn split(name: &str) -> Result<Vec<Example>, StageError> {
     let root = workspace().ok_or_else(|| {
@@ -209,8 +247,17 @@ pub fn evaluate_stage(input: &Input) -> Result<Output, StageError> {
         for model in &config.models {
             let started = std::time::Instant::now();
             let mut tokens = 0u64;
-            let outcomes: Vec<Outcome> =
-                evaluate(&candidate.instruction, &test, model, &params, |o| {
+            let mut saved = SavedBatches {
+                prompt_stage: stage,
+                model,
+            };
+            let outcomes: Vec<Outcome> = evaluate_resumable(
+                &candidate.instruction,
+                &test,
+                model,
+                &params,
+                &mut saved,
+                |o| {
                     tokens += u64::from(o.tokens);
                     let record = Record {
                         example_id: &o.example_id,
@@ -227,7 +274,8 @@ pub fn evaluate_stage(input: &Input) -> Result<Output, StageError> {
                     if let Err(e) = records.write(&record) {
                         write_error.get_or_insert(e);
                     }
-                });
+                },
+            );
             if let Some(e) = write_error.take() {
                 return Err(e);
             }
