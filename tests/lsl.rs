@@ -138,6 +138,26 @@ config = {{ seed_instruction = "Answer the question.", task_model = "large", ref
         c
     }
 
+    /// `host run MANIFEST`, its pid published in `pid` for a scripted
+    /// server to SIGKILL it; returns once it was killed.
+    fn run_until_the_server_kills_it(&self, manifest: &std::path::Path, pid: &AtomicUsize) {
+        let child = self
+            .cmd()
+            .args(["run", "--json", manifest.to_str().unwrap()])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        pid.store(child.id() as usize, Ordering::SeqCst);
+        let out = child.wait_with_output().unwrap();
+        assert_eq!(
+            out.status.code(),
+            None,
+            "killed by a signal: {}",
+            stderr(&out)
+        );
+    }
+
     fn host(&self, args: &[&str]) -> Output {
         self.cmd().args(args).output().unwrap()
     }
@@ -288,21 +308,7 @@ fn a_killed_stage_resumes_mid_loop_without_redoing_spent_calls() {
     );
     let s = Setup::new("lsl-kill");
     let manifest = s.manifest(&server.url, 16, "");
-    let child = s
-        .cmd()
-        .args(["run", "--json", manifest.to_str().unwrap()])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    pid.store(child.id() as usize, Ordering::SeqCst);
-    let out = child.wait_with_output().unwrap();
-    assert_eq!(
-        out.status.code(),
-        None,
-        "killed by a signal: {}",
-        stderr(&out)
-    );
+    s.run_until_the_server_kills_it(&manifest, &pid);
     let before = task_calls(&server);
     // Resume: the same run, picked up by `host run`.
     pid.store(0, Ordering::SeqCst);
@@ -366,16 +372,7 @@ workspace = "read-only"
 config = { models = ["large", "small"] }
 "#;
     let manifest = s.manifest(&server.url, 6, stages);
-    let child = s
-        .cmd()
-        .args(["run", "--json", manifest.to_str().unwrap()])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    pid.store(child.id() as usize, Ordering::SeqCst);
-    let out = child.wait_with_output().unwrap();
-    assert_eq!(out.status.code(), None, "killed: {}", stderr(&out));
+    s.run_until_the_server_kills_it(&manifest, &pid);
     let large_before = by_model("scripted-large");
     pid.store(0, Ordering::SeqCst);
     let out = s.host(&["run", "--json", manifest.to_str().unwrap()]);

@@ -108,6 +108,21 @@ fn uninterrupted_hashes() -> Vec<(String, String, String)> {
 
 type Artifacts = Vec<(String, String, String)>;
 
+/// `host run --json MANIFEST` with `HOST_FAILPOINT=failpoint`.
+fn run_with_failpoint(
+    state: &std::path::Path,
+    manifest: &std::path::Path,
+    failpoint: &str,
+) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_host"))
+        .args(["--cache-dir", cache_dir().to_str().unwrap()])
+        .args(["--state-dir", state.to_str().unwrap()])
+        .args(["run", "--json", manifest.to_str().unwrap()])
+        .env("HOST_FAILPOINT", failpoint)
+        .output()
+        .unwrap()
+}
+
 /// Crashes the host at an exact point with a failpoint, then resumes.
 fn crash_at_failpoint_then_resume(
     failpoint: &str,
@@ -117,17 +132,7 @@ fn crash_at_failpoint_then_resume(
     let srv = server(Duration::ZERO);
     let manifest = pipeline(&scratch, &srv.url);
     let state = scratch.path("state");
-    let crashed = Command::new(env!("CARGO_BIN_EXE_host"))
-        .args([
-            "--cache-dir",
-            cache_dir().to_str().unwrap(),
-            "--state-dir",
-            state.to_str().unwrap(),
-        ])
-        .args(["run", "--json", manifest.to_str().unwrap()])
-        .env("HOST_FAILPOINT", failpoint)
-        .output()
-        .unwrap();
+    let crashed = run_with_failpoint(&state, &manifest, failpoint);
     assert!(
         !crashed.status.success(),
         "the failpoint {failpoint} must abort the host"
@@ -236,13 +241,7 @@ fn a_crash_at_any_commit_loses_no_call_and_reruns_no_finished_stage() {
             let manifest = pipeline(&scratch, &srv.url);
             let state = scratch.path("state");
             let failpoint = format!("{at}@{n}");
-            let crashed = Command::new(env!("CARGO_BIN_EXE_host"))
-                .args(["--cache-dir", cache_dir().to_str().unwrap()])
-                .args(["--state-dir", state.to_str().unwrap()])
-                .args(["run", "--json", manifest.to_str().unwrap()])
-                .env("HOST_FAILPOINT", &failpoint)
-                .output()
-                .unwrap();
+            let crashed = run_with_failpoint(&state, &manifest, &failpoint);
             if crashed.status.success() {
                 continue;
             }
@@ -480,13 +479,7 @@ fn unknown_runs_and_stages_are_named() {
 /// An interrupted run (its host aborted before alpha's success committed)
 /// in `state`, and its id.
 fn interrupted_run(state: &std::path::Path, manifest: &std::path::Path) -> String {
-    let crashed = Command::new(env!("CARGO_BIN_EXE_host"))
-        .args(["--cache-dir", cache_dir().to_str().unwrap()])
-        .args(["--state-dir", state.to_str().unwrap()])
-        .args(["run", "--json", manifest.to_str().unwrap()])
-        .env("HOST_FAILPOINT", "before-commit@5")
-        .output()
-        .unwrap();
+    let crashed = run_with_failpoint(state, manifest, "before-commit@5");
     assert!(!crashed.status.success());
     run_id_of(&stdout(&crashed))
 }
@@ -656,13 +649,7 @@ fn a_kill_while_the_database_is_created_leaves_a_usable_directory() {
     let srv = server(Duration::ZERO);
     let manifest = pipeline(&scratch, &srv.url);
     let state = scratch.path("state");
-    let crashed = Command::new(env!("CARGO_BIN_EXE_host"))
-        .args(["--cache-dir", cache_dir().to_str().unwrap()])
-        .args(["--state-dir", state.to_str().unwrap()])
-        .args(["run", manifest.to_str().unwrap()])
-        .env("HOST_FAILPOINT", "database-built")
-        .output()
-        .unwrap();
+    let crashed = run_with_failpoint(&state, &manifest, "database-built");
     assert!(
         stderr(&crashed).contains("failpoint database-built"),
         "{}",
