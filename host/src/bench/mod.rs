@@ -301,7 +301,7 @@ async fn model_call(o: &Options) -> Result<Vec<Row>, String> {
             "model call through the host",
             &f.host,
             None,
-            "grant, budget, request hash, OpenAI wire format, call record",
+            "grant, budget, request hash, OpenAI wire format, and two durable commits (in flight, then answered)",
         ),
         Row {
             scenario: "host overhead per model call".into(),
