@@ -522,21 +522,22 @@ fn of_two_resumes_started_together_exactly_one_runs() {
         };
         let (a, b) = (start(), start());
         let (a, b) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
-        let mut codes = [a.status.code(), b.status.code()];
-        codes.sort();
-        assert_eq!(
-            codes,
-            [Some(0), Some(10)],
-            "round {round}:\n{}\n{}",
+        // The loser is refused while the winner runs, or (on a machine slow
+        // enough that it claims only after the winner finished) finds
+        // nothing to do; it never runs anything.
+        let ran = |o: &std::process::Output| stderr(o).contains("resuming run");
+        assert!(
+            ran(&a) != ran(&b),
+            "round {round}: exactly one resumes:\n{}\n{}",
             stderr(&a),
             stderr(&b)
         );
-        let loser = if a.status.success() { &b } else { &a };
-        assert!(
-            stderr(loser).contains("is being executed by process"),
-            "{}",
-            stderr(loser)
-        );
+        let (winner, loser) = if ran(&a) { (&a, &b) } else { (&b, &a) };
+        assert!(winner.status.success(), "{}", stderr(winner));
+        let refused = loser.status.code() == Some(10)
+            && stderr(loser).contains("is being executed by process");
+        let nothing_to_do = loser.status.success() && stderr(loser).contains("already succeeded");
+        assert!(refused || nothing_to_do, "round {round}: {}", stderr(loser));
         let ev = events(&state, &run);
         for stage in ["beta", "gamma"] {
             assert_eq!(

@@ -256,7 +256,13 @@ async fn resume_with(
     }
     let pipeline = lifecycle::recorded_pipeline(&record)?;
     let session = open_session(globals, &pipeline, choices.build.policy()).await?;
-    let resumed = lifecycle::take_over(&store, &record)?;
+    let resumed = match lifecycle::take_over(&store, &record) {
+        Err(e @ host::store::StoreError::AlreadySucceeded(_)) => {
+            eprintln!("{e}");
+            return Ok(Exit::Success);
+        }
+        other => other?,
+    };
     eprintln!(
         "resuming run {}: {} stage(s) already done, {} to run",
         record.id,

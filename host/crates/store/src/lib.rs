@@ -93,6 +93,9 @@ pub enum StoreError {
     ReadOnly { path: PathBuf },
     #[error("run {run} is being executed by process {pid} right now")]
     Busy { run: String, pid: u32 },
+    /// Another process finished it between this one's look and its claim.
+    #[error("run {0} already succeeded: nothing to resume")]
+    AlreadySucceeded(String),
     #[error("no run '{0}' in this state directory (see `host runs`)")]
     UnknownRun(String),
     #[error("run '{run}' has no stage '{stage}'")]

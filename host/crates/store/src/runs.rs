@@ -68,6 +68,9 @@ impl Store {
     pub fn resume_run(&self, run: &str, owner: Owner) -> Result<Vec<String>> {
         self.write(|txn| {
             let record = self.run_in(txn, run)?;
+            if record.status == RunStatus::Succeeded {
+                return Err(StoreError::AlreadySucceeded(run.into()).into());
+            }
             if record.status == RunStatus::Running
                 && record.owner != owner
                 && record.owner.is_alive()
