@@ -11,31 +11,6 @@ use common::runs::*;
 use common::*;
 use std::time::Duration;
 
-/// Every model call the run recorded, from `host status --json`: (stage,
-/// call) for each, refusals included.
-fn recorded_calls(state: &std::path::Path, run: &str) -> Vec<(String, serde_json::Value)> {
-    let o = host_with(state, &["status", "--json", run]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    let status: serde_json::Value = serde_json::from_str(stdout(&o).trim()).unwrap();
-    let mut out = Vec::new();
-    for s in status["stages"].as_array().unwrap() {
-        for c in s["model_calls"].as_array().into_iter().flatten() {
-            out.push((s["stage"].as_str().unwrap().to_string(), c.clone()));
-        }
-    }
-    out
-}
-
-/// Calls the provider was (or may have been) paid for.
-fn paid(calls: &[(String, serde_json::Value)]) -> usize {
-    calls
-        .iter()
-        .filter(|(_, c)| {
-            c["source"] == "provider" && (c["error"].is_null() || c["unsettled"] == true)
-        })
-        .count()
-}
-
 /// Two stages of three model calls each, answered after `delay`, within a
 /// run budget of `calls`.
 fn pipeline(scratch: &Scratch, url: &str, calls: u32) -> std::path::PathBuf {
@@ -82,15 +57,9 @@ fn slow_server(delay: Duration) -> ModelServer {
 
 /// Waits until the server has received `n` requests.
 fn wait_for_requests(srv: &ModelServer, n: usize) {
-    let started = std::time::Instant::now();
-    while srv.requests().len() < n {
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "the server saw {} of {n} requests",
-            srv.requests().len()
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    common::http::wait_for(&format!("{n} requests"), Duration::from_secs(60), || {
+        (srv.requests().len() >= n).then_some(())
+    });
 }
 
 #[test]

@@ -210,21 +210,6 @@ fn killed_right_after_the_first_stage_commits_never_reruns_it() {
     assert_eq!(hashes, uninterrupted_hashes());
 }
 
-/// Calls the provider was (or may have been) paid for, as `host status`
-/// records them.
-fn paid_calls(state: &std::path::Path, run: &str) -> usize {
-    let o = host_with(state, &["status", "--json", run]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    let status: serde_json::Value = serde_json::from_str(stdout(&o).trim()).unwrap();
-    status["stages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .flat_map(|s| s["model_calls"].as_array().cloned().unwrap_or_default())
-        .filter(|c| c["source"] == "provider" && (c["error"].is_null() || c["unsettled"] == true))
-        .count()
-}
-
 #[test]
 #[cfg_attr(
     not(feature = "failpoints"),
@@ -251,10 +236,10 @@ fn a_crash_at_any_commit_loses_no_call_and_reruns_no_finished_stage() {
             // What the crashed process sent is on record: every request
             // the server saw, plus at most the one recorded as sent that
             // the crash stopped before it left.
-            let (seen, paid) = (srv.requests().len(), paid_calls(&state, &run));
+            let (seen, on_record) = (srv.requests().len(), paid(&recorded_calls(&state, &run)));
             assert!(
-                seen <= paid && paid <= seen + 1,
-                "{failpoint}: server saw {seen}, record says {paid}"
+                seen <= on_record && on_record <= seen + 1,
+                "{failpoint}: server saw {seen}, record says {on_record}"
             );
             let o = host_with(&state, &["resume", "--json", &run]);
             assert!(o.status.success(), "{failpoint}: {}", stderr(&o));
@@ -267,10 +252,10 @@ fn a_crash_at_any_commit_loses_no_call_and_reruns_no_finished_stage() {
                 );
             }
             assert_eq!(artifact_hashes(&state, &run), expected, "{failpoint}");
-            let (seen, paid) = (srv.requests().len(), paid_calls(&state, &run));
+            let (seen, on_record) = (srv.requests().len(), paid(&recorded_calls(&state, &run)));
             assert!(
-                seen <= paid && paid <= seen + 1,
-                "{failpoint}, resumed: server saw {seen}, record says {paid}"
+                seen <= on_record && on_record <= seen + 1,
+                "{failpoint}, resumed: server saw {seen}, record says {on_record}"
             );
         }
         if !fired {

@@ -60,11 +60,9 @@ pub fn unfinished_run(
     key: &str,
     text: &str,
 ) -> Result<Option<RunRecord>, StoreError> {
+    // The store reads a run whose process is gone as interrupted.
     Ok(store.runs()?.into_iter().rev().find(|r| {
-        r.manifest_path == key
-            && r.manifest_text == text
-            && (r.status == RunStatus::Interrupted
-                || (r.status == RunStatus::Running && !r.owner.is_alive()))
+        r.manifest_path == key && r.manifest_text == text && r.status == RunStatus::Interrupted
     }))
 }
 

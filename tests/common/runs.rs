@@ -64,3 +64,28 @@ pub fn run_id_of(stdout_text: &str) -> String {
         serde_json::from_str(stdout_text.lines().next().expect("run-started line")).unwrap();
     first["run_id"].as_str().unwrap().to_string()
 }
+
+/// Every model call the run recorded, from `host status --json`: (stage,
+/// call) for each, refusals included.
+pub fn recorded_calls(state: &std::path::Path, run: &str) -> Vec<(String, serde_json::Value)> {
+    let o = host_with(state, &["status", "--json", run]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let status: serde_json::Value = serde_json::from_str(stdout(&o).trim()).unwrap();
+    let mut out = Vec::new();
+    for s in status["stages"].as_array().unwrap() {
+        for c in s["model_calls"].as_array().into_iter().flatten() {
+            out.push((s["stage"].as_str().unwrap().to_string(), c.clone()));
+        }
+    }
+    out
+}
+
+/// Calls the provider was (or may have been) paid for.
+pub fn paid(calls: &[(String, serde_json::Value)]) -> usize {
+    calls
+        .iter()
+        .filter(|(_, c)| {
+            c["source"] == "provider" && (c["error"].is_null() || c["unsettled"] == true)
+        })
+        .count()
+}

@@ -18,7 +18,8 @@ pub async fn cancel(globals: &Globals, args: CancelArgs) -> Outcome {
     let (run_id, wait) = (args.run_id.as_str(), args.wait);
     let store = globals.open_store(None)?;
     let run = store.run(run_id)?;
-    if run.status != RunStatus::Running || !run.owner.is_alive() {
+    // Read through the store, a run whose process is gone is interrupted.
+    if run.status != RunStatus::Running {
         return Err(Failure::Message(
             Exit::InvalidInput,
             format!(
@@ -33,7 +34,8 @@ pub async fn cancel(globals: &Globals, args: CancelArgs) -> Outcome {
             run.owner.pid
         )));
     };
-    // SAFETY: kill only sends a signal; `is_alive` checked the pid belongs
+    // SAFETY: kill only sends a signal; reading the run as running checked
+    // (`Owner::is_alive`) that the pid belongs
     // to the host process that owns the run.
     if unsafe { libc::kill(pid, libc::SIGTERM) } != 0 {
         return Err(Failure::host(format!(

@@ -91,16 +91,6 @@ pub fn with_stage<T>(
     })
 }
 
-/// A run's status as the dashboard should show it: a run recorded as
-/// running whose process is gone was interrupted.
-fn shown_status(run: &RunRecord) -> &'static str {
-    if run.status == RunStatus::Running && !run.owner.is_alive() {
-        "interrupted"
-    } else {
-        run.status.as_str()
-    }
-}
-
 fn run_summary(run: &RunRecord, stages: &[StageRecord]) -> Value {
     let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
     for s in stages {
@@ -109,7 +99,7 @@ fn run_summary(run: &RunRecord, stages: &[StageRecord]) -> Value {
     json!({
         "id": run.id,
         "pipeline": run.pipeline,
-        "status": shown_status(run),
+        "status": run.status.as_str(),
         "pid": run.owner.pid,
         "started_ms": run.started_ms,
         "finished_ms": run.finished_ms,
@@ -364,8 +354,9 @@ fn timeline(store: &Store, run: &RunRecord) -> Result<Vec<Attempt>, Reply> {
             _ => {}
         }
     }
-    // Attempts still open in a run nobody executes any more were cut short.
-    if shown_status(run) != "running" {
+    // Attempts still open in a run nobody executes any more were cut short
+    // (the store reads a run whose process is gone as interrupted).
+    if run.status != RunStatus::Running {
         for a in out.iter_mut().filter(|a| a.finished_ms.is_none()) {
             a.outcome = "interrupted";
         }
@@ -622,7 +613,7 @@ fn log(dir: &Path, store: &Store, run: &RunRecord, stage: &StageRecord, query: &
         "stage": stage.stage,
         "iteration": iteration,
         "attempt": attempt,
-        "running": shown_status(run) == "running"
+        "running": run.status == RunStatus::Running
             && stage.status.as_str() == "running"
             && stage.iteration == iteration
             && stage.attempts == attempt,

@@ -40,7 +40,8 @@ impl Target {
         let Ok(run) = store.run(&self.run) else {
             return false;
         };
-        if run.status != RunStatus::Running || !run.owner.is_alive() {
+        // Read through the store, a run whose process is gone is not running.
+        if run.status != RunStatus::Running {
             return false;
         }
         let Ok(stages) = store.stages(&run) else {

@@ -4,8 +4,7 @@
 //! file without a header that every later command would fail on. An empty
 //! or damaged file is reported, never silently replaced.
 
-use super::{DB_FILE, Result, Store, StoreError};
-use redb::{ConcurrencyMode, Database};
+use super::{DB_FILE, Db, Owner, Result, Store, StoreError};
 use std::path::Path;
 
 const TEMP_PREFIX: &str = ".state.redb.new-";
@@ -38,16 +37,10 @@ fn create(dir: &Path) -> Result<()> {
     };
     let _ = std::fs::remove_file(&temp);
     {
-        let db = Database::builder()
-            .set_concurrency_mode(ConcurrencyMode::MultiWriter)
+        let db = super::builder()
             .create(&temp)
             .map_err(|e| super::classify(&temp, e.into()))?;
-        let store = Store {
-            db: super::Db::Writable(db),
-            commits: super::group_commit::GroupCommit::new(&temp),
-            path: temp.clone(),
-        };
-        store.init_schema()?;
+        Store::with(Db::Writable(db), temp.clone()).init_schema()?;
     }
     std::fs::File::open(&temp)
         .and_then(|f| f.sync_all())
@@ -82,7 +75,11 @@ fn remove_abandoned(dir: &Path) {
         else {
             continue;
         };
-        if !Path::new(&format!("/proc/{pid}")).exists() {
+        let creator = Owner {
+            pid,
+            start_ticks: None,
+        };
+        if !creator.is_alive() {
             let _ = std::fs::remove_file(entry.path());
         }
     }

@@ -178,7 +178,22 @@ fn decode<T: serde::de::DeserializeOwned>(table: &'static str, key: &str, bytes:
     })
 }
 
+/// How every process opens the database: several may share it.
+fn builder() -> redb::Builder {
+    let mut b = Database::builder();
+    b.set_concurrency_mode(ConcurrencyMode::MultiWriter);
+    b
+}
+
 impl Store {
+    fn with(db: Db, path: PathBuf) -> Store {
+        Store {
+            db,
+            commits: group_commit::GroupCommit::new(&path),
+            path,
+        }
+    }
+
     /// Opens the database in `dir` for writing, because it needs the repair
     /// only a writer can make; read-only, that is an error.
     fn open_for_repair(dir: &Path) -> Result<Store> {
@@ -203,10 +218,7 @@ impl Store {
         let p = path.clone();
         guard(&path, move || {
             birth::ensure_database(dir)?;
-            let opened = Database::builder()
-                .set_concurrency_mode(ConcurrencyMode::MultiWriter)
-                .open(&p);
-            let db = match opened {
+            let db = match builder().open(&p) {
                 Ok(db) => db,
                 // A state directory the user may read but not write (a CI
                 // artifact, another user's runs): reading still works, and
@@ -218,11 +230,7 @@ impl Store {
                 }
                 Err(e) => return Err(classify(&p, e.into())),
             };
-            let store = Store {
-                db: Db::Writable(db),
-                commits: group_commit::GroupCommit::new(&p),
-                path: p,
-            };
+            let store = Store::with(Db::Writable(db), p);
             store.init_schema()?;
             Ok(store)
         })
@@ -239,19 +247,13 @@ impl Store {
         let path = dir.join(DB_FILE);
         let p = path.clone();
         guard(&path, move || {
-            let opened = Database::builder()
-                .set_concurrency_mode(ConcurrencyMode::MultiWriter)
-                .open_read_only(&p);
+            let opened = builder().open_read_only(&p);
             let db = match opened {
                 Ok(db) => db,
                 Err(redb::DatabaseError::RepairAborted) => return Store::open_for_repair(dir),
                 Err(e) => return Err(classify(&p, e.into())),
             };
-            let store = Store {
-                db: Db::ReadOnly(db),
-                commits: group_commit::GroupCommit::new(&p),
-                path: p,
-            };
+            let store = Store::with(Db::ReadOnly(db), p);
             let found = store.read(|txn| match txn.open_table(META) {
                 Ok(meta) => Ok(meta.get("schema_version")?.map(|v| v.value())),
                 Err(redb::TableError::TableDoesNotExist(_)) => Ok(None),

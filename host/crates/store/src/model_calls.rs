@@ -128,30 +128,39 @@ impl Store {
         run: &str,
         stage: &str,
     ) -> Tx<Vec<ModelCall>> {
-        let mut calls: Vec<(CallKey, ModelCall)> = Vec::new();
         let at = format!("{run}/{stage}");
-        match txn.open_table(CALLS) {
-            Ok(table) => {
-                for entry in table.range(stage_range(run, stage))? {
-                    let (k, v) = entry?;
-                    calls.push((call_key(k.value()), decode("calls", &at, v.value())?));
-                }
-            }
-            Err(redb::TableError::TableDoesNotExist(_)) => {}
-            Err(e) => return Err(e.into()),
-        }
-        match txn.open_table(IN_FLIGHT) {
-            Ok(table) => {
-                for entry in table.range(stage_range(run, stage))? {
-                    let (k, v) = entry?;
-                    let sent: SentCall = decode("calls_in_flight", &at, v.value())?;
-                    calls.push((call_key(k.value()), sent.unsettled(now_ms())));
-                }
-            }
-            Err(redb::TableError::TableDoesNotExist(_)) => {}
-            Err(e) => return Err(e.into()),
-        }
+        let mut calls: Vec<(CallKey, ModelCall)> = Vec::new();
+        each_of_stage(txn, CALLS, run, stage, |k, v| {
+            calls.push((k, decode("calls", &at, v)?));
+            Ok(())
+        })?;
+        each_of_stage(txn, IN_FLIGHT, run, stage, |k, v| {
+            let sent: SentCall = decode("calls_in_flight", &at, v)?;
+            calls.push((k, sent.unsettled(now_ms())));
+            Ok(())
+        })?;
         calls.sort_by_key(|(k, _)| *k);
         Ok(calls.into_iter().map(|(_, c)| c).collect())
     }
+}
+
+/// Calls `f` with each entry of `stage` in `table`; a table that does not
+/// exist yet (a database no call was recorded in) has none.
+fn each_of_stage(
+    txn: &redb::ReadTransaction,
+    table: TableDefinition<Key<'_>, &[u8]>,
+    run: &str,
+    stage: &str,
+    mut f: impl FnMut(CallKey, &[u8]) -> Tx<()>,
+) -> Tx<()> {
+    let table = match txn.open_table(table) {
+        Ok(t) => t,
+        Err(redb::TableError::TableDoesNotExist(_)) => return Ok(()),
+        Err(e) => return Err(e.into()),
+    };
+    for entry in table.range(stage_range(run, stage))? {
+        let (k, v) = entry?;
+        f(call_key(k.value()), v.value())?;
+    }
+    Ok(())
 }

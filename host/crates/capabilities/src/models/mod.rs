@@ -465,7 +465,7 @@ impl ModelsGrant {
         let reservation = match &self.ledger {
             Some(ledger) => match ledger.reserve(
                 &self.stage_id,
-                estimate,
+                estimate.usage(),
                 &self.run_budget,
                 &self.stage_budget,
             ) {
@@ -482,9 +482,8 @@ impl ModelsGrant {
             alias: alias.to_string(),
             model: endpoint.provider.model().to_string(),
             session: call.session.clone(),
-            input_tokens: u32::try_from(estimate.tokens.saturating_sub(estimate_output(request)))
-                .unwrap_or(u32::MAX),
-            output_tokens: u32::try_from(estimate_output(request)).unwrap_or(u32::MAX),
+            input_tokens: u32::try_from(estimate.input).unwrap_or(u32::MAX),
+            output_tokens: u32::try_from(estimate.output).unwrap_or(u32::MAX),
             cost_usd: estimate.cost_usd,
             sent_ms: host_vocab::now_ms(),
         };
@@ -767,23 +766,35 @@ impl Prepared {
     }
 }
 
-/// A call's worst case, reserved against budgets before it is sent: the
-/// prompt at about four characters a token, plus every token it may
-/// generate (`max_tokens`; without it, only the prompt can be counted).
-fn estimate(endpoint: &Endpoint, request: &ChatRequest) -> Usage {
-    let chars: usize = request.messages.iter().map(|m| m.content.len()).sum();
-    let input = (chars / 4) as u64;
-    let output = estimate_output(request);
-    Usage {
-        tokens: input + output,
-        cost_usd: endpoint.cost(input, output),
-        calls: 1,
+/// A call's worst case, reserved against budgets before it is sent (and
+/// what it counts as if no answer is ever recorded).
+struct Estimate {
+    input: u64,
+    output: u64,
+    cost_usd: f64,
+}
+
+impl Estimate {
+    fn usage(&self) -> Usage {
+        Usage {
+            tokens: self.input + self.output,
+            cost_usd: self.cost_usd,
+            calls: 1,
+        }
     }
 }
 
-/// The most tokens a call may generate, as far as the request says.
-fn estimate_output(request: &ChatRequest) -> u64 {
-    u64::from(request.max_tokens.unwrap_or(0))
+/// The prompt at about four characters a token, plus every token the call
+/// may generate (`max_tokens`; without it, only the prompt can be counted).
+fn estimate(endpoint: &Endpoint, request: &ChatRequest) -> Estimate {
+    let chars: usize = request.messages.iter().map(|m| m.content.len()).sum();
+    let input = (chars / 4) as u64;
+    let output = u64::from(request.max_tokens.unwrap_or(0));
+    Estimate {
+        input,
+        output,
+        cost_usd: endpoint.cost(input, output),
+    }
 }
 
 fn listing<'a>(names: impl Iterator<Item = &'a String>) -> String {
