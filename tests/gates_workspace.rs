@@ -172,8 +172,14 @@ fn a_missing_tool_is_a_failed_gate_not_a_skipped_one() {
 #[test]
 fn a_hanging_gate_is_killed_with_its_children() {
     let p = Project::new("gates-hang");
+    // Outside the workspace: a gate runs in the attempt's private copy,
+    // which is gone when the attempt ends.
+    let pid_file = p.workspace.parent().unwrap().join("bg.pid");
     let manifest = p.manifest(
-        "[gates.hang]\ncommand = [\"sh\", \"-c\", \"sleep 300 & echo $! > bg.pid; wait\"]\ntimeout = \"1s\"\n",
+        &format!(
+            "[gates.hang]\ncommand = [\"sh\", \"-c\", \"sleep 300 & echo $! > {}; wait\"]\ntimeout = \"1s\"\n",
+            pid_file.display()
+        ),
         &gate_stage("verify", &["hang"], &["hang"]),
     );
     let (out, summary) = p.run(&manifest);
@@ -184,7 +190,7 @@ fn a_hanging_gate_is_killed_with_its_children() {
         gates[0]["reason"].as_str().unwrap().contains("timed out"),
         "{gates}"
     );
-    let pid = std::fs::read_to_string(p.workspace.join("bg.pid")).unwrap();
+    let pid = std::fs::read_to_string(&pid_file).unwrap();
     let proc = PathBuf::from(format!("/proc/{}", pid.trim()));
     // Killed means gone or a zombie waiting for init to reap it.
     let alive = std::fs::read_to_string(proc.join("stat"))

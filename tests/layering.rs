@@ -14,6 +14,8 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("host-manifest", &["host-vocab"]),
     ("host-store", &["host-vocab"]),
     ("host-runtime", &["host-vocab", "host-manifest"]),
+    // Files only: copying, changesets, diffs; no store, no wasm.
+    ("host-workspace", &["host-vocab"]),
     (
         "host-capabilities",
         &["host-vocab", "host-manifest", "host-store", "host-runtime"],
@@ -26,6 +28,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "host-store",
             "host-runtime",
             "host-capabilities",
+            "host-workspace",
         ],
     ),
 ];

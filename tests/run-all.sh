@@ -35,4 +35,4 @@ cargo clippy --target wasm32-wasip2 -p plugin-sdk -p plugin-helpers -p hello -p 
   -p triage -p discovery -p planning -p execution -p verification -p ship \
   -p lsl-core -p lsl-baseline -p lsl-harden -p lsl-evaluate -- -D warnings
 cargo test --no-fail-fast "${features[@]}" -p host -p host-vocab -p host-manifest -p host-store \
-  -p host-runtime -p host-capabilities -p plugin-sdk -p plugin-helpers -p triage -p ship -p lsl-core
+  -p host-runtime -p host-capabilities -p host-workspace -p plugin-sdk -p plugin-helpers -p triage -p ship -p lsl-core

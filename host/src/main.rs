@@ -6,7 +6,7 @@ mod commands;
 use clap::{Parser, Subcommand, ValueEnum};
 #[cfg(feature = "bench")]
 use commands::bench;
-use commands::{Exit, Globals, cancel, dev, gates, inspect, plugin, results, run, serve};
+use commands::{Exit, Globals, cancel, changes, dev, gates, inspect, plugin, results, run, serve};
 use host::runtime::ComponentCache;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -68,6 +68,10 @@ enum Command {
     Show(inspect::ShowArgs),
     /// Print a run's event log.
     Events(inspect::EventsArgs),
+    /// Print the files a run (or one of its stages) changed, as a unified diff.
+    Diff(changes::DiffArgs),
+    /// Write a run's changes to its workspace (refused if the files there changed since the run began).
+    Apply(changes::ApplyArgs),
     /// Measure the host's own overhead: commits, instantiation, loads, resume, a large DAG.
     #[cfg(feature = "bench")]
     Bench(bench::BenchArgs),
@@ -181,6 +185,8 @@ async fn dispatch(cli: Cli) -> commands::Outcome {
         Command::Status(args) => inspect::status(&globals, args),
         Command::Show(args) => inspect::show(&globals, args),
         Command::Events(args) => inspect::events(&globals, args),
+        Command::Diff(args) => changes::diff(&globals, args),
+        Command::Apply(args) => changes::apply(&globals, args),
         Command::Export(args) => inspect::export(&globals, args),
     }
 }

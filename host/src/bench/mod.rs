@@ -420,6 +420,7 @@ pub(crate) fn attempt_scope(
         stage,
         iteration: 0,
         attempt: i + 1,
+        workspace: None,
         live: LIVE.get_or_init(|| {
             std::sync::Arc::new(host_runtime::live::AttemptLive::detached("bench"))
         }),

@@ -3,6 +3,7 @@
 #[cfg(feature = "bench")]
 pub mod bench;
 pub mod cancel;
+pub mod changes;
 pub mod dev;
 pub mod gates;
 pub mod grants;
@@ -31,6 +32,9 @@ pub enum Exit {
     Escalated = 2,
     /// Escalated with preflight gates still failing.
     GatesFailed = 3,
+    /// The run succeeded but its changes were not applied to the workspace:
+    /// files there changed since the run began.
+    NotApplied = 4,
     InvalidInput = 10,
     HostError = 11,
 }

@@ -11,6 +11,7 @@ use host::report::{self, OutputMode};
 use host::scheduler::{RunContext, RunSummary};
 use host::session::{Session, SessionOptions};
 use host::store::{RunOptions, Store};
+use host::workspace::RunFiles;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -233,6 +234,7 @@ pub async fn start_new_run(
         done: HashMap::new(),
         progress: HashMap::new(),
         cancel: None,
+        files: RunFiles::None,
     };
     let mode = lifecycle::exchange_mode(new.options);
     execute(pipeline, session, store, ctx, mode, new.out, new.output).await
@@ -275,6 +277,7 @@ async fn resume_with(
         done: resumed.done,
         progress: resumed.progress,
         cancel: None,
+        files: RunFiles::None,
     };
     execute(
         &pipeline,
@@ -310,7 +313,12 @@ async fn execute(
     output: OutputMode,
 ) -> Outcome {
     let http = http_client().map_err(|e| Failure::host(format!("{e:#}")))?;
-    let scheduler = session.scheduler(pipeline, http, store, mode);
+    let (p, s, run) = (pipeline.clone(), store.clone(), ctx.run_id.clone());
+    ctx.files = tokio::task::spawn_blocking(move || RunFiles::open(&p, &s, &run))
+        .await
+        .map_err(|e| Failure::host(format!("copying the workspace failed: {e}")))?
+        .map_err(Failure::host)?;
+    let scheduler = session.scheduler(pipeline, http, store.clone(), mode);
     ctx.cancel = Some(cancel_on_signals());
     let observer = output.observer();
     let summary = scheduler.run(pipeline, ctx, observer).await?;
@@ -324,7 +332,12 @@ async fn execute(
     } else {
         report::print_summary(&summary);
     }
-    Ok(exit_for(&summary))
+    let applied = super::changes::apply_on_success(pipeline, &store, &summary).await?;
+    Ok(if applied {
+        exit_for(&summary)
+    } else {
+        Exit::NotApplied
+    })
 }
 
 /// The documented exit code of a finished run.

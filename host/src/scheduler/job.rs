@@ -3,16 +3,18 @@
 
 use super::inputs::attach_changes;
 use super::{spawn, stored};
+use crate::workspace::RunFiles;
 use host_capabilities::{AttemptSpec, Capabilities, LoadedPlugin, Runtime};
-use host_manifest::StageSpec;
+use host_manifest::{StageSpec, WorkspaceAccess};
 use host_runtime::AttemptScope;
 use host_runtime::live::{AttemptId, AttemptLive};
 use host_store::{Store, StoreError};
-use host_vocab::StageFailure;
 use host_vocab::StageInput;
 use host_vocab::events::{RunEvent, RunObserver};
 use host_vocab::stage_io as wit;
+use host_vocab::{Activity, StageFailure};
 use host_vocab::{StageResult, StageStatus};
+use host_workspace::{CommitError, Place};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tracing::Instrument;
@@ -51,6 +53,8 @@ pub struct StageJob {
     /// Attempts of this pass made by an earlier process: numbering goes on
     /// from there (the retry budget is this process's own).
     pub attempts_before: u32,
+    /// The files the run works on: where each attempt sees them.
+    pub files: RunFiles,
 }
 
 impl StageJob {
@@ -75,6 +79,90 @@ impl StageJob {
             record.content_hash.clone(),
             note,
         )))
+    }
+
+    /// Where this attempt sees the workspace (a failure of the attempt if
+    /// its copy cannot be made).
+    async fn place(&self, attempt: u32) -> Result<Option<Arc<Place>>, StageFailure> {
+        let files = self.files.clone();
+        let stage = self.stage.clone();
+        let key = format!("{}.{}.{attempt}", self.stage.id, self.iteration);
+        match tokio::task::spawn_blocking(move || files.place(&stage, &key)).await {
+            Ok(Ok(place)) => Ok(place.map(Arc::new)),
+            Ok(Err(e)) => Err(StageFailure::Workspace(e.to_string())),
+            Err(e) => Err(StageFailure::Workspace(format!(
+                "copying failed inside the host: {e}"
+            ))),
+        }
+    }
+
+    async fn discard(&self, place: Option<Arc<Place>>) {
+        if let (Some(ws), Some(place)) = (self.files.copied().cloned(), place) {
+            let _ = tokio::task::spawn_blocking(move || ws.discard(&place)).await;
+        }
+    }
+
+    /// Commits a successful attempt: its changes to the workspace (found in
+    /// its private copy, checked against what other stages committed since)
+    /// in the same transaction as its output. `Ok(Err(_))`: the attempt
+    /// fails after all (a conflict, an unreadable file), nothing committed.
+    async fn commit_success(
+        &self,
+        attempt: u32,
+        output: &mut wit::StageOutput,
+        consumed: &[String],
+        activity: &Activity,
+        place: Option<&Arc<Place>>,
+    ) -> Result<Result<host_store::OutputRecord, StageFailure>, StoreError> {
+        let ws = match (self.files.copied(), place) {
+            (Some(ws), Some(place))
+                if matches!(**place, Place::Private { .. })
+                    && self.stage.workspace == WorkspaceAccess::ReadWrite =>
+            {
+                Some((ws.clone(), place.clone()))
+            }
+            _ => None,
+        };
+        let changes = match &ws {
+            Some((ws, place)) => {
+                let (ws, place) = (ws.clone(), place.clone());
+                match tokio::task::spawn_blocking(move || ws.changes(&place)).await {
+                    Ok(Ok(changes)) => changes,
+                    Ok(Err(e)) => return Ok(Err(StageFailure::Workspace(e.to_string()))),
+                    Err(e) => return Ok(Err(StageFailure::Workspace(e.to_string()))),
+                }
+            }
+            None => Vec::new(),
+        };
+        attach_changes(&self.stage.id, output, &changes);
+        let (run, stage, out, used) = (
+            self.run_id.clone(),
+            self.stage.id.clone(),
+            output.clone(),
+            consumed.to_vec(),
+        );
+        let mut activity = activity.clone();
+        activity.file_changes = changes.clone();
+        let committed = stored(&self.store, move |s| {
+            let mut record = |blobs: host_workspace::Blobs| {
+                activity.workspace_blobs = blobs.into_iter().collect();
+                s.stage_succeeded(&run, &stage, attempt, &out, &used, &activity)
+            };
+            match ws {
+                None => record(Default::default()).map(Ok),
+                Some((ws, place)) => match ws.commit(&place, &changes, record) {
+                    Ok(recorded) => recorded.map(Ok),
+                    Err(e @ CommitError::Conflict(_)) => {
+                        Ok(Err(StageFailure::Workspace(e.to_string())))
+                    }
+                    Err(CommitError::Workspace(e)) => {
+                        Ok(Err(StageFailure::Workspace(e.to_string())))
+                    }
+                },
+            }
+        })
+        .await?;
+        Ok(committed)
     }
 
     pub async fn run(self, events: Arc<dyn RunObserver>) -> Result<StageResult, StoreError> {
@@ -125,12 +213,18 @@ impl StageJob {
                 attempt,
             };
             let live = Arc::new(AttemptLive::new(state_dir, id, events.clone()));
+            let place = self.place(attempt).await;
             let scope = AttemptScope {
                 run_id: &self.run_id,
                 stage: &self.stage,
                 iteration: self.iteration,
                 attempt,
                 live: &live,
+                workspace: place
+                    .as_ref()
+                    .ok()
+                    .and_then(|p| p.as_deref())
+                    .map(Place::dir),
             };
             let spec = AttemptSpec {
                 input: StageInput {
@@ -152,72 +246,69 @@ impl StageJob {
             // Whatever the host logs while the attempt runs carries its ids.
             // Target "plugin", so the default filter (plugin=info) keeps it.
             let span = tracing::info_span!(target: "plugin", "stage", run = %self.run_id, stage = %self.stage.id, attempt);
-            let report = self
-                .runtime
-                .run_attempt(&self.plugin, spec)
-                .instrument(span)
-                .await;
+            let report = match &place {
+                Ok(_) => {
+                    self.runtime
+                        .run_attempt(&self.plugin, spec)
+                        .instrument(span)
+                        .await
+                }
+                Err(failure) => host_runtime::AttemptReport {
+                    outcome: Err(failure.clone()),
+                    activity: Activity::default(),
+                    stderr: String::new(),
+                    elapsed: Duration::ZERO,
+                },
+            };
             drop(slot);
-            let activity = report.activity;
+            let place = place.ok().flatten();
+            let mut activity = report.activity;
             let gates_failed = activity.gate_runs.iter().any(|g| !g.passed);
             model_calls.extend(activity.model_calls.iter().cloned());
-            match report.outcome {
-                Ok(mut output) if spawn::requests(&self.stage, &output).is_err() => {
+            let failure = match report.outcome {
+                Ok(output) if spawn::requests(&self.stage, &output).is_err() => {
                     // A malformed spawn request fails the attempt before
                     // anything of it is committed.
                     let why = spawn::requests(&self.stage, &output)
                         .err()
                         .unwrap_or_default();
-                    output.artifacts.clear();
-                    let failure = StageFailure::Plugin {
+                    StageFailure::Plugin {
                         retryable: false,
                         message: format!("invalid spawn request: {why}"),
-                    };
-                    let (run, stage, f) =
-                        (self.run_id.clone(), self.stage.id.clone(), failure.clone());
-                    stored(&self.store, move |s| {
-                        s.stage_failed(&run, &stage, attempt, &f, false, &activity)
-                    })
-                    .await?;
-                    let result = StageResult {
-                        attempts: attempt,
-                        elapsed: started.elapsed(),
-                        failure: Some(failure),
-                        model_calls,
-                        iteration: self.iteration,
-                        ..StageResult::new(&self.stage.id, StageStatus::Failed)
-                    };
-                    events.on_event(&RunEvent::StageFinished(Box::new(result.clone())));
-                    return Ok(result);
+                    }
                 }
                 Ok(mut output) => {
-                    attach_changes(&self.stage.id, &mut output, &activity.file_changes);
-                    let (run, stage, out, used) = (
-                        self.run_id.clone(),
-                        self.stage.id.clone(),
-                        output.clone(),
-                        consumed.clone(),
-                    );
-                    let record = stored(&self.store, move |s| {
-                        s.stage_succeeded(&run, &stage, attempt, &out, &used, &activity)
-                    })
-                    .await?;
-                    let result = StageResult {
-                        attempts: attempt,
-                        elapsed: started.elapsed(),
-                        summary: Some(output.summary.clone()),
-                        output_hash: Some(record.content_hash),
-                        output: Some(output),
-                        model_calls,
-                        iteration: self.iteration,
-                        gates_failed,
-                        parent: self.stage.parent.clone(),
-                        ..StageResult::new(&self.stage.id, StageStatus::Succeeded)
-                    };
-                    events.on_event(&RunEvent::StageFinished(Box::new(result.clone())));
-                    return Ok(result);
+                    match self
+                        .commit_success(attempt, &mut output, &consumed, &activity, place.as_ref())
+                        .await?
+                    {
+                        Ok(record) => {
+                            self.discard(place).await;
+                            let result = StageResult {
+                                attempts: attempt,
+                                elapsed: started.elapsed(),
+                                summary: Some(output.summary.clone()),
+                                output_hash: Some(record.content_hash),
+                                output: Some(output),
+                                model_calls,
+                                iteration: self.iteration,
+                                gates_failed,
+                                parent: self.stage.parent.clone(),
+                                ..StageResult::new(&self.stage.id, StageStatus::Succeeded)
+                            };
+                            events.on_event(&RunEvent::StageFinished(Box::new(result.clone())));
+                            return Ok(result);
+                        }
+                        Err(failure) => failure,
+                    }
                 }
-                Err(failure) => {
+                Err(failure) => failure,
+            };
+            self.discard(place).await;
+            // What a failed attempt changed was discarded with its copy.
+            activity.file_changes.clear();
+            {
+                {
                     let will_retry = failure.is_retryable() && tries < max_attempts;
                     let (run, stage, f) =
                         (self.run_id.clone(), self.stage.id.clone(), failure.clone());

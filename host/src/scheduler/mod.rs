@@ -15,6 +15,7 @@ pub use host_vocab::{RunOutcome, RunSummary, StageResult, StageStatus};
 pub use inputs::CHANGES_ARTIFACT;
 pub use spawn::SPAWN_ARTIFACT;
 
+use crate::workspace::RunFiles;
 use graph::{Graph, NodeState};
 use host_capabilities::{Capabilities, LoadedPlugin, Runtime};
 use host_manifest::{Condition, Pipeline};
@@ -63,6 +64,8 @@ pub struct RunContext {
     pub progress: HashMap<String, StageProgress>,
     /// Becomes `Some(reason)` when the run must stop (Ctrl-C, `host cancel`).
     pub cancel: Option<watch::Receiver<Option<String>>>,
+    /// The files its stages work on ([`RunFiles::open`]).
+    pub files: RunFiles,
 }
 
 pub struct Scheduler {
@@ -156,6 +159,7 @@ struct RunState<'a> {
     /// Set when the run stops scheduling new stages (a loop's cap).
     halted: Option<String>,
     outcome: RunOutcome,
+    files: RunFiles,
 }
 
 impl RunState<'_> {
@@ -441,6 +445,7 @@ impl RunState<'_> {
                 iteration: node.iteration,
                 loop_feedback: node.feedback.clone(),
                 attempts_before: node.attempts_before,
+                files: self.files.clone(),
             };
             self.graph.nodes[n].state = NodeState::Running;
             self.running.insert(n);
@@ -579,6 +584,7 @@ impl Scheduler {
             spawned: 0,
             halted: None,
             outcome: RunOutcome::Finished,
+            files: ctx.files.clone(),
         };
         let mut cancel = ctx.cancel;
         let deadline = pipeline.deadline.map(|d| tokio::time::Instant::now() + d);
@@ -677,6 +683,11 @@ impl Scheduler {
         };
         let run = run_id.clone();
         stored(&self.store, move |s| s.run_finished(&run, status)).await?;
+        if status == RunStatus::Succeeded {
+            // Its changes are in the store; a resume needs no copy.
+            let files = ctx.files.clone();
+            let _ = tokio::task::spawn_blocking(move || files.remove()).await;
+        }
         observer.on_event(&RunEvent::RunFinished {
             run_id,
             succeeded: summary.succeeded(),

@@ -132,7 +132,7 @@ impl Capabilities {
         Capabilities {
             models: ModelsCapability::new(pipeline, client, store.clone(), mode),
             gates: GatesCapability::new(pipeline),
-            workspace: WorkspaceCapability::new(pipeline),
+            workspace: WorkspaceCapability,
             kv: KvCapability::new(store),
             log: LogCapability,
             artifacts: ArtifactsCapability,

@@ -40,6 +40,7 @@ pub fn scope<'a>(
         iteration: 0,
         attempt: 1,
         live,
+        workspace: pipeline.workspace.as_deref(),
     }
 }
 

@@ -26,6 +26,12 @@ pub struct Pipeline {
     /// `[pipeline] workspace`, resolved: the directory stages may be granted
     /// and gates run in.
     pub workspace: Option<PathBuf>,
+    /// `[pipeline] apply`: when the run's changes reach the workspace.
+    pub apply: ApplyPolicy,
+    /// `[pipeline] workspace_exclude`: names (at any depth) and relative
+    /// paths never copied into a stage's view, diffed or applied; the
+    /// version-control directories always are.
+    pub workspace_exclude: Vec<String>,
     pub models: BTreeMap<String, ModelSpec>,
     pub plugins: BTreeMap<String, PluginSpec>,
     pub gates: BTreeMap<String, GateSpec>,
@@ -187,6 +193,35 @@ impl WorkspaceAccess {
             "none" => Some(WorkspaceAccess::None),
             "read-only" => Some(WorkspaceAccess::ReadOnly),
             "read-write" => Some(WorkspaceAccess::ReadWrite),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        Self::NAMES[self as usize]
+    }
+}
+
+/// When a run's committed workspace changes are written to the user's
+/// directory. Stages always work on the run's own copy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ApplyPolicy {
+    /// When the whole run succeeds (refused, naming the files, if the user
+    /// changed any of them since the run began).
+    #[default]
+    OnSuccess,
+    /// Only by `host apply RUN`.
+    Never,
+}
+
+impl ApplyPolicy {
+    pub const NAMES: &'static [&'static str] = &["on-success", "never"];
+
+    pub fn parse(name: &str) -> Option<Self> {
+        match name {
+            "on-success" => Some(ApplyPolicy::OnSuccess),
+            "never" => Some(ApplyPolicy::Never),
             _ => None,
         }
     }

@@ -15,6 +15,8 @@ pub struct PipelineSection {
     pub max_parallel: Option<Spanned<usize>>,
     pub state_dir: Option<String>,
     pub workspace: Option<Spanned<String>>,
+    pub apply: Option<Spanned<String>>,
+    pub workspace_exclude: Option<Spanned<Vec<Spanned<String>>>>,
     pub budget: Option<Spanned<super::pipeline::Budget>>,
     pub deadline: Option<Spanned<String>>,
     pub max_spawned: Option<usize>,

@@ -45,6 +45,10 @@ pub struct AttemptScope<'a> {
     pub attempt: u32,
     /// Where log lines, progress and model calls go as they happen.
     pub live: &'a Arc<AttemptLive>,
+    /// The directory the attempt's workspace grant opens and its gates run
+    /// in: the run's copy of the workspace or a private copy of it, chosen
+    /// by the scheduler (`None`: the pipeline has no workspace).
+    pub workspace: Option<&'a std::path::Path>,
 }
 
 /// A host interface granted to stages.
@@ -78,7 +82,7 @@ pub trait Grant: Send + 'static {
         Ok(())
     }
 
-    /// Before the plugin runs (the workspace takes its snapshot).
+    /// Before the plugin runs.
     fn begin(&mut self) -> impl Future<Output = ()> + Send {
         async {}
     }

@@ -22,11 +22,13 @@ mod runs;
 mod stages;
 #[cfg(test)]
 mod tests;
+mod workspace_changes;
 
 pub use group_commit::CommitStats;
 pub use host_vocab::{IllegalTransition, RunStatus, StageStatus};
 pub use model_tables::RecordingKey;
 pub use records::*;
+pub use workspace_changes::{Applied, Changeset};
 
 use fault::{Fault, Tx};
 use guard::guard;

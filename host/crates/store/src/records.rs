@@ -280,10 +280,23 @@ pub enum Event {
         reason: String,
         duration_ms: u64,
     },
+    /// A read-write attempt's changeset, committed with its success (its
+    /// contents are blobs): the run's copy of the workspace now has it.
     WorkspaceChanged {
         stage: String,
         attempt: u32,
         changes: Vec<FileChange>,
+    },
+    /// The run's changes were written to the user's workspace `to`.
+    WorkspaceApplied {
+        to: String,
+        written: usize,
+        deleted: usize,
+    },
+    /// Applying was refused: these files changed since the run began.
+    WorkspaceApplyRefused {
+        to: String,
+        conflicts: Vec<String>,
     },
     RunFinished {
         status: RunStatus,

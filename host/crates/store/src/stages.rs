@@ -155,6 +155,14 @@ impl Store {
             };
             self.append_activity(txn, run, stage, attempt, activity)?;
             self.append_sessions(txn, run, &activity.session_appends)?;
+            if !activity.workspace_blobs.is_empty() {
+                let mut blobs = txn.open_table(BLOBS)?;
+                for (hash, bytes) in &activity.workspace_blobs {
+                    if blobs.get(hash.as_str())?.is_none() {
+                        blobs.insert(hash.as_str(), bytes.as_slice())?;
+                    }
+                }
+            }
             let out = record.clone();
             let activity = activity.clone();
             let saved = self.transition(

@@ -17,7 +17,11 @@ pub struct Activity {
     /// committed with the attempt's outcome.
     pub unsaved_calls: Vec<(CallKey, ModelCall)>,
     pub gate_runs: Vec<GateRun>,
+    /// The changeset a successful read-write attempt commits.
     pub file_changes: Vec<FileChange>,
+    /// The contents its changes name (both sides), by blake3: stored in the
+    /// same transaction as the stage's success.
+    pub workspace_blobs: Vec<(String, Vec<u8>)>,
     /// Messages the attempt added to conversation sessions: kept only when
     /// the attempt succeeds.
     pub session_appends: Vec<(String, Vec<ChatMessage>)>,

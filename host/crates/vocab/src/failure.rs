@@ -22,6 +22,10 @@ pub enum StageFailure {
     Instantiate(String),
     #[error("hung: no host call or progress report for {0:?} of running")]
     Hung(Duration),
+    /// The attempt's copy of the workspace could not be made, or its
+    /// changes could not be committed (a conflict with a parallel stage's).
+    #[error("workspace: {0}")]
+    Workspace(String),
 }
 
 impl StageFailure {
@@ -34,6 +38,7 @@ impl StageFailure {
                 ..
             } | StageFailure::Timeout(_)
                 | StageFailure::Hung(_)
+                | StageFailure::Workspace(_)
         )
     }
 }

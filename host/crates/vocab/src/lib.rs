@@ -23,7 +23,7 @@ pub use activity::Activity;
 pub use chat::{ChatMessage, Role};
 pub use events::{RunEvent, RunObserver};
 pub use failure::StageFailure;
-pub use file_change::FileChange;
+pub use file_change::{ChangeKind, FileChange};
 pub use gate_run::{GateOutcome, GateRun};
 pub use log::{LogLevel, LogLine};
 pub use model_call::{CallKey, CallSource, ModelCall, SentCall, total_cost_usd, total_tokens};

@@ -16,25 +16,24 @@ use host_runtime::{AttemptScope, Capability, Grant, HasGrant, grant_of};
 pub use host_vocab::limits::MAX_GATE_RUNS_PER_ATTEMPT;
 use host_vocab::{Activity, GateRun};
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use wasmtime::component::{HasSelf, Linker};
 
-/// Every gate the pipeline declares, and the workspace they run in.
+/// Every gate the pipeline declares. A gate runs in the directory its
+/// attempt is given (a private copy of the run's workspace).
 pub struct GatesCapability {
     gates: BTreeMap<String, GateSpec>,
-    workspace: Option<PathBuf>,
 }
 
 impl GatesCapability {
     pub fn new(pipeline: &Pipeline) -> Self {
         GatesCapability {
             gates: pipeline.gates.clone(),
-            workspace: pipeline.workspace.clone(),
         }
     }
 
-    /// The gates `stage` is granted.
-    pub fn grant(&self, stage: &StageSpec) -> GatesGrant {
+    /// The gates `stage` is granted, run in `workspace`.
+    pub fn grant(&self, stage: &StageSpec, workspace: Option<&Path>) -> GatesGrant {
         let granted = stage
             .gates
             .iter()
@@ -44,7 +43,7 @@ impl GatesCapability {
         GatesGrant {
             stage_id: stage.id.clone(),
             granted,
-            workspace: self.workspace.clone(),
+            workspace: workspace.map(Path::to_path_buf),
             runs: Vec::new(),
         }
     }
@@ -68,7 +67,7 @@ impl Capability for GatesCapability {
     }
 
     fn grant(&self, scope: &AttemptScope<'_>) -> GatesGrant {
-        GatesCapability::grant(self, scope.stage)
+        GatesCapability::grant(self, scope.stage, scope.workspace)
     }
 
     fn deny() -> GatesGrant {

@@ -1,15 +1,12 @@
-//! The workspace: the user's project directory, preopened for a stage with
-//! the access its manifest grants (`none`, `read-only`, `read-write`), and,
-//! for a read-write stage, the files it changed, found by snapshots taken
-//! around the attempt.
+//! The workspace grant: a directory preopened for a stage with the access
+//! its manifest grants (`none`, `read-only`, `read-write`). Which directory
+//! is the scheduler's choice (the run's copy of the user's files, or a
+//! private copy for an attempt that may write), made before the grant, so
+//! the grant itself only opens it; what the attempt changed is found and
+//! committed by the transactional workspace (`host-workspace`).
 
-mod snapshot;
-
-pub use snapshot::Snapshot;
-
-use host_manifest::{Pipeline, WorkspaceAccess};
+use host_manifest::WorkspaceAccess;
 use host_runtime::{AttemptScope, Capability, Grant, HasGrant};
-use host_vocab::Activity;
 use std::path::PathBuf;
 use wasmtime::component::Linker;
 use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
@@ -17,18 +14,8 @@ use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
 /// Where a granted stage sees the workspace.
 pub const WORKSPACE_GUEST_PATH: &str = "/workspace";
 
-/// The pipeline's workspace directory, if it has one.
-pub struct WorkspaceCapability {
-    dir: Option<PathBuf>,
-}
-
-impl WorkspaceCapability {
-    pub fn new(pipeline: &Pipeline) -> Self {
-        WorkspaceCapability {
-            dir: pipeline.workspace.clone(),
-        }
-    }
-}
+/// Grants each stage its access to the directory its attempt is given.
+pub struct WorkspaceCapability;
 
 impl Capability for WorkspaceCapability {
     type Grant = WorkspaceGrant;
@@ -41,42 +28,21 @@ impl Capability for WorkspaceCapability {
     }
 
     fn grant(&self, scope: &AttemptScope<'_>) -> WorkspaceGrant {
-        let dir = match (&self.dir, scope.stage.workspace) {
+        let dir = match (scope.workspace, scope.stage.workspace) {
             (_, WorkspaceAccess::None) | (None, _) => None,
-            (Some(dir), access) => Some((dir.clone(), access)),
+            (Some(dir), access) => Some((dir.to_path_buf(), access)),
         };
-        WorkspaceGrant { dir, before: None }
+        WorkspaceGrant { dir }
     }
 
     fn deny() -> WorkspaceGrant {
-        WorkspaceGrant {
-            dir: None,
-            before: None,
-        }
+        WorkspaceGrant { dir: None }
     }
 }
 
 pub struct WorkspaceGrant {
     /// The directory and the access to it; `None`: no file system.
     dir: Option<(PathBuf, WorkspaceAccess)>,
-    /// A read-write stage's snapshot from before it ran.
-    before: Option<Snapshot>,
-}
-
-impl WorkspaceGrant {
-    fn writable(&self) -> Option<PathBuf> {
-        match &self.dir {
-            Some((dir, WorkspaceAccess::ReadWrite)) => Some(dir.clone()),
-            _ => None,
-        }
-    }
-}
-
-/// Hashes the workspace off the async threads (it reads every file).
-async fn snapshot(dir: PathBuf) -> Snapshot {
-    tokio::task::spawn_blocking(move || Snapshot::take(&dir))
-        .await
-        .unwrap_or_default()
 }
 
 impl Grant for WorkspaceGrant {
@@ -92,18 +58,6 @@ impl Grant for WorkspaceGrant {
         wasi.preopened_dir(dir, WORKSPACE_GUEST_PATH, perms)
             .map(|_| ())
             .map_err(|e| format!("cannot open the workspace {}: {e:#}", dir.display()))
-    }
-
-    async fn begin(&mut self) {
-        if let Some(dir) = self.writable() {
-            self.before = Some(snapshot(dir).await);
-        }
-    }
-
-    async fn finish(&mut self, activity: &mut Activity) {
-        if let (Some(dir), Some(before)) = (self.writable(), self.before.take()) {
-            activity.file_changes = before.changes(&snapshot(dir).await);
-        }
     }
 }
 
@@ -133,43 +87,28 @@ id = "blind"
 plugin = "a.wasm"
 "#;
 
-    #[tokio::test]
-    async fn a_read_write_stage_reports_the_files_it_changed() {
-        let (p, dir) = pipeline(TEXT);
-        let ws = dir.path().join("ws");
-        std::fs::write(ws.join("kept.txt"), "same").unwrap();
-        std::fs::write(ws.join("edited.txt"), "before").unwrap();
-        let cap = WorkspaceCapability::new(&p);
+    #[test]
+    fn each_stage_gets_the_access_it_was_granted_to_the_directory_it_is_given() {
+        let (p, _dir) = pipeline(TEXT);
         let live = live();
-        let mut grant = cap.grant(&scope(&p, "writer", &live));
-        grant.begin().await;
-        std::fs::write(ws.join("edited.txt"), "after").unwrap();
-        std::fs::write(ws.join("new.txt"), "hi").unwrap();
-        let mut activity = Activity::default();
-        grant.finish(&mut activity).await;
-        let paths: Vec<&str> = activity
-            .file_changes
-            .iter()
-            .map(|c| c.path.as_str())
-            .collect();
-        assert_eq!(paths, ["edited.txt", "new.txt"]);
-    }
-
-    #[tokio::test]
-    async fn only_read_write_stages_are_watched_and_only_granted_ones_see_files() {
-        let (p, dir) = pipeline(TEXT);
-        let ws = dir.path().join("ws");
-        let cap = WorkspaceCapability::new(&p);
-        let live = live();
-        let mut reader = cap.grant(&scope(&p, "reader", &live));
+        let cap = WorkspaceCapability;
+        let writer = cap.grant(&scope(&p, "writer", &live));
+        assert!(matches!(writer.dir, Some((_, WorkspaceAccess::ReadWrite))));
+        let reader = cap.grant(&scope(&p, "reader", &live));
         assert!(matches!(reader.dir, Some((_, WorkspaceAccess::ReadOnly))));
-        reader.begin().await;
-        std::fs::write(ws.join("by-someone-else.txt"), "x").unwrap();
-        let mut activity = Activity::default();
-        reader.finish(&mut activity).await;
-        assert!(activity.file_changes.is_empty());
+        let private = std::path::Path::new("/tmp/elsewhere");
+        let moved = cap.grant(&AttemptScope {
+            workspace: Some(private),
+            ..scope(&p, "writer", &live)
+        });
+        assert_eq!(moved.dir.unwrap().0, private);
         let blind = cap.grant(&scope(&p, "blind", &live));
         assert!(blind.dir.is_none(), "no workspace grant: no file system");
+        let none = cap.grant(&AttemptScope {
+            workspace: None,
+            ..scope(&p, "writer", &live)
+        });
+        assert!(none.dir.is_none(), "no workspace in the pipeline");
         assert!(WorkspaceCapability::deny().dir.is_none());
     }
 }

@@ -23,7 +23,7 @@ use toml::de::{DeTable, DeValue, ValueDeserializer};
 use gates::check_gate;
 use models::check_model;
 use order::order_stages;
-use pipeline::{check_workspace, read_task};
+use pipeline::{check_apply, check_exclude, check_workspace, read_task};
 use plugins::{check_plugin, resolve_plugin};
 use reach::{Reach, check_reach};
 use stages::check_stages;
@@ -129,6 +129,14 @@ pub fn validate(source: &Source) -> Result<Pipeline, Diagnostics> {
         .as_ref()
         .and_then(|p| p.workspace.as_ref())
         .and_then(|w| check_workspace(&mut c, w, &base_dir));
+    let apply = pipeline
+        .as_ref()
+        .map(|p| check_apply(&mut c, p, workspace.is_some()))
+        .unwrap_or_default();
+    let workspace_exclude = pipeline
+        .as_ref()
+        .map(|p| check_exclude(&mut c, p))
+        .unwrap_or_default();
     let models = named_sections::<ModelSection>(&mut c, root, "models")
         .into_iter()
         .filter_map(|(alias, span, m)| check_model(&mut c, alias, span, m))
@@ -226,6 +234,8 @@ pub fn validate(source: &Source) -> Result<Pipeline, Diagnostics> {
             base_dir,
             max_parallel: p.max_parallel.map_or(4, Spanned::into_inner),
             workspace,
+            apply,
+            workspace_exclude,
             models,
             plugins,
             gates,

@@ -63,3 +63,66 @@ pub(super) fn check_workspace(
     }
     Some(std::path::absolute(&dir).unwrap_or(dir))
 }
+
+/// `[pipeline] apply`: a known policy, and only with a workspace.
+pub(super) fn check_apply(
+    c: &mut Checker,
+    p: &PipelineSection,
+    has_workspace: bool,
+) -> ApplyPolicy {
+    let Some(apply) = &p.apply else {
+        return ApplyPolicy::default();
+    };
+    let Some(policy) = ApplyPolicy::parse(apply.get_ref()) else {
+        c.error(
+            Some(apply.span()),
+            format!(
+                "[pipeline] apply must be one of {}, not '{}'",
+                ApplyPolicy::NAMES.join(", "),
+                apply.get_ref()
+            ),
+        );
+        return ApplyPolicy::default();
+    };
+    if !has_workspace && p.workspace.is_none() {
+        c.error(
+            Some(apply.span()),
+            "[pipeline] apply needs a workspace: set [pipeline] workspace = \"DIR\"",
+        );
+    }
+    policy
+}
+
+/// `[pipeline] workspace_exclude`: names or relative paths inside the
+/// workspace, never empty, absolute or leaving it.
+pub(super) fn check_exclude(c: &mut Checker, p: &PipelineSection) -> Vec<String> {
+    let Some(list) = &p.workspace_exclude else {
+        return Vec::new();
+    };
+    if p.workspace.is_none() {
+        c.error(
+            Some(list.span()),
+            "[pipeline] workspace_exclude needs a workspace: set [pipeline] workspace = \"DIR\"",
+        );
+    }
+    let mut out = Vec::new();
+    for entry in list.get_ref() {
+        let text = entry.get_ref().trim_end_matches('/');
+        let path = Path::new(text);
+        let leaves = path
+            .components()
+            .any(|c| !matches!(c, std::path::Component::Normal(_)));
+        if text.is_empty() || leaves || text.contains('\0') {
+            c.error(
+                Some(entry.span()),
+                format!(
+                    "[pipeline] workspace_exclude entry '{}' must be a name or a relative path inside the workspace (no '..', not absolute, not empty)",
+                    entry.get_ref()
+                ),
+            );
+            continue;
+        }
+        out.push(text.to_string());
+    }
+    out
+}
