@@ -82,6 +82,14 @@ pub fn with_overrides(
     if let Some(dir) = &options.workspace {
         manifest::apply_workspace_override(&mut pipeline, dir).map_err(|e| fail(&e))?;
     }
+    if let Some(when) = &options.apply {
+        pipeline.apply = manifest::ApplyPolicy::parse(when).ok_or_else(|| {
+            fail(&format!(
+                "--apply '{when}': expected one of {}",
+                manifest::ApplyPolicy::NAMES.join(", ")
+            ))
+        })?;
+    }
     Ok(pipeline)
 }
 

@@ -43,6 +43,10 @@ pub struct RunArgs {
     /// Work on DIR instead of the manifest's workspace.
     #[arg(long, value_name = "DIR")]
     workspace: Option<PathBuf>,
+    /// When the run's changes are written to the workspace: on-success (the
+    /// default) or never (then `host diff RUN_ID`, `host apply RUN_ID`).
+    #[arg(long, value_name = "WHEN", value_parser = ["on-success", "never"])]
+    apply: Option<String>,
 }
 
 impl RunArgs {
@@ -63,6 +67,7 @@ impl RunArgs {
                 .as_ref()
                 .map(|dir| std::path::absolute(dir).unwrap_or_else(|_| dir.clone())),
             fresh: self.execution.fresh,
+            apply: self.apply.clone(),
         }
     }
 }

@@ -107,6 +107,9 @@ pub struct RunOptions {
     /// `--fresh`: no stage of the run reuses a cached result, resumed or not.
     #[serde(default)]
     pub fresh: bool,
+    /// `--apply on-success|never`: overrides `[pipeline] apply`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub apply: Option<String>,
 }
 
 /// A reference to an artifact stored once, by content.

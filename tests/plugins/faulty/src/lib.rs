@@ -79,6 +79,22 @@ enum Behaviour {
         #[serde(default)]
         list: Vec<String>,
     },
+    /// Edit the workspace: report what `read` paths hold first (seen.json),
+    /// write `write` (path -> content), delete `delete`, then (on attempt
+    /// 1 only) sleep `sleep_ms`, to be killed mid-stage; then fail retryably
+    /// while the attempt is below `fail_until`, else succeed.
+    Edit {
+        #[serde(default)]
+        read: Vec<String>,
+        #[serde(default)]
+        write: std::collections::BTreeMap<String, String>,
+        #[serde(default)]
+        delete: Vec<String>,
+        #[serde(default)]
+        sleep_ms: u64,
+        #[serde(default)]
+        fail_until: u32,
+    },
     /// Look for what an earlier attempt left in memory (a static counter,
     /// a zero-initialised buffer), fail if anything is there, then
     /// leave marks of its own for the next attempt to find.
@@ -312,6 +328,42 @@ impl Stage for Faulty {
                     report.insert(format!("list {path}"), r.into());
                 }
                 Output::new("probed").json("probe.json", &report)
+            }
+            Behaviour::Edit {
+                read,
+                write,
+                delete,
+                sleep_ms,
+                fail_until,
+            } => {
+                let seen: std::collections::BTreeMap<&String, Option<String>> = read
+                    .iter()
+                    .map(|p| (p, std::fs::read_to_string(p).ok()))
+                    .collect();
+                plugin_sdk::log::info(&format!("attempt {} saw {seen:?}", input.attempt()));
+                for (path, content) in &write {
+                    if let Some(dir) = std::path::Path::new(path).parent() {
+                        std::fs::create_dir_all(dir)
+                            .map_err(|e| StageError::fatal(e.to_string()))?;
+                    }
+                    std::fs::write(path, content)
+                        .map_err(|e| StageError::fatal(format!("{path}: {e}")))?;
+                }
+                for path in &delete {
+                    std::fs::remove_file(path)
+                        .map_err(|e| StageError::fatal(format!("{path}: {e}")))?;
+                }
+                if input.attempt() == 1 {
+                    std::thread::sleep(std::time::Duration::from_millis(sleep_ms));
+                }
+                if input.attempt() < fail_until {
+                    return Err(StageError::retryable(format!(
+                        "asked to fail attempt {}",
+                        input.attempt()
+                    )));
+                }
+                Output::new(format!("edited {} file(s)", write.len() + delete.len()))
+                    .json("seen.json", &seen)
             }
             Behaviour::Chatter { steps, every_ms } => {
                 for i in 1..=steps {
