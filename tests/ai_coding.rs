@@ -135,6 +135,14 @@ impl Setup {
         (out, s)
     }
 
+    /// `host ARGS` on this setup's state directory.
+    fn host(&self, args: &[&str]) -> Output {
+        let state = self.scratch.path("state");
+        let mut full = vec!["--state-dir", state.to_str().unwrap()];
+        full.extend_from_slice(args);
+        host(&full)
+    }
+
     fn file(&self, name: &str) -> String {
         std::fs::read_to_string(self.workspace.join(name)).unwrap_or_default()
     }
@@ -323,6 +331,77 @@ fn gates_that_keep_failing_escalate_with_their_own_exit_code() {
             .contains("gates failed: tests")
     );
     assert_eq!(status(&sum, "ship"), "skipped");
+    // The bad model's edits never reached the project; they are on record.
+    assert!(
+        !s.file("calc.py").contains("subtract"),
+        "{}",
+        s.file("calc.py")
+    );
+    let run = sum["run_id"].as_str().unwrap();
+    let diff = s.host(&["diff", run, "execution"]);
+    assert!(
+        stdout(&diff).contains("+    return a + b"),
+        "{}",
+        stdout(&diff)
+    );
+}
+
+#[test]
+fn host_diff_and_host_apply_on_the_ai_coding_example_with_a_conflict() {
+    built();
+    let server = scripted(Scenario {
+        reviews: vec![APPROVE],
+        buggy_first: false,
+        always_buggy: false,
+        touches_readme: true,
+    });
+    let s = Setup::new("ai-apply");
+    let original_calc = s.file("calc.py");
+    let (out, sum) = s.run(
+        Some(&server.url),
+        &["--set", "triage.risk=LOW", "--apply", "never"],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(s.file("calc.py"), original_calc, "--apply never");
+    let run = sum["run_id"].as_str().unwrap();
+
+    let diff = stdout(&s.host(&["diff", run]));
+    assert!(diff.contains("diff --git a/calc.py b/calc.py\n"), "{diff}");
+    assert!(
+        diff.contains("+def subtract(a, b):\n+    return a - b\n"),
+        "{diff}"
+    );
+    assert!(
+        diff.contains("+- Add subtract(a, b) to the calculator"),
+        "ship's changelog: {diff}"
+    );
+    let ship = stdout(&s.host(&["diff", run, "ship", "--stat"]));
+    assert_eq!(ship, "modified  CHANGELOG.md\nmodified  README.md\n");
+
+    // The user edits README.md, which the run changed: nothing is applied.
+    std::fs::write(s.workspace.join("README.md"), "# my own edit\n").unwrap();
+    let refused = s.host(&["apply", run]);
+    assert_eq!(refused.status.code(), Some(4), "{}", stderr(&refused));
+    assert!(
+        stderr(&refused).contains("README.md was changed since the run began"),
+        "{}",
+        stderr(&refused)
+    );
+    assert_eq!(s.file("calc.py"), original_calc);
+
+    // With --force the run's version wins everywhere.
+    let applied = s.host(&["apply", run, "--force"]);
+    assert_eq!(applied.status.code(), Some(0), "{}", stderr(&applied));
+    assert!(s.file("calc.py").contains("def subtract"));
+    assert!(
+        s.file("CHANGELOG.md")
+            .contains("- Add subtract(a, b) to the calculator")
+    );
+    assert!(
+        s.file("README.md").contains("- calc.py"),
+        "{}",
+        s.file("README.md")
+    );
 }
 
 #[test]
