@@ -275,6 +275,7 @@ fn apply_never_keeps_the_changes_for_host_apply_which_refuses_a_conflict() {
         diff.contains("@@ -1 +1 @@\n-original\n+second\n"),
         "folded over both stages: {diff}"
     );
+    api_shows_the_diffs(&p.state, &run);
 
     // The user edits a file the run changed: applying is refused, whole.
     std::fs::write(p.ws.join("src/a.txt"), "mine\n").unwrap();
@@ -328,4 +329,47 @@ fn a_run_whose_files_the_user_changed_meanwhile_succeeds_but_is_not_applied() {
         "edited meanwhile\n"
     );
     assert!(!p.ws.join("two.txt").exists(), "nothing written");
+}
+
+/// The dashboard's API: each stage's changes and the run's, with their
+/// unified diffs, and whether they were applied.
+fn api_shows_the_diffs(state: &Path, run: &str) {
+    use std::io::BufRead;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_host"))
+        .args(["serve", "--addr", "127.0.0.1:0", "--state-dir"])
+        .arg(state)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    let base = first.trim().trim_end_matches('/').to_string();
+    let stage = common::http::get(&base, &format!("/api/runs/{run}/stages/second/diff")).json();
+    let a = stage
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["path"] == "src/a.txt")
+        .unwrap();
+    assert_eq!(a["change"], "modified");
+    assert!(
+        a["patch"].as_str().unwrap().contains("-first\n+second\n"),
+        "{a}"
+    );
+    let whole = common::http::get(&base, &format!("/api/runs/{run}/diff")).json();
+    let paths: Vec<&str> = whole["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["path"].as_str().unwrap())
+        .collect();
+    assert_eq!(paths, ["gone.txt", "one.txt", "src/a.txt", "two.txt"]);
+    assert_eq!(whole["applied"], serde_json::Value::Null, "apply = never");
+    let detail = common::http::get(&base, &format!("/api/runs/{run}")).json();
+    assert_eq!(detail["workspace"]["changed"], 5, "{}", detail["workspace"]);
+    let _ = child.kill();
+    let _ = child.wait();
 }

@@ -2,7 +2,7 @@
 
 use super::{Exit, Failure, Globals, Outcome};
 use host::report::utc;
-use host::store::{EventRecord, RunRecord, StageRecord, Store};
+use host::store::{Applied, EventRecord, RunRecord, StageRecord, Store};
 use std::io::Write;
 
 fn duration_ms(run: &RunRecord) -> Option<u64> {
@@ -147,6 +147,21 @@ pub fn status(globals: &Globals, args: StatusArgs) -> Outcome {
         );
     }
     host::report::print_model_totals(stages.iter().flat_map(|s| &s.model_calls));
+    let changed: usize = stages.iter().map(|s| s.file_changes.len()).sum();
+    if changed > 0 {
+        let state = match store.applied(&run.id)? {
+            Some(Applied::Applied { to, at_ms }) => {
+                format!("applied to {to} at {} UTC", utc(at_ms))
+            }
+            Some(Applied::Refused { to, conflicts }) => format!(
+                "not applied to {to}: {} changed there since the run began (`host apply {} --force`)",
+                conflicts.join(", "),
+                run.id
+            ),
+            None => format!("not applied (`host diff {0}`, `host apply {0}`)", run.id),
+        };
+        println!("workspace: {changed} file change(s), {state}");
+    }
     Ok(Exit::Success)
 }
 

@@ -6,8 +6,10 @@ use super::http::{Query, Reply};
 use host_manifest::Pipeline;
 use host_runtime::live::{log_path, read_log};
 use host_store::{
-    DB_FILE, Event, EventRecord, OutputRecord, RunRecord, RunStatus, StageRecord, Store, StoreError,
+    Applied, DB_FILE, Event, EventRecord, OutputRecord, RunRecord, RunStatus, StageRecord, Store,
+    StoreError,
 };
+use host_vocab::{ChangeKind, FileChange};
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -22,9 +24,10 @@ pub fn handle(dir: &Path, segs: &[&str], query: &Query) -> Reply {
         ["runs", run, "events"] => with_run(dir, run, |s, r| events(s, r, query)),
         ["runs", run, "stages", stage] => with_stage(dir, run, stage, stage_detail),
         ["runs", run, "stages", stage, "attempts"] => with_stage(dir, run, stage, attempts),
-        ["runs", run, "stages", stage, "diff"] => {
-            with_stage(dir, run, stage, |_, _, st| Ok(Reply::json(&diff(st))))
-        }
+        ["runs", run, "diff"] => with_run(dir, run, run_diff),
+        ["runs", run, "stages", stage, "diff"] => with_stage(dir, run, stage, |s, _, st| {
+            Ok(Reply::json(&diff(s, &st.file_changes)))
+        }),
         ["runs", run, "stages", stage, "artifacts", name] => {
             with_stage(dir, run, stage, |s, _, st| artifact(s, st, name))
         }
@@ -427,6 +430,11 @@ fn run_detail(store: &Store, run: &RunRecord) -> Answer {
         "loops": loops,
         "retries": timeline.iter().filter(|a| a.will_retry).count(),
         "timeline": timeline,
+        "workspace": {
+            "changed": stages.iter().map(|s| s.file_changes.len()).sum::<usize>(),
+            "applied": applied_json(store, run)?,
+            "diff_url": format!("/api/runs/{}/diff", encode(&run.id)),
+        },
     })))
 }
 
@@ -505,7 +513,7 @@ fn stage_detail(store: &Store, run: &RunRecord, stage: &StageRecord) -> Answer {
     summary["output"] = output.unwrap_or(Value::Null);
     summary["model_calls"] = serde_json::to_value(&stage.model_calls).unwrap_or_default();
     summary["gate_runs"] = serde_json::to_value(&stage.gate_runs).unwrap_or_default();
-    summary["diff"] = diff(stage);
+    summary["diff"] = diff(store, &stage.file_changes);
     summary["attempt_timeline"] = serde_json::to_value(&attempts).unwrap_or_default();
     summary["log_url"] = json!(format!(
         "/api/runs/{}/stages/{}/log",
@@ -525,20 +533,51 @@ fn attempts(store: &Store, run: &RunRecord, stage: &StageRecord) -> Answer {
     ))
 }
 
-/// The workspace files the stage's last attempt changed.
-fn diff(stage: &StageRecord) -> Value {
-    stage
-        .file_changes
+/// A file's diff shown in full up to this; longer ones are cut (the whole
+/// one is `host diff RUN STAGE`).
+const MAX_PATCH: usize = 64 << 10;
+
+/// Workspace changes with their unified diffs, from the stored blobs.
+fn diff(store: &Store, changes: &[FileChange]) -> Value {
+    changes
         .iter()
         .map(|c| {
-            let kind = match (&c.before, &c.after) {
-                (None, Some(_)) => "added",
-                (Some(_), None) => "deleted",
-                _ => "modified",
+            let kind = match c.kind() {
+                ChangeKind::Added => "added",
+                ChangeKind::Deleted => "deleted",
+                ChangeKind::Modified => "modified",
             };
-            json!({"path": c.path, "change": kind, "before": c.before, "after": c.after})
+            let mut patch = crate::workspace::diff_text(store, std::slice::from_ref(c))
+                .unwrap_or_else(|e| format!("(no diff: {e})"));
+            if patch.len() > MAX_PATCH {
+                let mut cut = MAX_PATCH;
+                while !patch.is_char_boundary(cut) {
+                    cut -= 1;
+                }
+                patch.truncate(cut);
+                patch.push_str("\n... (cut: see `host diff`)\n");
+            }
+            json!({"path": c.path, "change": kind, "before": c.before, "after": c.after, "patch": patch})
         })
         .collect()
+}
+
+/// The run's changes folded per file, and whether they were applied.
+fn run_diff(store: &Store, run: &RunRecord) -> Answer {
+    let changes =
+        crate::workspace::run_changes(store, &run.id, None).map_err(|e| store_error(&e))?;
+    let applied = applied_json(store, run)?;
+    Ok(Reply::json(
+        &json!({"changes": diff(store, &changes), "applied": applied}),
+    ))
+}
+
+fn applied_json(store: &Store, run: &RunRecord) -> Result<Value, Reply> {
+    Ok(match store.applied(&run.id).map_err(|e| store_error(&e))? {
+        None => Value::Null,
+        Some(Applied::Applied { to, at_ms }) => json!({"to": to, "at_ms": at_ms}),
+        Some(Applied::Refused { to, conflicts }) => json!({"to": to, "refused": conflicts}),
+    })
 }
 
 fn artifact(store: &Store, stage: &StageRecord, name: &str) -> Answer {
