@@ -36,6 +36,7 @@ fn bench_prints_a_finite_figure_for_every_scenario() {
         "dev-reload",
         "ai-coding",
         "log-line",
+        "workspace-copy",
         "--json",
         "--noop",
         noop.to_str().unwrap(),
@@ -47,6 +48,8 @@ fn bench_prints_a_finite_figure_for_every_scenario() {
         "30",
         "--dag-stages",
         "60",
+        "--workspace-files",
+        "200",
         "--repeats",
         "1",
         "--model-url",
@@ -74,6 +77,11 @@ fn bench_prints_a_finite_figure_for_every_scenario() {
         "host dev: changed component to stage started",
         "AI-coding example, host peak memory",
         "plugin log line",
+        "workspace: cp -r (baseline)",
+        "workspace: the run's copy",
+        "workspace: an attempt's private copy",
+        "workspace: what an attempt changed",
+        "workspace: commit a changeset",
     ] {
         let value = scenario(needle)["value"].as_f64().unwrap();
         assert!(value.is_finite() && value > 0.0, "{needle}: {value}");

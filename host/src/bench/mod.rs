@@ -11,6 +11,7 @@ mod pipelines;
 mod polyglot;
 mod stats;
 mod store_commit;
+mod workspace_copy;
 
 pub use pipelines::dag_manifest;
 pub use stats::{Summary, human};
@@ -43,6 +44,9 @@ pub enum Scenario {
     /// Plugins in several languages (`--plugin LABEL=WASM`): first and
     /// cached load, and one stage attempt with a model call.
     Polyglot,
+    /// The transactional workspace on a tree of 10,000 files / 200 MB,
+    /// beside `cp -r`: the run's copy, an attempt's copy, its changeset.
+    WorkspaceCopy,
 }
 
 pub struct Options {
@@ -62,6 +66,8 @@ pub struct Options {
     pub commit_stages: usize,
     pub resume_stages: usize,
     pub dag_stages: usize,
+    /// Files in the workspace-copy scenario's tree (20 KB each on average).
+    pub workspace_files: usize,
     pub repeats: usize,
     /// The OpenAI-compatible server the AI-coding scenario's models use.
     pub model_url: Option<String>,
@@ -124,6 +130,7 @@ pub async fn run(options: &Options, mut on_row: impl FnMut(&Row)) -> Vec<Row> {
             Scenario::AiCoding => ai_coding(options, &cache_dir),
             Scenario::LogLine => log_line(options),
             Scenario::Polyglot => polyglot(options).await,
+            Scenario::WorkspaceCopy => workspace_copy(options),
         };
         let produced = produced.unwrap_or_else(|e| vec![error_row(scenario, e)]);
         for row in produced {
@@ -132,6 +139,53 @@ pub async fn run(options: &Options, mut on_row: impl FnMut(&Row)) -> Vec<Row> {
         }
     }
     rows
+}
+
+fn workspace_copy(o: &Options) -> Result<Vec<Row>, String> {
+    let (files, bytes) = (o.workspace_files, o.workspace_files as u64 * 20_000);
+    let f = workspace_copy::measure(
+        &o.dir.join("workspace-copy"),
+        files,
+        bytes,
+        o.repeats.max(3),
+    )?;
+    let tree = format!(
+        "{} files, {:.0} MB, {} reflinked",
+        f.files,
+        f.bytes as f64 / 1e6,
+        f.reflinked
+    );
+    let ratio = |s: &Summary| s.median.as_secs_f64() / f.cp_r.median.as_secs_f64().max(1e-9);
+    Ok(vec![
+        time_row("workspace: cp -r (baseline)", &f.cp_r, None, tree.clone()),
+        time_row(
+            "workspace: the run's copy",
+            &f.run_copy,
+            None,
+            format!(
+                "{tree}; copy and hash every file; {:.2}x cp -r",
+                ratio(&f.run_copy)
+            ),
+        ),
+        time_row(
+            "workspace: an attempt's private copy",
+            &f.attempt_copy,
+            None,
+            format!("{tree}; {:.2}x cp -r", ratio(&f.attempt_copy)),
+        ),
+        time_row(
+            "workspace: what an attempt changed",
+            &f.changes,
+            None,
+            "stat every file, hash the 11 changed",
+        ),
+        time_row(
+            "workspace: commit a changeset",
+            &f.commit,
+            None,
+            "11 files: conflict check, both sides read, copied into the run's tree (store write not included)",
+        ),
+    ])
 }
 
 fn commit(o: &Options) -> Result<Vec<Row>, String> {

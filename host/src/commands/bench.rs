@@ -31,6 +31,10 @@ pub struct BenchArgs {
     /// Stages in the DAG scenario.
     #[arg(long, default_value_t = 10_000)]
     dag_stages: usize,
+    /// Files in the workspace-copy scenario's tree (20 KB each on average:
+    /// 10,000 files is 200 MB).
+    #[arg(long, default_value_t = 10_000)]
+    workspace_files: usize,
     /// Stage transitions timed in the commit scenario.
     #[arg(long, default_value_t = 500)]
     commit_stages: usize,
@@ -129,6 +133,7 @@ pub async fn bench(args: BenchArgs) -> Outcome {
         commit_stages: args.commit_stages.max(1),
         resume_stages: args.resume_stages,
         dag_stages: args.dag_stages.max(1),
+        workspace_files: args.workspace_files.max(100),
         repeats: args.repeats.max(1),
         model_url: args.model_url,
     };

@@ -683,8 +683,10 @@ impl Scheduler {
         };
         let run = run_id.clone();
         stored(&self.store, move |s| s.run_finished(&run, status)).await?;
-        if status == RunStatus::Succeeded {
-            // Its changes are in the store; a resume needs no copy.
+        if status != RunStatus::Interrupted {
+            // Its changes are in the store: a later resume of a failed run
+            // rebuilds the copy from the workspace and them. An interrupted
+            // run keeps it, to go on where it stopped.
             let files = ctx.files.clone();
             let _ = tokio::task::spawn_blocking(move || files.remove()).await;
         }
