@@ -679,3 +679,50 @@ fn an_empty_state_file_is_damage_and_is_never_written_over() {
         0
     );
 }
+
+#[test]
+fn a_flipped_byte_in_a_record_is_damage_that_every_command_and_host_verify_report() {
+    let scratch = Scratch::new("bitflip");
+    let state = scratch.path("state");
+    let srv = server(Duration::ZERO);
+    let manifest = pipeline(&scratch, &srv.url);
+    let first = host_with(&state, &["run", "--json", manifest.to_str().unwrap()]);
+    assert!(first.status.success(), "{}", stderr(&first));
+    let run = summary(&first)["run_id"].as_str().unwrap().to_string();
+    let clean = host_with(&state, &["verify"]);
+    assert_eq!(clean.status.code(), Some(0), "{}", stderr(&clean));
+    assert!(
+        stdout(&clean).contains("no damage found"),
+        "{}",
+        stdout(&clean)
+    );
+
+    // Flip one bit in every copy of the recorded task, the text `host
+    // resume` would follow: the JSON stays valid, the record does not.
+    let db = state.join("state.redb");
+    let mut bytes = std::fs::read(&db).unwrap();
+    let needle = b"resume me";
+    let mut flipped = 0;
+    let mut at = 0;
+    while let Some(pos) = bytes[at..].windows(needle.len()).position(|w| w == needle) {
+        bytes[at + pos + 2] ^= 0x01; // "resume" -> "rdsume"
+        flipped += 1;
+        at += pos + needle.len();
+    }
+    assert!(flipped > 0);
+    std::fs::write(&db, &bytes).unwrap();
+
+    for args in [vec!["status", run.as_str()], vec!["resume", run.as_str()]] {
+        let o = host_with(&state, &args);
+        assert_eq!(o.status.code(), Some(11), "{args:?}: {}", stderr(&o));
+        assert!(stderr(&o).contains("damaged"), "{args:?}: {}", stderr(&o));
+        assert!(!stderr(&o).contains("panicked"), "{}", stderr(&o));
+    }
+    let o = host_with(&state, &["verify"]);
+    assert_eq!(o.status.code(), Some(11), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains(&format!("damaged: unreadable runs record {run}")),
+        "{}",
+        stdout(&o)
+    );
+}

@@ -6,7 +6,9 @@ mod commands;
 use clap::{Parser, Subcommand, ValueEnum};
 #[cfg(feature = "bench")]
 use commands::bench;
-use commands::{Exit, Globals, cancel, changes, dev, gates, inspect, plugin, results, run, serve};
+use commands::{
+    Exit, Globals, cancel, changes, dev, gates, inspect, plugin, results, run, serve, verify,
+};
 use host::runtime::ComponentCache;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -84,6 +86,8 @@ enum Command {
     Results(results::ResultsArgs),
     /// Stream a run's records (run, stages, events) out.
     Export(inspect::ExportArgs),
+    /// Check the state directory end to end: every record's checksum, every blob, every reference.
+    Verify(verify::VerifyArgs),
 }
 
 fn main() -> ExitCode {
@@ -188,5 +192,6 @@ async fn dispatch(cli: Cli) -> commands::Outcome {
         Command::Diff(args) => changes::diff(&globals, args),
         Command::Apply(args) => changes::apply(&globals, args),
         Command::Export(args) => inspect::export(&globals, args),
+        Command::Verify(args) => verify::verify(&globals, args),
     }
 }

@@ -12,6 +12,7 @@ pub mod plugin;
 pub mod results;
 pub mod run;
 pub mod serve;
+pub mod verify;
 
 use host::builder::BuildPolicy;
 use host::lifecycle::LifecycleError;

@@ -19,10 +19,23 @@ pub(crate) fn output_hash(output: &StageOutput, refs: &[ArtifactRef]) -> String 
 }
 
 impl Store {
+    /// Contents by their blake3, checked against it: a damaged blob is an
+    /// error, never returned.
     pub fn blob(&self, hash: &str) -> Result<Option<Vec<u8>>> {
         self.read(|txn| {
             let blobs = txn.open_table(BLOBS)?;
-            Ok(blobs.get(hash)?.map(|v| v.value().to_vec()))
+            let Some(v) = blobs.get(hash)? else {
+                return Ok(None);
+            };
+            let bytes = v.value().to_vec();
+            if artifact_hash(&bytes) != hash {
+                return Err(Fault::Store(StoreError::BadRecord {
+                    table: "blobs",
+                    key: hash.to_string(),
+                    detail: "the blob is damaged: its content does not match its hash".into(),
+                }));
+            }
+            Ok(Some(bytes))
         })
     }
 
@@ -30,7 +43,7 @@ impl Store {
         self.read(|txn| {
             let outputs = txn.open_table(OUTPUTS)?;
             match outputs.get(cache_key)? {
-                Some(v) => decode("outputs", cache_key, v.value()).map(Some),
+                Some(v) => self.decode("outputs", cache_key, v.value()).map(Some),
                 None => Ok(None),
             }
         })

@@ -77,7 +77,7 @@ impl Store {
             for entry in events.range((run, 0)..=(run, u64::MAX))? {
                 let (k, v) = entry?;
                 let key = format!("{run}#{}", k.value().1);
-                f(decode("events", &key, v.value())?)?;
+                f(self.decode("events", &key, v.value())?)?;
             }
             Ok(())
         })

@@ -19,15 +19,18 @@ mod model_calls;
 mod model_tables;
 pub mod records;
 mod runs;
+mod seal;
 mod stages;
 #[cfg(test)]
 mod tests;
+mod verify;
 mod workspace_changes;
 
 pub use group_commit::CommitStats;
 pub use host_vocab::{IllegalTransition, RunStatus, StageStatus};
 pub use model_tables::RecordingKey;
 pub use records::*;
+pub use verify::Verification;
 pub use workspace_changes::{Applied, Changeset};
 
 use fault::{Fault, Tx};
@@ -40,7 +43,9 @@ use std::path::{Path, PathBuf};
 /// Bumped when the layout changes; older files are migrated on open.
 /// 2 added the model tables (recordings, response cache, sessions); 3 the
 /// tables of model calls committed one by one (and in flight).
-pub const SCHEMA_VERSION: u64 = 3;
+pub const SCHEMA_VERSION: u64 = 4;
+/// The schema from which every value carries a checksum ([`seal`]).
+const SEALED_SINCE: u64 = 4;
 pub const DB_FILE: &str = "state.redb";
 
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
@@ -124,6 +129,9 @@ pub struct Store {
     db: Db,
     path: PathBuf,
     commits: group_commit::GroupCommit,
+    /// Values carry checksums (schema 4 on): an older database opened
+    /// read-only has none to check.
+    sealed: bool,
 }
 
 /// The database as opened: for writing (every command that runs), or
@@ -165,19 +173,10 @@ pub fn default_state_dir() -> PathBuf {
     base.join("orchestrator-host")
 }
 
+/// A record as stored: JSON, sealed with its checksum.
 fn json<T: serde::Serialize>(value: &T) -> Vec<u8> {
     // Records are plain data: serialization cannot fail.
-    serde_json::to_vec(value).unwrap_or_default()
-}
-
-fn decode<T: serde::de::DeserializeOwned>(table: &'static str, key: &str, bytes: &[u8]) -> Tx<T> {
-    serde_json::from_slice(bytes).map_err(|e| {
-        Fault::Store(StoreError::BadRecord {
-            table,
-            key: key.to_string(),
-            detail: e.to_string(),
-        })
-    })
+    seal::seal(&serde_json::to_vec(value).unwrap_or_default())
 }
 
 /// How every process opens the database: several may share it.
@@ -193,6 +192,7 @@ impl Store {
             db,
             commits: group_commit::GroupCommit::new(&path),
             path,
+            sealed: true,
         }
     }
 
@@ -255,7 +255,7 @@ impl Store {
                 Err(redb::DatabaseError::RepairAborted) => return Store::open_for_repair(dir),
                 Err(e) => return Err(classify(&p, e.into())),
             };
-            let store = Store::with(Db::ReadOnly(db), p);
+            let mut store = Store::with(Db::ReadOnly(db), p);
             let found = store.read(|txn| match txn.open_table(META) {
                 Ok(meta) => Ok(meta.get("schema_version")?.map(|v| v.value())),
                 Err(redb::TableError::TableDoesNotExist(_)) => Ok(None),
@@ -266,7 +266,10 @@ impl Store {
                     path: store.path.clone(),
                     found: v,
                 }),
-                Some(_) => Ok(store),
+                Some(v) => {
+                    store.sealed = v >= SEALED_SINCE;
+                    Ok(store)
+                }
                 None => Err(StoreError::Foreign {
                     path: store.path.clone(),
                 }),
@@ -303,8 +306,13 @@ impl Store {
                     .into());
                 }
                 Some(v) if v == SCHEMA_VERSION => return Ok(()),
-                Some(_older) => {
-                    // Future migrations go here, one version step at a time.
+                Some(older) => {
+                    // One version step at a time.
+                    if older < SEALED_SINCE {
+                        drop(meta);
+                        self.seal_every_record(&txn)?;
+                        meta = txn.open_table(META)?;
+                    }
                 }
                 None => {
                     let existing = txn.list_tables()?.count();

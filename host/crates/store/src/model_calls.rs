@@ -113,7 +113,7 @@ impl Store {
                 let (k, v) = entry?;
                 let k = call_key(k.value());
                 let sent: SentCall =
-                    decode("calls_in_flight", &format!("{run}/{stage}"), v.value())?;
+                    self.decode("calls_in_flight", &format!("{run}/{stage}"), v.value())?;
                 pending.push((k, sent.unsettled(now_ms())));
             }
         }
@@ -131,11 +131,11 @@ impl Store {
         let at = format!("{run}/{stage}");
         let mut calls: Vec<(CallKey, ModelCall)> = Vec::new();
         each_of_stage(txn, CALLS, run, stage, |k, v| {
-            calls.push((k, decode("calls", &at, v)?));
+            calls.push((k, self.decode("calls", &at, v)?));
             Ok(())
         })?;
         each_of_stage(txn, IN_FLIGHT, run, stage, |k, v| {
-            let sent: SentCall = decode("calls_in_flight", &at, v)?;
+            let sent: SentCall = self.decode("calls_in_flight", &at, v)?;
             calls.push((k, sent.unsettled(now_ms())));
             Ok(())
         })?;

@@ -2,7 +2,8 @@
 //! cache, and conversation sessions.
 
 use super::fault::Tx;
-use super::{MODEL_CACHE, RECORDINGS, Result, SESSIONS, Store, decode, json};
+use super::{MODEL_CACHE, RECORDINGS, Result, SESSIONS, Store, json};
+use crate::seal::seal;
 use host_vocab::ChatMessage;
 use redb::{ReadableTable, TableError};
 
@@ -32,18 +33,38 @@ impl Store {
     }
 
     pub fn recording(&self, key: RecordingKey<'_>) -> Result<Option<Vec<u8>>> {
-        self.read_optional(|txn| {
+        let value = self.read_optional(|txn| {
             let table = txn.open_table(RECORDINGS).map_err(table_error)?;
             Ok(table
                 .get((key.run, key.stage, key.request, key.n))?
                 .map(|v| v.value().to_vec()))
-        })
+        })?;
+        let at = format!("{}/{}/{}/{}", key.run, key.stage, key.request, key.n);
+        self.unsealed("recordings", &at, value)
+    }
+
+    /// A raw value's payload, checked (see [`crate::seal`]).
+    fn unsealed(
+        &self,
+        table: &'static str,
+        at: &str,
+        value: Option<Vec<u8>>,
+    ) -> Result<Option<Vec<u8>>> {
+        match value {
+            None => Ok(None),
+            Some(v) => self
+                .unseal(table, at, &v)
+                .map(|p| Some(p.to_vec()))
+                .map_err(|e| e.at(self.path())),
+        }
     }
 
     pub fn record_exchange(&self, key: RecordingKey<'_>, exchange: &[u8]) -> Result<()> {
         self.write(|txn| {
-            txn.open_table(RECORDINGS)?
-                .insert((key.run, key.stage, key.request, key.n), exchange)?;
+            txn.open_table(RECORDINGS)?.insert(
+                (key.run, key.stage, key.request, key.n),
+                seal(exchange).as_slice(),
+            )?;
             Ok(())
         })
     }
@@ -67,15 +88,17 @@ impl Store {
     }
 
     pub fn cached_response(&self, key: &str) -> Result<Option<Vec<u8>>> {
-        self.read_optional(|txn| {
+        let value = self.read_optional(|txn| {
             let table = txn.open_table(MODEL_CACHE).map_err(table_error)?;
             Ok(table.get(key)?.map(|v| v.value().to_vec()))
-        })
+        })?;
+        self.unsealed("model_cache", key, value)
     }
 
     pub fn cache_response(&self, key: &str, response: &[u8]) -> Result<()> {
         self.write(|txn| {
-            txn.open_table(MODEL_CACHE)?.insert(key, response)?;
+            txn.open_table(MODEL_CACHE)?
+                .insert(key, seal(response).as_slice())?;
             Ok(())
         })
     }
@@ -88,7 +111,9 @@ impl Store {
         })?;
         match bytes {
             None => Ok(Vec::new()),
-            Some(b) => decode("sessions", name, &b).map_err(|e| e.at(self.path())),
+            Some(b) => self
+                .decode("sessions", name, &b)
+                .map_err(|e| e.at(self.path())),
         }
     }
 
@@ -105,7 +130,7 @@ impl Store {
         let mut table = txn.open_table(SESSIONS)?;
         for (name, messages) in appends {
             let mut all: Vec<ChatMessage> = match table.get((run, name.as_str()))? {
-                Some(v) => decode("sessions", name, v.value())?,
+                Some(v) => self.decode("sessions", name, v.value())?,
                 None => Vec::new(),
             };
             all.extend(messages.iter().cloned());

@@ -15,7 +15,7 @@ impl Store {
             let bytes = runs
                 .get(run)?
                 .ok_or_else(|| StoreError::UnknownRun(run.into()))?;
-            decode("runs", run, bytes.value())?
+            self.decode("runs", run, bytes.value())?
         };
         host_vocab::status::check_run(record.status, to).map_err(|source| StoreError::Illegal {
             run: run.into(),
@@ -112,7 +112,7 @@ impl Store {
         let bytes = runs
             .get(run)?
             .ok_or_else(|| StoreError::UnknownRun(run.into()))?;
-        decode("runs", run, bytes.value())
+        self.decode("runs", run, bytes.value())
     }
 
     pub fn run_finished(&self, run: &str, status: RunStatus) -> Result<()> {
@@ -128,7 +128,8 @@ impl Store {
             let bytes = runs
                 .get(id)?
                 .ok_or_else(|| StoreError::UnknownRun(id.into()))?;
-            decode("runs", id, bytes.value()).map(RunRecord::observed)
+            self.decode("runs", id, bytes.value())
+                .map(RunRecord::observed)
         })
     }
 
@@ -139,7 +140,10 @@ impl Store {
             let mut out = Vec::new();
             for entry in runs.iter()? {
                 let (k, v) = entry?;
-                out.push(decode::<RunRecord>("runs", k.value(), v.value())?.observed());
+                out.push(
+                    self.decode::<RunRecord>("runs", k.value(), v.value())?
+                        .observed(),
+                );
             }
             Ok(out)
         })

@@ -18,7 +18,7 @@ impl Store {
                 run: run.into(),
                 stage: stage.into(),
             })?;
-        decode("stages", &format!("{run}/{stage}"), bytes.value())
+        self.decode("stages", &format!("{run}/{stage}"), bytes.value())
     }
 
     /// Moves a stage to `to` (checked), applies `update`, saves it, logs `event`.
@@ -400,7 +400,7 @@ impl Store {
                         }
                     })?;
                     let mut record: StageRecord =
-                        decode("stages", &format!("{}/{s}", run.id), bytes.value())?;
+                        self.decode("stages", &format!("{}/{s}", run.id), bytes.value())?;
                     record.model_calls.extend(self.calls_of(txn, &run.id, s)?);
                     // A dead run's running stage is as interrupted as its run.
                     if run.status == RunStatus::Interrupted && record.status == StageStatus::Running

@@ -232,3 +232,117 @@ fn a_call_in_flight_counts_until_its_answer_or_its_attempts_end_settles_it() {
         .count();
     assert_eq!((sent, called), (2, 2));
 }
+
+/// Writes `bytes` as the raw value of run `id`, bypassing the seal.
+fn plant_run_value(store: &Store, id: &str, bytes: Vec<u8>) {
+    store
+        .write(|txn| {
+            txn.open_table(RUNS)?.insert(id, bytes.as_slice())?;
+            Ok(())
+        })
+        .unwrap();
+}
+
+fn raw_run_value(store: &Store, id: &str) -> Vec<u8> {
+    store
+        .read(|txn| Ok(txn.open_table(RUNS)?.get(id)?.unwrap().value().to_vec()))
+        .unwrap()
+}
+
+#[test]
+fn a_flipped_byte_in_a_record_is_damage_not_data() {
+    let (store, _dir) = open();
+    let mut record = run_record("r", &["a"]);
+    record.manifest_text = "[pipeline]\nname = \"p\"\ntask = \"ship it\"\n".into();
+    store.create_run(&record).unwrap();
+    store.kv_set("r", "a", "k", b"checkpoint").unwrap();
+    assert!(store.verify().unwrap().is_clean(), "{:?}", store.verify());
+    // A flip that keeps the JSON valid: "ship it" -> "shiq it".
+    let mut raw = raw_run_value(&store, "r");
+    let at = raw.windows(7).position(|w| w == b"ship it").unwrap();
+    raw[at + 3] ^= 1;
+    plant_run_value(&store, "r", raw);
+    let err = store.run("r").unwrap_err();
+    assert!(err.to_string().contains("damaged"), "{err}");
+    let report = store.verify().unwrap();
+    assert_eq!(report.problems.len(), 1, "{report:?}");
+    assert!(report.problems[0].contains("runs record r"), "{report:?}");
+    assert_eq!(report.checked["kv"], 1);
+    // A blob whose bytes changed under its hash is refused too.
+    let record = {
+        let fresh = run_record("s", &["a"]);
+        store.create_run(&fresh).unwrap();
+        store.stage_started("s", "a", 1, None).unwrap();
+        store
+            .stage_succeeded("s", "a", 1, &output("hello"), &[], &Activity::default())
+            .unwrap()
+    };
+    let hash = record.artifacts[0].hash.clone();
+    store
+        .write(|txn| {
+            txn.open_table(BLOBS)?
+                .insert(hash.as_str(), b"hellp".as_slice())?;
+            Ok(())
+        })
+        .unwrap();
+    assert!(
+        store
+            .load_output(&record)
+            .unwrap_err()
+            .to_string()
+            .contains("damaged")
+    );
+    assert!(
+        store
+            .verify()
+            .unwrap()
+            .problems
+            .iter()
+            .any(|p| p.contains("blob is damaged"))
+    );
+}
+
+#[test]
+fn a_database_of_schema_3_gets_its_records_sealed_when_opened_for_writing() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = Store::open(dir.path()).unwrap();
+        store.create_run(&run_record("old", &["a"])).unwrap();
+        store.kv_set("old", "a", "k", b"v").unwrap();
+        // As a schema-3 host left it: unsealed values, version 3.
+        let unseal = |v: Vec<u8>| seal::check(&v).unwrap().to_vec();
+        let run = unseal(raw_run_value(&store, "old"));
+        plant_run_value(&store, "old", run);
+        store
+            .write(|txn| {
+                let mut kv = txn.open_table(KV)?;
+                let v = kv.get(("old", "a", "k"))?.unwrap().value().to_vec();
+                kv.insert(("old", "a", "k"), seal::check(&v).unwrap())?;
+                let mut stages = txn.open_table(STAGES)?;
+                let v = stages.get(("old", "a"))?.unwrap().value().to_vec();
+                stages.insert(("old", "a"), seal::check(&v).unwrap())?;
+                let mut events = txn.open_table(EVENTS)?;
+                let all: Vec<(u64, Vec<u8>)> = events
+                    .range(("old", 0)..=("old", u64::MAX))?
+                    .map(|e| e.map(|(k, v)| (k.value().1, v.value().to_vec())))
+                    .collect::<std::result::Result<_, _>>()?;
+                for (seq, v) in all {
+                    events.insert(("old", seq), seal::check(&v).unwrap())?;
+                }
+                txn.open_table(META)?.insert("schema_version", 3)?;
+                Ok(())
+            })
+            .unwrap();
+    }
+    // Read-only, an old database is read as it is.
+    let ro = Store::open_read_only(dir.path()).unwrap();
+    assert_eq!(ro.run("old").unwrap().id, "old");
+    drop(ro);
+    // Opened for writing, it is migrated: everything sealed and checked.
+    let store = Store::open(dir.path()).unwrap();
+    assert_eq!(store.run("old").unwrap().id, "old");
+    assert_eq!(store.kv_get("old", "a", "k").unwrap().unwrap(), b"v");
+    assert!(seal::check(&raw_run_value(&store, "old")).is_ok());
+    let report = store.verify().unwrap();
+    assert!(report.is_clean(), "{report:?}");
+}
