@@ -27,6 +27,11 @@ pub const MAX_GATE_RUNS_PER_ATTEMPT: usize = 50;
 /// Largest checkpoint key and value (the `kv` interface).
 pub const MAX_KV_KEY_BYTES: usize = 256;
 pub const MAX_KV_VALUE_BYTES: usize = 16 << 20;
+/// What one read-write attempt's changes may hold (new and changed files'
+/// contents, together): above it the attempt fails before a byte of them
+/// is read, hashed or stored. A sparse file of terabytes costs a plugin
+/// nothing to make; it must cost the host nothing either.
+pub const MAX_CHANGESET_BYTES: u64 = 256 << 20;
 
 /// Most instances alive at once; a stage attempt is one component instance,
 /// so this bounds `max_parallel` (the manifest refuses more).

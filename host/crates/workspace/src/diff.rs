@@ -24,30 +24,12 @@ pub fn file_diff(change: &FileChange, before: Option<&[u8]>, after: Option<&[u8]
         }
         ChangeKind::Modified => {}
     }
-    let (old, new) = (text(before), text(after));
-    let (Some(old), Some(new)) = (old, new) else {
-        let a = if before.is_some() {
-            format!("a/{path}")
-        } else {
-            "/dev/null".into()
-        };
-        let b = if after.is_some() {
-            format!("b/{path}")
-        } else {
-            "/dev/null".into()
-        };
+    // Each side's name, or /dev/null where the file is absent.
+    let a = before.map_or("/dev/null".into(), |_| format!("a/{path}"));
+    let b = after.map_or("/dev/null".into(), |_| format!("b/{path}"));
+    let (Some(old), Some(new)) = (text(before), text(after)) else {
         out += &format!("Binary files {a} and {b} differ\n");
         return out;
-    };
-    let a = if before.is_some() {
-        format!("a/{path}")
-    } else {
-        "/dev/null".into()
-    };
-    let b = if after.is_some() {
-        format!("b/{path}")
-    } else {
-        "/dev/null".into()
     };
     let diff = TextDiff::from_lines(old, new);
     out += &diff

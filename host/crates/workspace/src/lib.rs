@@ -40,6 +40,8 @@ pub enum WorkspaceError {
         "the run's copy of the workspace fell behind its record ({0}); `host resume` repairs it"
     )]
     Stale(String),
+    #[error("the attempt's changes reach more than {limit} bytes at {}: too large to record", path.display())]
+    TooLarge { path: PathBuf, limit: u64 },
 }
 
 impl WorkspaceError {

@@ -13,6 +13,7 @@ use crate::copy::{CopyStats, copy_tree};
 use crate::snapshot::read_entry;
 use crate::{Exclusions, Snapshot, WorkspaceError};
 use host_vocab::FileChange;
+use host_vocab::limits::MAX_CHANGESET_BYTES;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -161,13 +162,34 @@ impl RunWorkspace {
         Ok(Place::Private { dir, base })
     }
 
-    /// What an attempt changed in its private copy (none in the shared tree).
+    /// What an attempt changed in its private copy (none in the shared
+    /// tree); refused if the new and changed files hold more than
+    /// [`MAX_CHANGESET_BYTES`] (found from their sizes, before any is read).
     pub fn changes(&self, place: &Place) -> Result<Vec<FileChange>, WorkspaceError> {
         match place {
             Place::Shared(_) => Ok(Vec::new()),
             Place::Private { dir, base } => {
-                let after = Snapshot::scan(dir, &self.exclude, Some(base))?;
-                Ok(base.changes(&after))
+                let after =
+                    Snapshot::scan_within(dir, &self.exclude, Some(base), MAX_CHANGESET_BYTES)?;
+                let changes = base.changes(&after);
+                // Both sides are stored: what a change replaces or deletes
+                // counts as much as what it writes.
+                let size = |s: &Snapshot, p: &str| s.get(p).map_or(0, |e| e.size);
+                let total: u64 = changes
+                    .iter()
+                    .map(|c| size(base, &c.path) + size(&after, &c.path))
+                    .sum();
+                if total > MAX_CHANGESET_BYTES {
+                    let path = changes
+                        .last()
+                        .map(|c| dir.join(&c.path))
+                        .unwrap_or_default();
+                    return Err(WorkspaceError::TooLarge {
+                        path,
+                        limit: MAX_CHANGESET_BYTES,
+                    });
+                }
+                Ok(changes)
             }
         }
     }
@@ -457,6 +479,21 @@ mod tests {
             std::fs::read_to_string(again.tree_dir().join("src/a.py")).unwrap(),
             "a = 9\n"
         );
+    }
+
+    #[test]
+    fn a_huge_sparse_file_is_refused_from_its_size_without_being_read() {
+        let (_d, source, state) = setup();
+        let ws = RunWorkspace::open(&source, &state, "r1", Exclusions::default(), &[], &no_blobs)
+            .unwrap();
+        let place = ws.private_copy("s.0.1").unwrap();
+        let f = std::fs::File::create(place.dir().join("huge.bin")).unwrap();
+        f.set_len(1 << 40).unwrap(); // 1 TiB of hole
+        // Refused from its size: hashing a terabyte would never return.
+        let err = ws.changes(&place).unwrap_err();
+        assert!(matches!(err, WorkspaceError::TooLarge { .. }), "{err}");
+        assert!(err.to_string().contains("huge.bin"), "{err}");
+        ws.discard(&place);
     }
 
     #[test]

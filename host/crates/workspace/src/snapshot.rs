@@ -60,6 +60,19 @@ impl Snapshot {
         exclude: &Exclusions,
         known: Option<&Snapshot>,
     ) -> Result<Snapshot, WorkspaceError> {
+        Snapshot::scan_within(root, exclude, known, u64::MAX)
+    }
+
+    /// [`Snapshot::scan`], refusing once the files it has to read (new or
+    /// changed since `known`) add up to more than `budget` bytes: nothing
+    /// beyond that is read.
+    pub fn scan_within(
+        root: &Path,
+        exclude: &Exclusions,
+        known: Option<&Snapshot>,
+        budget: u64,
+    ) -> Result<Snapshot, WorkspaceError> {
+        let mut to_read: u64 = 0;
         let mut entries = BTreeMap::new();
         let mut pending = vec![(root.to_path_buf(), String::new())];
         while let Some((dir, prefix)) = pending.pop() {
@@ -91,7 +104,16 @@ impl Snapshot {
                 let stamp = Stamp::of(&meta);
                 let hash = match known.and_then(|k| k.entries.get(&rel)) {
                     Some(e) if e.stamp == stamp => e.hash.clone(),
-                    _ => hash_entry(&path, kind.is_symlink())?,
+                    _ => {
+                        to_read = to_read.saturating_add(meta.size());
+                        if to_read > budget {
+                            return Err(WorkspaceError::TooLarge {
+                                path: path.clone(),
+                                limit: budget,
+                            });
+                        }
+                        hash_entry(&path, kind.is_symlink())?
+                    }
                 };
                 let entry = Entry {
                     hash,
