@@ -81,12 +81,42 @@ fn plugins_built_against_0_1_x_still_load_and_run_beside_0_2_ones() {
 }
 
 #[test]
+fn a_plugin_built_against_0_2_0_runs_on_a_0_2_1_host() {
+    // hello as built before `attempt` was added (0.2.1): a patch adds, so
+    // its imports and its runner still match.
+    let old = workspace_root().join("tests/fixtures/hello-wit-0.2.0.wasm");
+    let check = host(&["plugin", "check", old.to_str().unwrap()]);
+    assert!(check.status.success(), "{}", stderr(&check));
+    assert!(
+        stdout(&check).contains("built against: orchestrator:stage@0.2.0"),
+        "{}",
+        stdout(&check)
+    );
+    let scratch = Scratch::new("wit-0.2.0");
+    let server = ModelServer::start(|_| Reply::text("{\"mood\": \"calm\"}"));
+    let manifest = scratch.write(
+        "pipeline.toml",
+        &format!(
+            "[pipeline]\nname = \"patch\"\ntask = \"t\"\n\n[plugins.old]\nwasm = \"{}\"\n\n\
+             [models.m]\nprovider = \"openai\"\nbase_url = \"{}\"\nmodel = \"scripted\"\n\n\
+             [[stage]]\nid = \"a\"\nplugin = \"old\"\nmodels = [\"m\"]\nconfig = {{ model = \"m\" }}\n",
+            old.display(),
+            server.url
+        ),
+    );
+    let out = host(&["run", "--json", manifest.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stage(&summary(&out), "a")["status"], "succeeded");
+    assert_eq!(server.requests().len(), 1);
+}
+
+#[test]
 fn plugin_check_prints_declared_capabilities() {
     let out = host(&["plugin", "check", plugin("execution").to_str().unwrap()]);
     assert!(out.status.success(), "{}", stderr(&out));
     let text = stdout(&out);
     assert!(
-        text.contains("built against: orchestrator:stage@0.2.0"),
+        text.contains("built against: orchestrator:stage@0.2.1"),
         "{text}"
     );
     assert!(text.contains("models: config `model`"), "{text}");

@@ -188,11 +188,11 @@ fn plugin_check_says_what_a_component_is_and_whether_it_runs() {
     assert!(out.status.success(), "{}", stderr(&out));
     let text = stdout(&out);
     assert!(
-        text.contains("built against: orchestrator:stage@0.2.0"),
+        text.contains("built against: orchestrator:stage@0.2.1"),
         "{text}"
     );
     assert!(
-        text.contains("orchestrator:stage/models@0.2.0") && text.contains("`models`"),
+        text.contains("orchestrator:stage/models@0.2.1") && text.contains("`models`"),
         "{text}"
     );
     assert!(text.contains("info: hello 0.1.0"), "{text}");

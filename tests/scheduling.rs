@@ -246,6 +246,10 @@ fn a_loop_goes_back_with_feedback_until_the_verifier_passes() {
         "plan is outside the loop"
     );
     assert_eq!(count(&ev, "stage-succeeded", "execution"), 3);
+    // The plugin was told it runs a loop's pass.
+    let run = s["run_id"].as_str().unwrap();
+    let kind = r.host(&["show", run, "execution", "--artifact", "kind.txt"]);
+    assert_eq!(stdout(&kind), "loop-pass");
 }
 
 #[test]

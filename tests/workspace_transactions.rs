@@ -141,6 +141,9 @@ fn a_failed_attempts_edits_are_discarded_and_its_retry_sees_the_committed_state(
     let saw = artifact(&p, &sum, "second", "seen.json");
     assert_eq!(saw["/workspace/src/a.txt"], "first\n", "{saw}");
     assert_eq!(saw["/workspace/two.txt"], serde_json::Value::Null, "{saw}");
+    assert_eq!(saw["attempt-kind"], "retry", "the plugin is told");
+    let first = artifact(&p, &sum, "first", "seen.json");
+    assert_eq!(first["attempt-kind"], "first");
     // A later read-only stage sees the run's committed changes.
     let probed = artifact(&p, &sum, "reader", "probe.json");
     assert_eq!(
@@ -245,6 +248,7 @@ fn a_stage_killed_mid_write_leaves_the_workspace_unchanged_and_the_resumed_run_e
     let saw = artifact(&p, &sum, "second", "seen.json");
     assert_eq!(saw["/workspace/src/a.txt"], "first\n", "{saw}");
     assert_eq!(saw["/workspace/two.txt"], serde_json::Value::Null, "{saw}");
+    assert_eq!(saw["attempt-kind"], "resume", "the plugin is told: {saw}");
     assert_eq!(tree(&p.ws), expected_final_tree());
 
     // The same pipeline, never interrupted, ends with the same tree.

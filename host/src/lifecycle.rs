@@ -215,6 +215,14 @@ pub struct Resumed {
 /// every stage that did not succeed is pending again) and reads back what it
 /// already has.
 pub fn take_over(store: &Store, record: &RunRecord) -> Result<Resumed, StoreError> {
+    // Before the take-over resets them: which stages' last attempt never
+    // ended (their owner is gone, so they read as interrupted).
+    let unended: std::collections::HashSet<String> = store
+        .stages(record)?
+        .into_iter()
+        .filter(|s| matches!(s.status, StageStatus::Running | StageStatus::Interrupted))
+        .map(|s| s.stage)
+        .collect();
     store.resume_run(&record.id, Owner::current())?;
     let stages = store.stages(record)?;
     let mut done = HashMap::new();
@@ -240,6 +248,7 @@ pub fn take_over(store: &Store, record: &RunRecord) -> Result<Resumed, StoreErro
                 iteration: s.iteration,
                 feedback: s.feedback.clone(),
                 attempts: s.attempts,
+                interrupted: unended.contains(&s.stage),
             };
             (s.stage.clone(), progress)
         })

@@ -23,6 +23,7 @@
 //! ```
 
 pub mod artifacts;
+pub mod attempt;
 pub mod capabilities;
 pub mod gates;
 pub mod input;

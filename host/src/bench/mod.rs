@@ -475,6 +475,7 @@ pub(crate) fn attempt_scope(
         iteration: 0,
         attempt: i + 1,
         workspace: None,
+        kind: host_vocab::AttemptKind::First,
         live: LIVE.get_or_init(|| {
             std::sync::Arc::new(host_runtime::live::AttemptLive::detached("bench"))
         }),

@@ -33,6 +33,8 @@ pub struct Node {
     pub depth: u32,
     /// Attempts made in this pass before this process took the run over.
     pub attempts_before: u32,
+    /// The last of those never ended (see `StageProgress::interrupted`).
+    pub interrupted: bool,
 }
 
 #[derive(Default)]
@@ -84,6 +86,7 @@ impl Graph {
             feedback: None,
             depth,
             attempts_before: 0,
+            interrupted: false,
         });
         i
     }
@@ -183,6 +186,7 @@ impl Graph {
             let node = &mut self.nodes[n];
             node.iteration += 1;
             node.attempts_before = 0;
+            node.interrupted = false;
             node.unfinished = unfinished;
             node.state = NodeState::Waiting;
             if n == to {

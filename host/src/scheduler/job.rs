@@ -12,7 +12,7 @@ use host_store::{Store, StoreError};
 use host_vocab::StageInput;
 use host_vocab::events::{RunEvent, RunObserver};
 use host_vocab::stage_io as wit;
-use host_vocab::{Activity, StageFailure};
+use host_vocab::{Activity, AttemptKind, StageFailure};
 use host_vocab::{StageResult, StageStatus};
 use host_workspace::{CommitError, Place};
 use std::sync::Arc;
@@ -53,6 +53,8 @@ pub struct StageJob {
     /// Attempts of this pass made by an earlier process: numbering goes on
     /// from there (the retry budget is this process's own).
     pub attempts_before: u32,
+    /// The last of those never ended (its host stopped).
+    pub interrupted: bool,
     /// The files the run works on: where each attempt sees them.
     pub files: RunFiles,
 }
@@ -225,6 +227,12 @@ impl StageJob {
                     .ok()
                     .and_then(|p| p.as_deref())
                     .map(Place::dir),
+                kind: AttemptKind::of(
+                    tries,
+                    self.attempts_before,
+                    self.interrupted,
+                    self.iteration,
+                ),
             };
             let spec = AttemptSpec {
                 input: StageInput {

@@ -50,6 +50,9 @@ pub struct StageProgress {
     /// Attempts already made in this pass (by processes that died): the
     /// next one is numbered after them, with its own log.
     pub attempts: u32,
+    /// The last of them never ended (its host stopped): the next attempt
+    /// is a resume, not a retry of a failure.
+    pub interrupted: bool,
 }
 
 /// What one run needs beyond the pipeline.
@@ -445,6 +448,7 @@ impl RunState<'_> {
                 iteration: node.iteration,
                 loop_feedback: node.feedback.clone(),
                 attempts_before: node.attempts_before,
+                interrupted: node.interrupted,
                 files: self.files.clone(),
             };
             self.graph.nodes[n].state = NodeState::Running;
@@ -567,6 +571,7 @@ impl Scheduler {
                 graph.nodes[n].iteration = progress.iteration;
                 graph.nodes[n].feedback = progress.feedback.clone();
                 graph.nodes[n].attempts_before = progress.attempts;
+                graph.nodes[n].interrupted = progress.interrupted;
             }
         }
         let mut state = RunState {

@@ -10,6 +10,7 @@
 //! change.
 
 pub mod artifacts;
+pub mod attempt;
 pub mod gates;
 pub mod kv;
 pub mod log;
@@ -21,6 +22,7 @@ pub mod workspace;
 mod test_support;
 
 use artifacts::{ArtifactsCapability, ArtifactsGrant};
+use attempt::{AttemptCapability, AttemptGrant};
 use gates::{GatesCapability, GatesGrant};
 use host_manifest::Pipeline;
 use host_runtime::{AttemptScope, Capability, Grant, GrantSet, Holds, StageState};
@@ -120,6 +122,7 @@ capabilities!(
     kv: KvCapability => KvGrant,
     log: LogCapability => LogGrant,
     artifacts: ArtifactsCapability => ArtifactsGrant,
+    attempt: AttemptCapability => AttemptGrant,
 );
 
 impl Capabilities {
@@ -136,6 +139,7 @@ impl Capabilities {
             kv: KvCapability::new(store),
             log: LogCapability,
             artifacts: ArtifactsCapability,
+            attempt: AttemptCapability,
         }
     }
 }

@@ -41,6 +41,7 @@ pub fn scope<'a>(
         attempt: 1,
         live,
         workspace: pipeline.workspace.as_deref(),
+        kind: host_vocab::AttemptKind::First,
     }
 }
 

@@ -49,6 +49,9 @@ pub struct AttemptScope<'a> {
     /// in: the run's copy of the workspace or a private copy of it, chosen
     /// by the scheduler (`None`: the pipeline has no workspace).
     pub workspace: Option<&'a std::path::Path>,
+    /// Why it runs: a retry, a resume, a loop's pass (the `attempt`
+    /// interface tells the plugin).
+    pub kind: host_vocab::AttemptKind,
 }
 
 /// A host interface granted to stages.

@@ -6,6 +6,7 @@
 //! without wasmtime, and a type defined here can never pull a layer above in.
 
 pub mod activity;
+pub mod attempt_kind;
 pub mod chat;
 pub mod events;
 pub mod failure;
@@ -20,6 +21,7 @@ pub mod status;
 pub mod time;
 
 pub use activity::Activity;
+pub use attempt_kind::AttemptKind;
 pub use chat::{ChatMessage, Role};
 pub use events::{RunEvent, RunObserver};
 pub use failure::StageFailure;

@@ -130,6 +130,17 @@ fn residue() -> Result<Output, StageError> {
     Ok(Output::new("clean"))
 }
 
+/// What the host says came before this attempt, as the manifest spells it.
+fn attempt_kind() -> &'static str {
+    use plugin_sdk::attempt::AttemptKind;
+    match plugin_sdk::attempt::kind() {
+        AttemptKind::First => "first",
+        AttemptKind::Retry => "retry",
+        AttemptKind::Resume => "resume",
+        AttemptKind::LoopPass => "loop-pass",
+    }
+}
+
 /// Recursion the optimiser cannot turn into a loop: the frame is used after
 /// the call, through an opaque `black_box`.
 #[allow(unconditional_recursion)]
@@ -236,7 +247,8 @@ impl Stage for Faulty {
                 input.iteration(),
                 input.feedback().unwrap_or("none")
             ))
-            .metric("iteration", f64::from(input.iteration()))),
+            .metric("iteration", f64::from(input.iteration()))
+            .text("kind.txt", attempt_kind())),
             Behaviour::Spawn { jobs } => Output::new("spawning").json("spawn.json", &jobs),
             Behaviour::Sleep { ms } => {
                 std::thread::sleep(std::time::Duration::from_millis(ms));
@@ -336,10 +348,11 @@ impl Stage for Faulty {
                 sleep_ms,
                 fail_until,
             } => {
-                let seen: std::collections::BTreeMap<&String, Option<String>> = read
+                let mut seen: std::collections::BTreeMap<String, Option<String>> = read
                     .iter()
-                    .map(|p| (p, std::fs::read_to_string(p).ok()))
+                    .map(|p| (p.clone(), std::fs::read_to_string(p).ok()))
                     .collect();
+                seen.insert("attempt-kind".into(), Some(attempt_kind().into()));
                 plugin_sdk::log::info(&format!("attempt {} saw {seen:?}", input.attempt()));
                 for (path, content) in &write {
                     if let Some(dir) = std::path::Path::new(path).parent() {

@@ -1,0 +1,13 @@
+//! Why this attempt is running: the first, a retry after a failure, a
+//! resume after the host stopped mid-attempt, or a loop's pass. A stage that
+//! keeps `kv` checkpoints reads them back on a resume; one that must not
+//! repeat an effect (a message sent, a ticket filed) can check first.
+
+use crate::bindings::orchestrator::stage::attempt as wit;
+
+pub use wit::AttemptKind;
+
+/// What came before this attempt (host 0.2.1 and later).
+pub fn kind() -> AttemptKind {
+    wit::kind()
+}
