@@ -406,3 +406,59 @@ fn no_attempt_sees_the_memory_of_an_earlier_one() {
     }
     assert_eq!(failure_kind(&s, "r3"), "trap");
 }
+
+#[test]
+fn a_nan_metric_fails_its_stage_and_leaves_the_state_directory_readable() {
+    let faulty = plugin("faulty");
+    let scratch = Scratch::new("nan-metric");
+    let state = scratch.path("state");
+    let manifest = scratch.write(
+        "pipeline.toml",
+        &format!(
+            r#"
+[pipeline]
+name = "nan"
+task = "divide"
+
+[plugins.faulty]
+wasm = "{}"
+
+[[stage]]
+id = "divide"
+plugin = "faulty"
+config = {{ behaviour = "zero-by-zero" }}
+
+[[stage]]
+id = "after"
+plugin = "faulty"
+after = ["divide"]
+when = "divide.metrics.ratio > 0"
+config = {{ behaviour = "succeed" }}
+"#,
+            faulty.display()
+        ),
+    );
+    let with_state = |args: &[&str]| {
+        let mut full = vec!["--state-dir", state.to_str().unwrap()];
+        full.extend_from_slice(args);
+        host(&full)
+    };
+    let o = with_state(&["run", "--json", manifest.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let s = summary(&o);
+    let why = failure_text(&s, "divide");
+    assert!(
+        why.contains("metric 'ratio' is NaN: a metric must be a finite number"),
+        "{why}"
+    );
+    let run = s["run_id"].as_str().unwrap();
+    for args in [
+        vec!["runs"],
+        vec!["status", run],
+        vec!["export", run, "--format", "jsonl"],
+        vec!["verify"],
+    ] {
+        let o = with_state(&args);
+        assert_eq!(o.status.code(), Some(0), "{args:?}: {}", stderr(&o));
+    }
+}

@@ -108,7 +108,7 @@ impl<G: GrantSet> Runtime<G> {
                     .data_mut()
                     .grants
                     .complete_output(&mut output)
-                    .and_then(|()| check_output_size(output, spec.max_output))
+                    .and_then(|()| check_output(output, spec.max_output))
             }
         };
         let state = store.data_mut();
@@ -140,10 +140,23 @@ impl<G: GrantSet> Runtime<G> {
     }
 }
 
-fn check_output_size(output: StageOutput, limit: usize) -> Result<StageOutput, StageFailure> {
+/// What a successful output must be before anything of it is recorded:
+/// within its size limit, and with metrics that are numbers. A NaN or an
+/// infinity (an honest 0/0 in a plugin) has no JSON form and no order, so
+/// `when` conditions and the run record could not hold it.
+fn check_output(output: StageOutput, limit: usize) -> Result<StageOutput, StageFailure> {
     let bytes: usize = output.artifacts.iter().map(|a| a.bytes.len()).sum();
     if bytes > limit {
         return Err(StageFailure::OutputTooLarge { bytes, limit });
+    }
+    if let Some(m) = output.metrics.iter().find(|m| !m.value.is_finite()) {
+        return Err(StageFailure::Plugin {
+            retryable: false,
+            message: format!(
+                "metric '{}' is {}: a metric must be a finite number",
+                m.name, m.value
+            ),
+        });
     }
     Ok(output)
 }

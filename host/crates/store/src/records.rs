@@ -122,11 +122,23 @@ pub struct ArtifactRef {
     pub size: u64,
 }
 
+fn metrics_or_null<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<(String, f64)>, D::Error> {
+    let raw: Vec<(String, Option<f64>)> = Deserialize::deserialize(d)?;
+    Ok(raw
+        .into_iter()
+        .map(|(name, value)| (name, value.unwrap_or(f64::NAN)))
+        .collect())
+}
+
 /// A stage's successful output, without the artifact bytes.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct OutputRecord {
     pub summary: String,
     pub decision: Option<String>,
+    /// A non-finite metric, which a host before 0.2.1's check could record,
+    /// was written as `null`: it reads back as NaN instead of making the
+    /// whole state directory unreadable.
+    #[serde(deserialize_with = "metrics_or_null")]
     pub metrics: Vec<(String, f64)>,
     pub artifacts: Vec<ArtifactRef>,
     /// blake3 over all of the above: what downstream cache keys are built from.

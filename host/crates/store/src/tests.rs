@@ -346,3 +346,13 @@ fn a_database_of_schema_3_gets_its_records_sealed_when_opened_for_writing() {
     let report = store.verify().unwrap();
     assert!(report.is_clean(), "{report:?}");
 }
+
+#[test]
+fn a_nan_metric_recorded_by_an_older_host_reads_back_as_nan() {
+    // serde_json writes a NaN as null: before outputs were checked, a
+    // plugin's 0/0 left such a record, and every read of it failed.
+    let text = r#"{"summary":"s","decision":null,"metrics":[["ratio",null],["n",2.0]],"artifacts":[],"content_hash":"h","produced_by":["r","a"]}"#;
+    let record: OutputRecord = serde_json::from_str(text).unwrap();
+    assert!(record.metrics[0].1.is_nan());
+    assert_eq!(record.metrics[1], ("n".to_string(), 2.0));
+}

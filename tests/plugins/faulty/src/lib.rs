@@ -95,6 +95,8 @@ enum Behaviour {
         #[serde(default)]
         fail_until: u32,
     },
+    /// Succeed with a metric computed as 0/0 (NaN) and one as 1/0.
+    ZeroByZero,
     /// Look for what an earlier attempt left in memory (a static counter,
     /// a zero-initialised buffer), fail if anything is there, then
     /// leave marks of its own for the next attempt to find.
@@ -241,6 +243,14 @@ impl Stage for Faulty {
                 } else {
                     Ok(Output::new(format!("iteration {i}: good")).decision("pass"))
                 }
+            }
+            Behaviour::ZeroByZero => {
+                // From the input, so the optimiser cannot fold it: 0/0.
+                let zero = f64::from(input.iteration());
+                let done = f64::from(input.iteration());
+                Ok(Output::new("divided")
+                    .metric("ratio", done / zero)
+                    .metric("rate", 1.0 / zero))
             }
             Behaviour::EchoFeedback => Ok(Output::new(format!(
                 "iteration {}, feedback: {}",
