@@ -123,6 +123,7 @@ impl Host for KvGrant {
         match self.blocking(|s| s.kv_set(&run, &stage, &key, &value)) {
             None => Ok(Err("no checkpoint store outside a run".into())),
             Some(Ok(())) => Ok(Ok(())),
+            Some(Err(host_store::StoreError::Quota(why))) => Ok(Err(why)),
             Some(Err(e)) => Err(wasmtime::format_err!("checkpoint store failed: {e}")),
         }
     }
@@ -194,6 +195,36 @@ plugin = "a.wasm"
         let big = vec![0u8; MAX_VALUE_BYTES + 1];
         let err = a.set("k".into(), big).await.unwrap().unwrap_err();
         assert!(err.contains("value is"), "{err}");
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn distinct_keys_cannot_grow_the_checkpoints_past_the_stage_quota() {
+        let (p, _dir) = pipeline(TEXT);
+        let (store, _state) = store();
+        let cap = KvCapability::new(store);
+        let live = live();
+        let mut a = cap.grant(&scope(&p, "a", &live));
+        let value = vec![1u8; MAX_VALUE_BYTES];
+        let fit = (host_vocab::limits::MAX_KV_STAGE_BYTES / MAX_VALUE_BYTES as u64) as usize;
+        for i in 0..fit - 1 {
+            a.set(format!("k{i}"), value.clone())
+                .await
+                .unwrap()
+                .unwrap();
+        }
+        let err = a
+            .set("one-too-many".into(), value.clone())
+            .await
+            .unwrap()
+            .unwrap_err();
+        assert!(err.contains("the limits are"), "{err}");
+        // Replacing a key counts its new size only; deleting frees room.
+        a.set("k0".into(), value.clone()).await.unwrap().unwrap();
+        a.delete("k1".into()).await.unwrap();
+        a.set("one-more".into(), value).await.unwrap().unwrap();
+        // Another stage has its own quota.
+        let mut b = cap.grant(&scope(&p, "b", &live));
+        b.set("k".into(), b"small".to_vec()).await.unwrap().unwrap();
     }
 
     #[tokio::test(flavor = "multi_thread")]

@@ -113,6 +113,10 @@ pub enum StoreError {
         stage: String,
         source: IllegalTransition,
     },
+    /// A plugin asked for more than its share (a checkpoint quota): its
+    /// request is refused, nothing else is wrong.
+    #[error("{0}")]
+    Quota(String),
     #[error("unreadable {table} record {key}: {detail}")]
     BadRecord {
         table: &'static str,

@@ -27,6 +27,11 @@ pub const MAX_GATE_RUNS_PER_ATTEMPT: usize = 50;
 /// Largest checkpoint key and value (the `kv` interface).
 pub const MAX_KV_KEY_BYTES: usize = 256;
 pub const MAX_KV_VALUE_BYTES: usize = 16 << 20;
+/// What one stage of one run may keep in checkpoints, together: keys and
+/// values, and how many keys. Distinct keys must not grow the state
+/// directory without end.
+pub const MAX_KV_STAGE_BYTES: u64 = 64 << 20;
+pub const MAX_KV_KEYS: u64 = 10_000;
 /// What one read-write attempt's changes may hold (new and changed files'
 /// contents, together): above it the attempt fails before a byte of them
 /// is read, hashed or stored. A sparse file of terabytes costs a plugin
