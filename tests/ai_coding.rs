@@ -137,10 +137,7 @@ impl Setup {
 
     /// `host ARGS` on this setup's state directory.
     fn host(&self, args: &[&str]) -> Output {
-        let state = self.scratch.path("state");
-        let mut full = vec!["--state-dir", state.to_str().unwrap()];
-        full.extend_from_slice(args);
-        host(&full)
+        common::runs::host_with(&self.scratch.path("state"), args)
     }
 
     fn file(&self, name: &str) -> String {

@@ -196,19 +196,8 @@ config = {{ behaviour = "succeed" }}
             plugin("faulty").display().to_string()
         ),
     );
-    let mut serve = Command::new(env!("CARGO_BIN_EXE_host"))
-        .args(["serve", "--addr", "127.0.0.1:0", "--state-dir"])
-        .arg(&state)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut first = String::new();
-    BufReader::new(serve.stdout.take().unwrap())
-        .read_line(&mut first)
-        .unwrap();
-    let _serve = Killed(serve);
-    let base = first.trim().trim_end_matches('/').to_string();
+    let serve = common::serve::Serve::start(&state);
+    let base = serve.url.clone();
 
     let run = Command::new(env!("CARGO_BIN_EXE_host"))
         .args(["--cache-dir", cache_dir().to_str().unwrap()])

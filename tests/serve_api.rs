@@ -7,47 +7,12 @@ mod common;
 
 use common::http::{SseStream, get, request, wait_for};
 use common::model_server::{ModelServer, Reply as ModelReply};
+use common::serve::Serve;
 use common::*;
 use serde_json::Value;
-use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
-
-/// A `host serve` process, killed when dropped.
-struct Server {
-    child: Child,
-    url: String,
-}
-
-impl Server {
-    fn start(state: &std::path::Path) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_host"))
-            .args(["serve", "--addr", "127.0.0.1:0", "--state-dir"])
-            .arg(state)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut first = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut first)
-            .unwrap();
-        let url = first.trim().trim_end_matches('/').to_string();
-        assert!(
-            url.starts_with("http://127.0.0.1:"),
-            "first line: {first:?}"
-        );
-        Server { child, url }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 fn manifest(scratch: &Scratch, model_url: &str) -> PathBuf {
     let faulty = plugin("faulty").display().to_string();
@@ -166,7 +131,7 @@ fn the_api_serves_a_run_while_another_process_runs_it_and_after() {
     // A scripted OpenAI-compatible server: 11 tokens in, 7 out per call.
     let model = ModelServer::start(|_| ModelReply::text("hello"));
     let manifest = manifest(&scratch, &model.url);
-    let server = Server::start(&state);
+    let server = Serve::start(&state);
     let base = server.url.as_str();
 
     // Before any run: an empty list, not an error; unknown ids are 404s.
@@ -533,7 +498,7 @@ fn a_run_killed_mid_stage_shows_as_interrupted() {
     run.wait().unwrap();
     assert!(log.is_file());
 
-    let server = Server::start(&state);
+    let server = Serve::start(&state);
     let runs = get(&server.url, "/api/runs");
     assert_eq!(runs.status, 200, "{}", runs.text());
     let runs = runs.json();

@@ -438,11 +438,7 @@ config = {{ behaviour = "succeed" }}
             faulty.display()
         ),
     );
-    let with_state = |args: &[&str]| {
-        let mut full = vec!["--state-dir", state.to_str().unwrap()];
-        full.extend_from_slice(args);
-        host(&full)
-    };
+    let with_state = |args: &[&str]| common::runs::host_with(&state, args);
     let o = with_state(&["run", "--json", manifest.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     let s = summary(&o);

@@ -338,20 +338,9 @@ fn a_run_whose_files_the_user_changed_meanwhile_succeeds_but_is_not_applied() {
 /// The dashboard's API: each stage's changes and the run's, with their
 /// unified diffs, and whether they were applied.
 fn api_shows_the_diffs(state: &Path, run: &str) {
-    use std::io::BufRead;
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_host"))
-        .args(["serve", "--addr", "127.0.0.1:0", "--state-dir"])
-        .arg(state)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut first = String::new();
-    std::io::BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut first)
-        .unwrap();
-    let base = first.trim().trim_end_matches('/').to_string();
-    let stage = common::http::get(&base, &format!("/api/runs/{run}/stages/second/diff")).json();
+    let serve = common::serve::Serve::start(state);
+    let base = serve.url.as_str();
+    let stage = common::http::get(base, &format!("/api/runs/{run}/stages/second/diff")).json();
     let a = stage
         .as_array()
         .unwrap()
@@ -363,7 +352,7 @@ fn api_shows_the_diffs(state: &Path, run: &str) {
         a["patch"].as_str().unwrap().contains("-first\n+second\n"),
         "{a}"
     );
-    let whole = common::http::get(&base, &format!("/api/runs/{run}/diff")).json();
+    let whole = common::http::get(base, &format!("/api/runs/{run}/diff")).json();
     let paths: Vec<&str> = whole["changes"]
         .as_array()
         .unwrap()
@@ -372,8 +361,6 @@ fn api_shows_the_diffs(state: &Path, run: &str) {
         .collect();
     assert_eq!(paths, ["gone.txt", "one.txt", "src/a.txt", "two.txt"]);
     assert_eq!(whole["applied"], serde_json::Value::Null, "apply = never");
-    let detail = common::http::get(&base, &format!("/api/runs/{run}")).json();
+    let detail = common::http::get(base, &format!("/api/runs/{run}")).json();
     assert_eq!(detail["workspace"]["changed"], 5, "{}", detail["workspace"]);
-    let _ = child.kill();
-    let _ = child.wait();
 }

@@ -61,10 +61,7 @@ impl RunFiles {
             .into_iter()
             .map(|c| c.changes)
             .collect();
-        let blob = |h: &str| match store.blob(h) {
-            Ok(Some(b)) => Ok(b),
-            _ => Err(WorkspaceError::MissingBlob(h.to_string())),
-        };
+        let blob = |h: &str| stored_blob(store, h);
         let state_dir = store.path().parent().unwrap_or(Path::new("."));
         let exclude = Exclusions::new(&pipeline.workspace_exclude);
         let ws = RunWorkspace::open(source, state_dir, run, exclude, &committed, &blob)?;
@@ -90,7 +87,7 @@ impl RunFiles {
             RunFiles::None => Ok(None),
             RunFiles::Direct(dir) => Ok(Some(Place::Shared(dir.clone()))),
             RunFiles::Copied(ws) if needs_copy(stage) => ws.private_copy(attempt_key).map(Some),
-            RunFiles::Copied(ws) if stage.workspace == WorkspaceAccess::None => Ok(None),
+            RunFiles::Copied(_) if stage.workspace == WorkspaceAccess::None => Ok(None),
             RunFiles::Copied(ws) => Ok(Some(Place::Shared(ws.tree_dir()))),
         }
     }
@@ -107,6 +104,14 @@ impl RunFiles {
         if let RunFiles::Copied(ws) = self {
             ws.remove();
         }
+    }
+}
+
+/// A changeset's content from the store, as applying asks for it.
+fn stored_blob(store: &Store, hash: &str) -> Result<Vec<u8>, WorkspaceError> {
+    match store.blob(hash) {
+        Ok(Some(bytes)) => Ok(bytes),
+        _ => Err(WorkspaceError::MissingBlob(hash.to_string())),
     }
 }
 
@@ -182,11 +187,7 @@ pub fn apply_run(
         store.note(run, event)?;
         return Ok(ApplyOutcome::Refused(found));
     }
-    let blob = |h: &str| match store.blob(h) {
-        Ok(Some(b)) => Ok(b),
-        _ => Err(WorkspaceError::MissingBlob(h.to_string())),
-    };
-    let stats = apply_changes(target, &changes, &blob)?;
+    let stats = apply_changes(target, &changes, &|h| stored_blob(store, h))?;
     store.note(
         run,
         Event::WorkspaceApplied {

@@ -6,6 +6,7 @@
 pub mod http;
 pub mod model_server;
 pub mod runs;
+pub mod serve;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

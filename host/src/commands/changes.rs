@@ -47,12 +47,7 @@ pub fn diff(globals: &Globals, args: DiffArgs) -> Outcome {
     let mut out = std::io::stdout().lock();
     if args.stat {
         for c in &changes {
-            let kind = match c.kind() {
-                host::vocab::ChangeKind::Added => "added",
-                host::vocab::ChangeKind::Modified => "modified",
-                host::vocab::ChangeKind::Deleted => "deleted",
-            };
-            let _ = writeln!(out, "{kind:<9} {}", c.path);
+            let _ = writeln!(out, "{:<9} {}", c.kind().as_str(), c.path);
         }
     } else {
         let _ = out.write_all(diff_text(&store, &changes)?.as_bytes());

@@ -14,7 +14,7 @@ use host_vocab::events::{RunEvent, RunObserver};
 use host_vocab::stage_io as wit;
 use host_vocab::{Activity, AttemptKind, StageFailure};
 use host_vocab::{StageResult, StageStatus};
-use host_workspace::{CommitError, Place};
+use host_workspace::Place;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tracing::Instrument;
@@ -152,14 +152,10 @@ impl StageJob {
             };
             match ws {
                 None => record(Default::default()).map(Ok),
+                // A conflict or an unreadable file fails the attempt.
                 Some((ws, place)) => match ws.commit(&place, &changes, record) {
                     Ok(recorded) => recorded.map(Ok),
-                    Err(e @ CommitError::Conflict(_)) => {
-                        Ok(Err(StageFailure::Workspace(e.to_string())))
-                    }
-                    Err(CommitError::Workspace(e)) => {
-                        Ok(Err(StageFailure::Workspace(e.to_string())))
-                    }
+                    Err(e) => Ok(Err(StageFailure::Workspace(e.to_string()))),
                 },
             }
         })

@@ -9,7 +9,7 @@ use host_store::{
     Applied, DB_FILE, Event, EventRecord, OutputRecord, RunRecord, RunStatus, StageRecord, Store,
     StoreError,
 };
-use host_vocab::{ChangeKind, FileChange};
+use host_vocab::FileChange;
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -542,11 +542,7 @@ fn diff(store: &Store, changes: &[FileChange]) -> Value {
     changes
         .iter()
         .map(|c| {
-            let kind = match c.kind() {
-                ChangeKind::Added => "added",
-                ChangeKind::Deleted => "deleted",
-                ChangeKind::Modified => "modified",
-            };
+            let kind = c.kind().as_str();
             let mut patch = crate::workspace::diff_text(store, std::slice::from_ref(c))
                 .unwrap_or_else(|e| format!("(no diff: {e})"));
             if patch.len() > MAX_PATCH {

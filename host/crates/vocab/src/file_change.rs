@@ -39,3 +39,15 @@ pub enum ChangeKind {
     Modified,
     Deleted,
 }
+
+impl ChangeKind {
+    /// `added`, `modified` or `deleted`, as `host diff --stat` and the API
+    /// name it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChangeKind::Added => "added",
+            ChangeKind::Modified => "modified",
+            ChangeKind::Deleted => "deleted",
+        }
+    }
+}

@@ -2,6 +2,7 @@
 //! (btrfs, XFS, bcachefs: the copy costs metadata only), else the kernel's
 //! own copy (`copy_file_range`), never through a user-space buffer.
 
+use crate::walk::walk;
 use crate::{Exclusions, WorkspaceError};
 use std::fs::{File, OpenOptions};
 use std::os::fd::AsRawFd;
@@ -32,49 +33,27 @@ pub fn copy_tree(
 ) -> Result<CopyStats, WorkspaceError> {
     let mut stats = CopyStats::default();
     std::fs::create_dir(to).map_err(|e| WorkspaceError::io("create", to, e))?;
-    let mut pending = vec![(from.to_path_buf(), to.to_path_buf(), String::new())];
     let mut dirs = Vec::new();
-    while let Some((src_dir, dst_dir, prefix)) = pending.pop() {
-        let list =
-            std::fs::read_dir(&src_dir).map_err(|e| WorkspaceError::io("read", &src_dir, e))?;
-        for item in list {
-            let item = item.map_err(|e| WorkspaceError::io("read", &src_dir, e))?;
-            let name = item.file_name();
-            let Some(text) = name.to_str() else {
-                return Err(WorkspaceError::NotUtf8(item.path()));
-            };
-            let rel = if prefix.is_empty() {
-                text.to_string()
-            } else {
-                format!("{prefix}/{text}")
-            };
-            if exclude.excludes(&rel) {
-                continue;
+    walk(from, exclude, |src, rel, meta| {
+        let dst = to.join(rel);
+        let kind = meta.file_type();
+        if kind.is_dir() {
+            std::fs::create_dir(&dst).map_err(|e| WorkspaceError::io("create", &dst, e))?;
+            dirs.push((dst, meta.mode()));
+        } else if kind.is_symlink() {
+            let target = std::fs::read_link(src).map_err(|e| WorkspaceError::io("read", src, e))?;
+            std::os::unix::fs::symlink(&target, &dst)
+                .map_err(|e| WorkspaceError::io("create", &dst, e))?;
+            stats.files += 1;
+        } else if kind.is_file() {
+            if copy_file(src, &dst, meta)? {
+                stats.cloned += 1;
             }
-            let src = item.path();
-            let dst = dst_dir.join(&name);
-            let meta =
-                std::fs::symlink_metadata(&src).map_err(|e| WorkspaceError::io("stat", &src, e))?;
-            let kind = meta.file_type();
-            if kind.is_dir() {
-                std::fs::create_dir(&dst).map_err(|e| WorkspaceError::io("create", &dst, e))?;
-                dirs.push((dst.clone(), meta.mode()));
-                pending.push((src, dst, rel));
-            } else if kind.is_symlink() {
-                let target =
-                    std::fs::read_link(&src).map_err(|e| WorkspaceError::io("read", &src, e))?;
-                std::os::unix::fs::symlink(&target, &dst)
-                    .map_err(|e| WorkspaceError::io("create", &dst, e))?;
-                stats.files += 1;
-            } else if kind.is_file() {
-                if copy_file(&src, &dst, &meta)? {
-                    stats.cloned += 1;
-                }
-                stats.files += 1;
-                stats.bytes += meta.size();
-            }
+            stats.files += 1;
+            stats.bytes += meta.size();
         }
-    }
+        Ok(())
+    })?;
     // Modes last: a read-only directory is still written into above.
     for (dir, mode) in dirs {
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(mode & 0o7777))

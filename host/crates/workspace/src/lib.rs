@@ -12,6 +12,7 @@ mod diff;
 mod exclude;
 mod run_tree;
 mod snapshot;
+mod walk;
 
 pub use apply::{ApplyStats, Conflict, apply_changes, conflicts, net_changes};
 pub use copy::{CopyStats, copy_file, copy_tree};

@@ -135,11 +135,6 @@ impl RunWorkspace {
         self.root.join("tree")
     }
 
-    /// The tree's files as last committed.
-    pub fn snapshot(&self) -> Snapshot {
-        self.lock().snapshot.clone()
-    }
-
     fn lock(&self) -> std::sync::MutexGuard<'_, Tree> {
         // A panic while holding it leaves nothing half-done in the tree that
         // the journal does not cover: go on with it.
@@ -358,6 +353,16 @@ mod tests {
         (dir, source, state)
     }
 
+    /// Run r1's tree, as `RunWorkspace::open` makes it, nothing excluded.
+    fn open_run(
+        source: &Path,
+        state: &Path,
+        committed: &[Vec<FileChange>],
+        blob: &dyn Fn(&str) -> Result<Vec<u8>, WorkspaceError>,
+    ) -> RunWorkspace {
+        RunWorkspace::open(source, state, "r1", Exclusions::default(), committed, blob).unwrap()
+    }
+
     fn no_blobs(h: &str) -> Result<Vec<u8>, WorkspaceError> {
         Err(WorkspaceError::MissingBlob(h.into()))
     }
@@ -365,8 +370,7 @@ mod tests {
     #[test]
     fn an_attempt_works_on_a_copy_and_only_its_commit_reaches_the_tree() {
         let (_d, source, state) = setup();
-        let ws = RunWorkspace::open(&source, &state, "r1", Exclusions::default(), &[], &no_blobs)
-            .unwrap();
+        let ws = open_run(&source, &state, &[], &no_blobs);
         assert_eq!(ws.created.files, 2);
         let place = ws.private_copy("s.0.1").unwrap();
         std::fs::write(place.dir().join("src/a.py"), "a = 2\n").unwrap();
@@ -407,8 +411,7 @@ mod tests {
     #[test]
     fn a_failed_record_leaves_the_tree_and_a_parallel_edit_is_a_conflict() {
         let (_d, source, state) = setup();
-        let ws = RunWorkspace::open(&source, &state, "r1", Exclusions::default(), &[], &no_blobs)
-            .unwrap();
+        let ws = open_run(&source, &state, &[], &no_blobs);
         let first = ws.private_copy("a").unwrap();
         let second = ws.private_copy("b").unwrap();
         std::fs::write(first.dir().join("src/a.py"), "first\n").unwrap();
@@ -445,35 +448,16 @@ mod tests {
         let blob = |_: &str| Ok(b"a = 9\n".to_vec());
         // The first process made the tree, committed a changeset, and died
         // before copying it into the tree.
-        drop(
-            RunWorkspace::open(&source, &state, "r1", Exclusions::default(), &[], &no_blobs)
-                .unwrap(),
-        );
+        drop(open_run(&source, &state, &[], &no_blobs));
         let committed = vec![vec![change]];
-        let ws = RunWorkspace::open(
-            &source,
-            &state,
-            "r1",
-            Exclusions::default(),
-            &committed,
-            &blob,
-        )
-        .unwrap();
+        let ws = open_run(&source, &state, &committed, &blob);
         assert_eq!(ws.created.files, 0, "the tree was kept");
         assert_eq!(
             std::fs::read_to_string(ws.tree_dir().join("src/a.py")).unwrap(),
             "a = 9\n"
         );
         ws.remove();
-        let again = RunWorkspace::open(
-            &source,
-            &state,
-            "r1",
-            Exclusions::default(),
-            &committed,
-            &blob,
-        )
-        .unwrap();
+        let again = open_run(&source, &state, &committed, &blob);
         assert_eq!(again.created.files, 2, "rebuilt from the user's files");
         assert_eq!(
             std::fs::read_to_string(again.tree_dir().join("src/a.py")).unwrap(),
@@ -484,8 +468,7 @@ mod tests {
     #[test]
     fn a_huge_sparse_file_is_refused_from_its_size_without_being_read() {
         let (_d, source, state) = setup();
-        let ws = RunWorkspace::open(&source, &state, "r1", Exclusions::default(), &[], &no_blobs)
-            .unwrap();
+        let ws = open_run(&source, &state, &[], &no_blobs);
         let place = ws.private_copy("s.0.1").unwrap();
         let f = std::fs::File::create(place.dir().join("huge.bin")).unwrap();
         f.set_len(1 << 40).unwrap(); // 1 TiB of hole

@@ -2,6 +2,7 @@
 //! with its content hash and mode, and the stat stamp that lets a later
 //! scan trust an unchanged file's hash without reading it again.
 
+use crate::walk::{stat, walk};
 use crate::{Exclusions, WorkspaceError};
 use host_vocab::FileChange;
 use std::collections::BTreeMap;
@@ -18,6 +19,18 @@ pub struct Entry {
     pub symlink: bool,
     pub size: u64,
     stamp: Stamp,
+}
+
+impl Entry {
+    fn of(hash: String, meta: &std::fs::Metadata) -> Entry {
+        Entry {
+            hash,
+            mode: meta.mode() & 0o7777,
+            symlink: meta.file_type().is_symlink(),
+            size: meta.size(),
+            stamp: Stamp::of(meta),
+        }
+    }
 }
 
 /// What changes whenever a file's content may have: the inode, its size
@@ -74,57 +87,27 @@ impl Snapshot {
     ) -> Result<Snapshot, WorkspaceError> {
         let mut to_read: u64 = 0;
         let mut entries = BTreeMap::new();
-        let mut pending = vec![(root.to_path_buf(), String::new())];
-        while let Some((dir, prefix)) = pending.pop() {
-            let list = std::fs::read_dir(&dir).map_err(|e| WorkspaceError::io("read", &dir, e))?;
-            for item in list {
-                let item = item.map_err(|e| WorkspaceError::io("read", &dir, e))?;
-                let Some(name) = item.file_name().to_str().map(str::to_string) else {
-                    return Err(WorkspaceError::NotUtf8(item.path()));
-                };
-                let rel = if prefix.is_empty() {
-                    name
-                } else {
-                    format!("{prefix}/{name}")
-                };
-                if exclude.excludes(&rel) {
-                    continue;
-                }
-                let path = item.path();
-                let meta = std::fs::symlink_metadata(&path)
-                    .map_err(|e| WorkspaceError::io("stat", &path, e))?;
-                let kind = meta.file_type();
-                if kind.is_dir() {
-                    pending.push((path, rel));
-                    continue;
-                }
-                if !kind.is_file() && !kind.is_symlink() {
-                    continue;
-                }
-                let stamp = Stamp::of(&meta);
-                let hash = match known.and_then(|k| k.entries.get(&rel)) {
-                    Some(e) if e.stamp == stamp => e.hash.clone(),
-                    _ => {
-                        to_read = to_read.saturating_add(meta.size());
-                        if to_read > budget {
-                            return Err(WorkspaceError::TooLarge {
-                                path: path.clone(),
-                                limit: budget,
-                            });
-                        }
-                        hash_entry(&path, kind.is_symlink())?
-                    }
-                };
-                let entry = Entry {
-                    hash,
-                    mode: meta.mode() & 0o7777,
-                    symlink: kind.is_symlink(),
-                    size: meta.size(),
-                    stamp,
-                };
-                entries.insert(rel, entry);
+        walk(root, exclude, |path, rel, meta| {
+            let kind = meta.file_type();
+            if !kind.is_file() && !kind.is_symlink() {
+                return Ok(());
             }
-        }
+            let hash = match known.and_then(|k| k.entries.get(rel)) {
+                Some(e) if e.stamp == Stamp::of(meta) => e.hash.clone(),
+                _ => {
+                    to_read = to_read.saturating_add(meta.size());
+                    if to_read > budget {
+                        return Err(WorkspaceError::TooLarge {
+                            path: path.to_path_buf(),
+                            limit: budget,
+                        });
+                    }
+                    hash_entry(path, kind.is_symlink())?
+                }
+            };
+            entries.insert(rel.to_string(), Entry::of(hash, meta));
+            Ok(())
+        })?;
         Ok(Snapshot { entries })
     }
 
@@ -133,9 +116,7 @@ impl Snapshot {
     pub fn restamp(&self, root: &Path) -> Result<Snapshot, WorkspaceError> {
         let mut entries = BTreeMap::new();
         for (rel, e) in &self.entries {
-            let path = root.join(rel);
-            let meta = std::fs::symlink_metadata(&path)
-                .map_err(|err| WorkspaceError::io("stat", &path, err))?;
+            let meta = stat(&root.join(rel))?;
             entries.insert(
                 rel.clone(),
                 Entry {
@@ -151,27 +132,6 @@ impl Snapshot {
         self.entries.get(rel)
     }
 
-    pub fn len(&self) -> usize {
-        self.entries.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
-    }
-
-    /// Bytes of all regular files.
-    pub fn bytes(&self) -> u64 {
-        self.entries
-            .values()
-            .filter(|e| !e.symlink)
-            .map(|e| e.size)
-            .sum()
-    }
-
-    pub fn iter(&self) -> impl Iterator<Item = (&String, &Entry)> {
-        self.entries.iter()
-    }
-
     /// Records that `rel` now is `entry` (a change applied to the tree),
     /// or is gone.
     pub(crate) fn set(&mut self, rel: &str, entry: Option<Entry>) {
@@ -183,15 +143,7 @@ impl Snapshot {
 
     /// The entry of `path` as it is on disk now, with a known hash.
     pub(crate) fn entry_of(path: &Path, hash: String) -> Result<Entry, WorkspaceError> {
-        let meta =
-            std::fs::symlink_metadata(path).map_err(|e| WorkspaceError::io("stat", path, e))?;
-        Ok(Entry {
-            hash,
-            mode: meta.mode() & 0o7777,
-            symlink: meta.file_type().is_symlink(),
-            size: meta.size(),
-            stamp: Stamp::of(&meta),
-        })
+        Ok(Entry::of(hash, &stat(path)?))
     }
 
     /// What changed from `self` to `after`, in path order: content, mode or
