@@ -62,7 +62,7 @@ pub fn render_line(r: &Running, now: Instant, width: usize) -> String {
             None => line.push_str(&format!("  {done}")),
         }
         if !message.is_empty() {
-            line.push_str(&format!("  {message}"));
+            line.push_str(&format!("  {}", host_vocab::printable(message)));
         }
     }
     line.chars().take(width.max(10)).collect()

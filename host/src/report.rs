@@ -138,8 +138,10 @@ impl RunObserver for ConsoleObserver {
                 RunEvent::StageLog { .. } => return,
                 _ => serde_json::to_string(event).unwrap_or_default(),
             },
+            // Names, summaries and failures are the plugins' words: shown,
+            // never obeyed by the terminal.
             OutputMode::Lines | OutputMode::Live => match event_line(event) {
-                Some(line) => line,
+                Some(line) => host_vocab::printable_lines(&line).into_owned(),
                 None => return,
             },
         };
@@ -182,6 +184,7 @@ pub fn print_summary(summary: &RunSummary) {
             _ => String::new(),
         };
         let note: String = note.lines().next().unwrap_or("").chars().take(90).collect();
+        let note = host_vocab::printable(&note);
         println!(
             "{:<20} {:<11} {:>3} {:>4} {:>8} {:>7} {:>9}  {:<16} {note}",
             s.id,

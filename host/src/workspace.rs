@@ -4,8 +4,9 @@
 //! `host apply`) and shown as a diff (`host diff`, the dashboard).
 
 use host_manifest::{Pipeline, StageSpec, WorkspaceAccess};
+use host_runtime::FilesGuard;
 use host_store::{Changeset, Event, Store, StoreError};
-use host_vocab::FileChange;
+use host_vocab::{Bound, FileChange, LimitReached, StageFailure};
 use host_workspace::{
     ApplyStats, Conflict, Exclusions, Place, RunWorkspace, WorkspaceError, apply_changes,
     conflicts, file_diff, net_changes,
@@ -92,6 +93,17 @@ impl RunFiles {
         }
     }
 
+    /// What checks a gate's surroundings in `place` before it runs there.
+    pub fn guard(&self, place: &Arc<Place>) -> Option<Arc<dyn FilesGuard>> {
+        match (self, &**place) {
+            (RunFiles::Copied(ws), Place::Private { .. }) => Some(Arc::new(AttemptGuard {
+                ws: ws.clone(),
+                place: place.clone(),
+            })),
+            _ => None,
+        }
+    }
+
     pub fn copied(&self) -> Option<&Arc<RunWorkspace>> {
         match self {
             RunFiles::Copied(ws) => Some(ws),
@@ -104,6 +116,48 @@ impl RunFiles {
         if let RunFiles::Copied(ws) = self {
             ws.remove();
         }
+    }
+}
+
+/// Keeps a gate out of anything the attempt left leading outside its copy.
+struct AttemptGuard {
+    ws: Arc<RunWorkspace>,
+    place: Arc<Place>,
+}
+
+impl FilesGuard for AttemptGuard {
+    fn check(&self, dir: &Path) -> Result<(), StageFailure> {
+        let root = self.place.dir();
+        match host_workspace::resolves_inside(root, dir) {
+            Ok(true) => {}
+            Ok(false) => {
+                return Err(StageFailure::Escape(format!(
+                    "the gate's directory '{}' leads outside the workspace",
+                    dir.display()
+                )));
+            }
+            Err(e) => return Err(failure_of(e)),
+        }
+        self.ws.contained(&self.place).map_err(|e| failure_of(e))
+    }
+}
+
+/// How a workspace problem fails the attempt that met it: a bound reached,
+/// a path leading outside, or a problem of the host's (retryable).
+pub fn failure_of(e: WorkspaceError) -> StageFailure {
+    match e {
+        WorkspaceError::TooLarge { path, limit } => StageFailure::Limit(LimitReached::new(
+            Bound::ChangedBytes,
+            limit,
+            format!("the attempt's changes grew past it at {}", path.display()),
+        )),
+        WorkspaceError::TooMany { limit } => StageFailure::Limit(LimitReached::new(
+            Bound::ChangedFiles,
+            limit,
+            "the attempt created, changed or deleted more files",
+        )),
+        e @ WorkspaceError::Escapes(_) => StageFailure::Escape(e.to_string()),
+        e => StageFailure::Workspace(e.to_string()),
     }
 }
 

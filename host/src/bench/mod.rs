@@ -476,6 +476,7 @@ pub(crate) fn attempt_scope(
         attempt: i + 1,
         workspace: None,
         kind: host_vocab::AttemptKind::First,
+        files_guard: None,
         live: LIVE.get_or_init(|| {
             std::sync::Arc::new(host_runtime::live::AttemptLive::detached("bench"))
         }),

@@ -114,7 +114,9 @@ pub fn measure(
         }
         std::fs::write(place.dir().join("NEW.md"), "new\n").map_err(|e| err(&e))?;
         let t = Instant::now();
-        let changes: Vec<FileChange> = ws.changes(&place).map_err(|e| err(&e))?;
+        let changes: Vec<FileChange> = ws
+            .changes(&place, host_workspace::ChangeBounds::NONE)
+            .map_err(|e| err(&e))?;
         figures[3].push(t.elapsed());
         if changes.len() != 11 {
             return Err(format!("expected 11 changes, found {}", changes.len()));

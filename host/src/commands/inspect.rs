@@ -3,6 +3,7 @@
 use super::{Exit, Failure, Globals, Outcome};
 use host::report::utc;
 use host::store::{Applied, EventRecord, RunRecord, StageRecord, Store};
+use host::vocab::{printable, printable_lines};
 use std::io::Write;
 
 fn duration_ms(run: &RunRecord) -> Option<u64> {
@@ -136,6 +137,7 @@ pub fn status(globals: &Globals, args: StatusArgs) -> Outcome {
                 .map(|o| o.summary.clone())
                 .unwrap_or_default()
         };
+        let note = printable(&note);
         println!(
             "{:<20} {:<12} {:>8} {:>9} {:>7} {:>9}  {note}",
             s.stage,
@@ -212,28 +214,30 @@ pub fn show(globals: &Globals, args: ShowArgs) -> Outcome {
         "stage {stage_id} of run {run_id}: {}",
         stage.status.as_str()
     );
-    println!("summary: {}", output.summary);
+    println!("summary: {}", printable_lines(&output.summary));
     if let Some(d) = &output.decision {
-        println!("decision: {d}");
+        println!("decision: {}", printable(d));
     }
     for (name, value) in &output.metrics {
-        println!("metric {name} = {value}");
+        println!("metric {} = {value}", printable(name));
     }
     print_activity(&stage);
     for a in &output.artifacts {
         println!(
             "\n--- {} ({}, {} bytes, blake3 {})",
-            a.name,
-            a.media_type,
+            printable(&a.name),
+            printable(&a.media_type),
             a.size,
             &a.hash[..16]
         );
         let textual = a.media_type.starts_with("text/") || a.media_type == "application/json";
         match store.blob(&a.hash)? {
-            Some(bytes) if textual => println!("{}", String::from_utf8_lossy(&bytes)),
+            Some(bytes) if textual => {
+                println!("{}", printable_lines(&String::from_utf8_lossy(&bytes)))
+            }
             Some(_) => println!(
                 "(binary: `host show {run_id} {stage_id} --artifact {}` writes it)",
-                a.name
+                printable(&a.name)
             ),
             None => println!("(missing from the store)"),
         }
@@ -263,7 +267,7 @@ fn print_activity(stage: &StageRecord) {
                 (Some(b), Some(a)) => ("M", format!("{} -> {}", short(b), short(a))),
                 (None, None) => ("?", String::new()),
             };
-            println!("  {mark} {}  {hashes}", c.path);
+            println!("  {mark} {}  {hashes}", printable(&c.path));
         }
     }
 }
@@ -280,7 +284,7 @@ fn describe(e: &EventRecord) -> String {
             other => format!("{k}={other}"),
         })
         .collect();
-    format!("{kind} {}", details.join(" "))
+    format!("{kind} {}", printable(&details.join(" ")))
 }
 
 pub fn events(globals: &Globals, args: EventsArgs) -> Outcome {

@@ -395,8 +395,9 @@ fn http_client() -> anyhow::Result<reqwest::Client> {
         .context("cannot build the HTTP client")
 }
 
-/// Writes artifacts as DIR/STAGE/NAME, each atomically. Names that are not
-/// plain file names are refused.
+/// Writes artifacts as DIR/STAGE/NAME, each atomically. The host refuses an
+/// output whose names could not be files; a name that still cannot (a
+/// record of an older host's) is skipped with a warning, not an abort.
 fn write_outputs(dir: &Path, summary: &RunSummary) -> anyhow::Result<()> {
     for stage in &summary.stages {
         let Some(output) = &stage.output else {
@@ -405,17 +406,18 @@ fn write_outputs(dir: &Path, summary: &RunSummary) -> anyhow::Result<()> {
         let stage_dir = dir.join(&stage.id);
         std::fs::create_dir_all(&stage_dir)
             .with_context(|| format!("creating {}", stage_dir.display()))?;
-        for artifact in &output.artifacts {
+        for (i, artifact) in output.artifacts.iter().enumerate() {
             let name = &artifact.name;
-            if !host::store::is_plain_artifact_name(name) {
+            if let Some(problem) = host::vocab::output_rules::file_name_problem(name) {
                 eprintln!(
-                    "warning: stage '{}': artifact name {name:?} is not a plain file name; not written",
-                    stage.id
+                    "warning: stage '{}': {problem}; not written",
+                    host::vocab::printable(&stage.id)
                 );
                 continue;
             }
             let target = stage_dir.join(name);
-            let tmp = stage_dir.join(format!(".{name}.tmp"));
+            // Short, whatever the name's length (a name may be 255 bytes).
+            let tmp = stage_dir.join(format!(".host-out-{i}.tmp"));
             std::fs::write(&tmp, &artifact.bytes)
                 .with_context(|| format!("writing {}", tmp.display()))?;
             std::fs::rename(&tmp, &target)

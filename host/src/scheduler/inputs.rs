@@ -50,19 +50,17 @@ pub fn cache_key(
     )
 }
 
-/// Name of the artifact the host adds to a read-write stage's output.
-pub const CHANGES_ARTIFACT: &str = "workspace-changes.json";
+/// Name of the artifact the host adds to a read-write stage's output (a
+/// plugin's output may not have one of its own: the boundary refuses it).
+pub use host_vocab::output_rules::CHANGES_ARTIFACT;
 
 /// Adds the workspace changes to a stage's output, so later stages (and a
 /// ship stage) see what changed as an ordinary input.
-pub fn attach_changes(stage: &str, output: &mut wit::StageOutput, changes: &[FileChange]) {
+pub fn attach_changes(output: &mut wit::StageOutput, changes: &[FileChange]) {
     if changes.is_empty() {
         return;
     }
-    if output.artifacts.iter().any(|a| a.name == CHANGES_ARTIFACT) {
-        tracing::warn!(%stage, "the plugin returned its own {CHANGES_ARTIFACT}; keeping the plugin's");
-        return;
-    }
+    output.artifacts.retain(|a| a.name != CHANGES_ARTIFACT);
     output.artifacts.push(wit::Artifact {
         name: CHANGES_ARTIFACT.into(),
         media_type: "application/json".into(),

@@ -3,7 +3,7 @@
 
 use super::inputs::attach_changes;
 use super::{spawn, stored};
-use crate::workspace::RunFiles;
+use crate::workspace::{RunFiles, failure_of};
 use host_capabilities::{AttemptSpec, Capabilities, LoadedPlugin, Runtime};
 use host_manifest::{StageSpec, WorkspaceAccess};
 use host_runtime::AttemptScope;
@@ -14,7 +14,7 @@ use host_vocab::events::{RunEvent, RunObserver};
 use host_vocab::stage_io as wit;
 use host_vocab::{Activity, AttemptKind, StageFailure};
 use host_vocab::{StageResult, StageStatus};
-use host_workspace::Place;
+use host_workspace::{ChangeBounds, CommitError, Place};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tracing::Instrument;
@@ -46,6 +46,8 @@ pub struct StageJob {
     /// The run's attempt slots: one is held from an attempt's start record
     /// to its end, not while its outcome is committed or a retry waits.
     pub slots: Arc<tokio::sync::Semaphore>,
+    /// The run's `max_spawned`: one output may not ask for more jobs.
+    pub max_spawned: usize,
     /// Which pass of a loop this is, and what the stage that looped back
     /// said (the seed's "feedback" for a revision).
     pub iteration: u32,
@@ -91,7 +93,7 @@ impl StageJob {
         let key = format!("{}.{}.{attempt}", self.stage.id, self.iteration);
         match tokio::task::spawn_blocking(move || files.place(&stage, &key)).await {
             Ok(Ok(place)) => Ok(place.map(Arc::new)),
-            Ok(Err(e)) => Err(StageFailure::Workspace(e.to_string())),
+            Ok(Err(e)) => Err(failure_of(e)),
             Err(e) => Err(StageFailure::Workspace(format!(
                 "copying failed inside the host: {e}"
             ))),
@@ -128,15 +130,19 @@ impl StageJob {
         let changes = match &ws {
             Some((ws, place)) => {
                 let (ws, place) = (ws.clone(), place.clone());
-                match tokio::task::spawn_blocking(move || ws.changes(&place)).await {
+                let bounds = ChangeBounds {
+                    files: self.stage.max_changed_files,
+                    bytes: self.stage.max_changed_bytes,
+                };
+                match tokio::task::spawn_blocking(move || ws.changes(&place, bounds)).await {
                     Ok(Ok(changes)) => changes,
-                    Ok(Err(e)) => return Ok(Err(StageFailure::Workspace(e.to_string()))),
+                    Ok(Err(e)) => return Ok(Err(failure_of(e))),
                     Err(e) => return Ok(Err(StageFailure::Workspace(e.to_string()))),
                 }
             }
             None => Vec::new(),
         };
-        attach_changes(&self.stage.id, output, &changes);
+        attach_changes(output, &changes);
         let (run, stage, out, used) = (
             self.run_id.clone(),
             self.stage.id.clone(),
@@ -155,6 +161,7 @@ impl StageJob {
                 // A conflict or an unreadable file fails the attempt.
                 Some((ws, place)) => match ws.commit(&place, &changes, record) {
                     Ok(recorded) => recorded.map(Ok),
+                    Err(CommitError::Workspace(e)) => Ok(Err(failure_of(e))),
                     Err(e) => Ok(Err(StageFailure::Workspace(e.to_string()))),
                 },
             }
@@ -223,6 +230,11 @@ impl StageJob {
                     .ok()
                     .and_then(|p| p.as_deref())
                     .map(Place::dir),
+                files_guard: place
+                    .as_ref()
+                    .ok()
+                    .and_then(Option::as_ref)
+                    .and_then(|p| self.files.guard(p)),
                 kind: AttemptKind::of(
                     tries,
                     self.attempts_before,
@@ -269,18 +281,12 @@ impl StageJob {
             let mut activity = report.activity;
             let gates_failed = activity.gate_runs.iter().any(|g| !g.passed);
             model_calls.extend(activity.model_calls.iter().cloned());
-            let failure = match report.outcome {
-                Ok(output) if spawn::requests(&self.stage, &output).is_err() => {
-                    // A malformed spawn request fails the attempt before
-                    // anything of it is committed.
-                    let why = spawn::requests(&self.stage, &output)
-                        .err()
-                        .unwrap_or_default();
-                    StageFailure::Plugin {
-                        retryable: false,
-                        message: format!("invalid spawn request: {why}"),
-                    }
-                }
+            // A malformed or oversized spawn request fails the attempt
+            // before anything of it is committed.
+            let outcome = report.outcome.and_then(|output| {
+                spawn::requests(&self.stage, &output, self.max_spawned).map(|_| output)
+            });
+            let failure = match outcome {
                 Ok(mut output) => {
                     match self
                         .commit_success(attempt, &mut output, &consumed, &activity, place.as_ref())

@@ -234,12 +234,8 @@ impl RunState<'_> {
         };
         if let Some(output) = &result.output {
             let spec = self.graph.nodes[n].spec.clone();
-            match spawn::requests(&spec, output) {
-                Ok(requests) => {
-                    for request in requests {
-                        self.spawn(n, request).await?;
-                    }
-                }
+            match spawn::requests(&spec, output, self.pipeline.max_spawned) {
+                Ok(requests) => self.spawn_all(n, requests).await?,
                 Err(e) => tracing::warn!(stage = %id, "ignoring spawn requests: {e}"),
             }
         }
@@ -308,6 +304,37 @@ impl RunState<'_> {
             self.halted = Some(reason);
         }
         self.graph.finish(n);
+        Ok(())
+    }
+
+    /// Spawns a stage's requests in order. Once the run's `max_spawned` is
+    /// reached, the rest are refused by one event, not one each: a stage
+    /// asking for thousands must not write thousands of records.
+    async fn spawn_all(
+        &mut self,
+        parent: usize,
+        requests: Vec<spawn::SpawnRequest>,
+    ) -> Result<(), StoreError> {
+        let mut requests = requests.into_iter();
+        for request in requests.by_ref() {
+            let label = format!("{}.{}", self.graph.nodes[parent].spec.id, request.id);
+            if self.spawned >= self.pipeline.max_spawned && self.graph.get(&label).is_none() {
+                let rest = 1 + requests.len();
+                let parent_id = self.graph.nodes[parent].spec.id.clone();
+                let reason = format!(
+                    "the run already spawned {} jobs (max_spawned); {rest} request(s) from here on refused",
+                    self.spawned
+                );
+                return self
+                    .refused(Event::SpawnRefused {
+                        parent: parent_id,
+                        request: label,
+                        reason,
+                    })
+                    .await;
+            }
+            self.spawn(parent, request).await?;
+        }
         Ok(())
     }
 
@@ -445,6 +472,7 @@ impl RunState<'_> {
                 cache_key: key,
                 fresh: self.fresh,
                 slots: self.slots.clone(),
+                max_spawned: self.pipeline.max_spawned,
                 iteration: node.iteration,
                 loop_feedback: node.feedback.clone(),
                 attempts_before: node.attempts_before,

@@ -4,7 +4,7 @@
 //! template, an id, extra config and extra dependencies.
 
 use host_manifest::{Dependency, StageSpec};
-use host_vocab::StageOutput;
+use host_vocab::{Bound, LimitReached, StageFailure, StageOutput};
 use serde::Deserialize;
 
 /// The artifact a stage returns to ask for jobs.
@@ -33,13 +33,33 @@ fn plain_id(id: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
 }
 
-/// The requests in a stage's output; `Err` says what is wrong with them, so
-/// the attempt can fail instead of a half-understood request going ahead.
-pub fn requests(stage: &StageSpec, output: &StageOutput) -> Result<Vec<SpawnRequest>, String> {
+/// The requests in a stage's output; `Err` is the failure of the attempt
+/// that made them, so a half-understood request never goes ahead. One
+/// output may ask for at most `max` jobs (the run's `max_spawned`).
+pub fn requests(
+    stage: &StageSpec,
+    output: &StageOutput,
+    max: usize,
+) -> Result<Vec<SpawnRequest>, StageFailure> {
     let Some(artifact) = output.artifacts.iter().find(|a| a.name == SPAWN_ARTIFACT) else {
         return Ok(Vec::new());
     };
-    let requests: Vec<SpawnRequest> = serde_json::from_slice(&artifact.bytes)
+    let requests = parse(stage, &artifact.bytes).map_err(|why| StageFailure::Plugin {
+        retryable: false,
+        message: format!("invalid spawn request: {why}"),
+    })?;
+    if requests.len() > max {
+        return Err(StageFailure::Limit(LimitReached::new(
+            Bound::SpawnRequests,
+            max,
+            format!("stage '{}' asked for {} jobs", stage.id, requests.len()),
+        )));
+    }
+    Ok(requests)
+}
+
+fn parse(stage: &StageSpec, bytes: &[u8]) -> Result<Vec<SpawnRequest>, String> {
+    let requests: Vec<SpawnRequest> = serde_json::from_slice(bytes)
         .map_err(|e| format!("{SPAWN_ARTIFACT} is not a list of spawn requests: {e}"))?;
     let mut ids = std::collections::BTreeSet::new();
     for r in &requests {

@@ -146,6 +146,9 @@ impl Host for LogGrant {
             msg,
         );
         let (run, stage, attempt) = (&self.run_id, &self.stage_id, self.attempt);
+        // On the terminal, a newline or an escape code in a message is
+        // shown, not obeyed: it cannot fake a line of the host's.
+        let msg = host_vocab::printable(msg);
         match level {
             Level::Trace => {
                 tracing::trace!(target: "plugin", run = %run, stage = %stage, attempt, "{msg}")
@@ -174,7 +177,7 @@ impl Host for LogGrant {
         // Debug, not info: progress has its own display (the terminal's
         // progress bar, the live log), a line per report would drown it.
         tracing::debug!(target: "plugin", run = %self.run_id, stage = %self.stage_id, attempt = self.attempt,
-            done, total, "progress {done}/{total}: {}", clip(&message));
+            done, total, "progress {done}/{total}: {}", host_vocab::printable(clip(&message)));
         Ok(())
     }
 }

@@ -42,6 +42,7 @@ pub fn scope<'a>(
         live,
         workspace: pipeline.workspace.as_deref(),
         kind: host_vocab::AttemptKind::First,
+        files_guard: None,
     }
 }
 

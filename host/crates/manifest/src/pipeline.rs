@@ -325,6 +325,10 @@ pub struct StageSpec {
     pub max_output: usize,
     pub max_log_lines: u64,
     pub max_model_calls: usize,
+    /// Per read-write attempt: files its changes may touch, and bytes they
+    /// may hold (both sides of every change).
+    pub max_changed_files: u64,
+    pub max_changed_bytes: u64,
     pub config: serde_json::Value,
 }
 

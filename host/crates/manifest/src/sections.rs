@@ -129,5 +129,7 @@ pub struct StageSection {
     pub max_output: Option<Spanned<String>>,
     pub max_log_lines: Option<u64>,
     pub max_model_calls: Option<usize>,
+    pub max_changed_files: Option<Spanned<u64>>,
+    pub max_changed_bytes: Option<Spanned<String>>,
     pub config: Option<Spanned<serde_json::Value>>,
 }

@@ -7,7 +7,8 @@ use super::loader::LoadedPlugin;
 use super::world::{PluginInfo, PluginPre};
 use super::{Runtime, StageState};
 use crate::bindings::StageError;
-use host_vocab::{Activity, StageFailure, StageInput, StageOutput};
+use host_vocab::output_rules::{bounded_error, check_output};
+use host_vocab::{Activity, LimitReached, StageFailure, StageInput, StageOutput};
 use std::time::{Duration, Instant};
 use wasmtime::{FrameInfo, Store, Trap, UpdateDeadline, WasmBacktrace};
 
@@ -96,11 +97,11 @@ impl<G: GrantSet> Runtime<G> {
             Ok(Err(Ok(trap))) => Err(classify_trap(&trap, store.data(), spec.timeout)),
             Ok(Ok(Err(StageError::Retryable(message)))) => Err(StageFailure::Plugin {
                 retryable: true,
-                message,
+                message: bounded_error(message),
             }),
             Ok(Ok(Err(StageError::Fatal(message)))) => Err(StageFailure::Plugin {
                 retryable: false,
-                message,
+                message: bounded_error(message),
             }),
             Ok(Ok(Ok(output))) => {
                 let mut output = StageOutput::from(output);
@@ -108,7 +109,8 @@ impl<G: GrantSet> Runtime<G> {
                     .data_mut()
                     .grants
                     .complete_output(&mut output)
-                    .and_then(|()| check_output(output, spec.max_output))
+                    .and_then(|()| check_output(&output, spec.max_output))
+                    .map(|()| output)
             }
         };
         let state = store.data_mut();
@@ -140,27 +142,6 @@ impl<G: GrantSet> Runtime<G> {
     }
 }
 
-/// What a successful output must be before anything of it is recorded:
-/// within its size limit, and with metrics that are numbers. A NaN or an
-/// infinity (an honest 0/0 in a plugin) has no JSON form and no order, so
-/// `when` conditions and the run record could not hold it.
-fn check_output(output: StageOutput, limit: usize) -> Result<StageOutput, StageFailure> {
-    let bytes: usize = output.artifacts.iter().map(|a| a.bytes.len()).sum();
-    if bytes > limit {
-        return Err(StageFailure::OutputTooLarge { bytes, limit });
-    }
-    if let Some(m) = output.metrics.iter().find(|m| !m.value.is_finite()) {
-        return Err(StageFailure::Plugin {
-            retryable: false,
-            message: format!(
-                "metric '{}' is {}: a metric must be a finite number",
-                m.name, m.value
-            ),
-        });
-    }
-    Ok(output)
-}
-
 fn classify_trap<G>(
     error: &wasmtime::Error,
     state: &StageState<G>,
@@ -173,7 +154,23 @@ fn classify_trap<G>(
             None => StageFailure::Timeout(timeout),
         };
     }
-    if let Some(requested) = state.limiter.refused() {
+    // A host call that found a bound reached, or a path leading out of the
+    // workspace, ends the attempt with it.
+    if let Some(hit) = error.downcast_ref::<LimitReached>() {
+        return StageFailure::Limit(hit.clone());
+    }
+    if let Some(failure) = error.downcast_ref::<StageFailure>() {
+        return failure.clone();
+    }
+    if let Some(hit) = state.limiter.tables_reached() {
+        return StageFailure::Limit(hit);
+    }
+    let stderr = state.stderr.text();
+    // A refused growth is why the plugin died, unless it survived the
+    // refusal and panicked over something else (then its panic says more).
+    if let Some(requested) = state.limiter.refused()
+        && !stderr.contains("panicked at")
+    {
         return StageFailure::OutOfMemory {
             requested,
             limit: state.limiter.max_memory(),
@@ -197,9 +194,14 @@ fn classify_trap<G>(
         Some(t) => t.to_string(),
         None => format!("{error:#}"),
     };
+    if let Some(requested) = state.limiter.refused() {
+        message = format!(
+            "{message} (earlier, a growth of its memories to {requested} bytes was refused: the limit is {})",
+            state.limiter.max_memory()
+        );
+    }
     // The trap itself only says "unreachable"; a Rust panic message or a
     // Python traceback is on the plugin's stderr.
-    let stderr = state.stderr.text();
     let tail: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
     if !tail.is_empty() {
         let tail = &tail[tail.len().saturating_sub(12)..];

@@ -52,6 +52,16 @@ pub struct AttemptScope<'a> {
     /// Why it runs: a retry, a resume, a loop's pass (the `attempt`
     /// interface tells the plugin).
     pub kind: host_vocab::AttemptKind,
+    /// Checks the attempt's files before a process of the host's (a gate)
+    /// works in them; `None`: nothing to check (no private copy).
+    pub files_guard: Option<Arc<dyn FilesGuard>>,
+}
+
+/// What keeps a process the host starts for a stage (a gate) inside the
+/// stage's files: the plugin may have left a path there that leads out.
+pub trait FilesGuard: Send + Sync {
+    /// `Err`: the attempt fails with it, and nothing runs in `dir`.
+    fn check(&self, dir: &std::path::Path) -> Result<(), host_vocab::StageFailure>;
 }
 
 /// A host interface granted to stages.

@@ -23,7 +23,9 @@ pub mod world;
 
 pub use attempt::{AttemptReport, AttemptSpec};
 pub use cache::{CacheOutcome, ComponentCache};
-pub use capability::{AttemptScope, Capability, Grant, GrantSet, HasGrant, Holds, grant_of};
+pub use capability::{
+    AttemptScope, Capability, FilesGuard, Grant, GrantSet, HasGrant, Holds, grant_of,
+};
 pub use engine::Limits;
 pub use host_vocab::StageFailure;
 pub use host_vocab::limits::{MAX_CONCURRENT_INSTANCES, MAX_LOG_LINES, MAX_OUTPUT_BYTES};

@@ -346,14 +346,3 @@ pub enum Event {
         reason: String,
     },
 }
-
-/// Whether an artifact name (chosen by a plugin) is a plain file name: no
-/// directories, no `.` or `..`, so it can be written as DIR/STAGE/NAME.
-pub fn is_plain_artifact_name(name: &str) -> bool {
-    !name.is_empty()
-        && name != "."
-        && name != ".."
-        && std::path::Path::new(name)
-            .file_name()
-            .is_some_and(|f| f == name)
-}

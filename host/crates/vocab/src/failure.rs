@@ -26,6 +26,14 @@ pub enum StageFailure {
     /// changes could not be committed (a conflict with a parallel stage's).
     #[error("workspace: {0}")]
     Workspace(String),
+    /// The attempt went past one of its bounds (artifacts, changed files,
+    /// model calls...): the failure names it and the key that raises it.
+    #[error("limit reached: {0}")]
+    Limit(crate::bounds::LimitReached),
+    /// The attempt left a path in its files that leads outside them (a
+    /// symlink): no gate ran through it and nothing of it was committed.
+    #[error("contained: {0}")]
+    Escape(String),
 }
 
 impl StageFailure {

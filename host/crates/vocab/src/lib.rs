@@ -7,6 +7,7 @@
 
 pub mod activity;
 pub mod attempt_kind;
+pub mod bounds;
 pub mod chat;
 pub mod events;
 pub mod failure;
@@ -15,6 +16,8 @@ pub mod gate_run;
 pub mod limits;
 pub mod log;
 pub mod model_call;
+pub mod output_rules;
+pub mod printable;
 pub mod result;
 pub mod stage_io;
 pub mod status;
@@ -22,6 +25,7 @@ pub mod time;
 
 pub use activity::Activity;
 pub use attempt_kind::AttemptKind;
+pub use bounds::{Bound, LimitReached};
 pub use chat::{ChatMessage, Role};
 pub use events::{RunEvent, RunObserver};
 pub use failure::StageFailure;
@@ -29,6 +33,7 @@ pub use file_change::{ChangeKind, FileChange};
 pub use gate_run::{GateOutcome, GateRun};
 pub use log::{LogLevel, LogLine};
 pub use model_call::{CallKey, CallSource, ModelCall, SentCall, total_cost_usd, total_tokens};
+pub use printable::{printable, printable_lines};
 pub use result::{RunOutcome, RunSummary, StageResult};
 pub use stage_io::{Artifact, Metric, StageInput, StageOutput, Upstream};
 pub use status::{IllegalTransition, RunStatus, StageStatus};

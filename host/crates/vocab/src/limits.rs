@@ -6,8 +6,12 @@ use std::time::Duration;
 
 /// Default wall-clock limit of one stage attempt.
 pub const DEFAULT_STAGE_TIMEOUT: Duration = Duration::from_secs(600);
-/// Default largest linear memory of one attempt.
+/// Default largest linear memory of one attempt: all of a component's
+/// memories together (a component may have several).
 pub const DEFAULT_MEMORY_LIMIT: u64 = 256 << 20;
+/// Most table elements of one attempt, all of its tables together (a
+/// componentize-py component has some 30,000).
+pub const MAX_TABLE_ELEMENTS: u64 = 1 << 20;
 /// Default largest total of artifact bytes one attempt may return.
 pub const MAX_OUTPUT_BYTES: usize = 64 << 20;
 /// Default most log lines one attempt may write.
@@ -32,11 +36,26 @@ pub const MAX_KV_VALUE_BYTES: usize = 16 << 20;
 /// directory without end.
 pub const MAX_KV_STAGE_BYTES: u64 = 64 << 20;
 pub const MAX_KV_KEYS: u64 = 10_000;
-/// What one read-write attempt's changes may hold (new and changed files'
-/// contents, together): above it the attempt fails before a byte of them
-/// is read, hashed or stored. A sparse file of terabytes costs a plugin
-/// nothing to make; it must cost the host nothing either.
-pub const MAX_CHANGESET_BYTES: u64 = 256 << 20;
+/// Default of what one read-write attempt's changes may hold (new and
+/// changed files' contents, together): above it the attempt fails before a
+/// byte of them is read, hashed or stored. A sparse file of terabytes costs
+/// a plugin nothing to make; it must cost the host nothing either.
+pub const DEFAULT_MAX_CHANGED_BYTES: u64 = 256 << 20;
+/// Default most files one read-write attempt may create, change or delete:
+/// each is a line of the changeset every later reader loads.
+pub const DEFAULT_MAX_CHANGED_FILES: u64 = 10_000;
+
+/// What one output may hold besides artifact bytes (`max_output`): each is
+/// stored with the stage and copied into every downstream stage's input.
+pub const MAX_ARTIFACTS: usize = 4096;
+pub const MAX_ARTIFACT_NAME_BYTES: usize = 255;
+pub const MAX_SUMMARY_BYTES: usize = 256 << 10;
+pub const MAX_METRICS: usize = 1000;
+pub const MAX_METRIC_NAME_BYTES: usize = 128;
+pub const MAX_DECISION_BYTES: usize = 128;
+/// A plugin's error message is kept up to this many bytes (the rest is cut,
+/// saying so): it is stored once per attempt.
+pub const MAX_ERROR_BYTES: usize = 64 << 10;
 
 /// Most instances alive at once; a stage attempt is one component instance,
 /// so this bounds `max_parallel` (the manifest refuses more).

@@ -7,6 +7,7 @@
 //! and [`file_diff`] shows them first.
 
 mod apply;
+mod containment;
 mod copy;
 mod diff;
 mod exclude;
@@ -15,6 +16,7 @@ mod snapshot;
 mod walk;
 
 pub use apply::{ApplyStats, Conflict, apply_changes, conflicts, net_changes};
+pub use containment::{Escape, escapes, links_made, resolves_inside};
 pub use copy::{CopyStats, copy_file, copy_tree};
 pub use diff::file_diff;
 pub use exclude::{ALWAYS_EXCLUDED, Exclusions};
@@ -43,6 +45,39 @@ pub enum WorkspaceError {
     Stale(String),
     #[error("the attempt's changes reach more than {limit} bytes at {}: too large to record", path.display())]
     TooLarge { path: PathBuf, limit: u64 },
+    #[error("the attempt changed more than {limit} files: too many to record")]
+    TooMany { limit: u64 },
+    #[error("{}", escape_text(.0))]
+    Escapes(Vec<Escape>),
+}
+
+fn escape_text(escapes: &[Escape]) -> String {
+    let shown: Vec<String> = escapes.iter().take(5).map(Escape::to_string).collect();
+    let more = escapes.len().saturating_sub(shown.len());
+    format!(
+        "the attempt left symbolic links leading outside the workspace: {}{}",
+        shown.join("; "),
+        if more > 0 {
+            format!(" and {more} more")
+        } else {
+            String::new()
+        }
+    )
+}
+
+/// How much one attempt's changes may hold: files touched, and bytes of
+/// both sides of every change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChangeBounds {
+    pub files: u64,
+    pub bytes: u64,
+}
+
+impl ChangeBounds {
+    pub const NONE: ChangeBounds = ChangeBounds {
+        files: u64::MAX,
+        bytes: u64::MAX,
+    };
 }
 
 impl WorkspaceError {

@@ -8,13 +8,14 @@
 //! Layout under the state directory: `workspaces/RUN/tree`,
 //! `workspaces/RUN/applied` (the journal), `workspaces/RUN/attempts/*`.
 
+use crate::ChangeBounds;
 use crate::apply::{Conflict, apply_changes};
+use crate::containment::{escapes, links_made};
 use crate::copy::{CopyStats, copy_tree};
 use crate::snapshot::read_entry;
 use crate::{Exclusions, Snapshot, WorkspaceError};
 use host_vocab::FileChange;
-use host_vocab::limits::MAX_CHANGESET_BYTES;
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -70,6 +71,8 @@ struct Tree {
     /// A committed changeset could not be copied into the tree: attempts
     /// are refused until a resume repairs it from the journal.
     stale: Option<String>,
+    /// Symlinks the run's changesets made: never taken for the user's own.
+    made_links: BTreeSet<String>,
 }
 
 pub struct RunWorkspace {
@@ -125,6 +128,7 @@ impl RunWorkspace {
                 snapshot,
                 applied: committed.len(),
                 stale: None,
+                made_links: links_made(committed.iter().map(Vec::as_slice)),
             }),
             created,
         })
@@ -158,15 +162,24 @@ impl RunWorkspace {
     }
 
     /// What an attempt changed in its private copy (none in the shared
-    /// tree); refused if the new and changed files hold more than
-    /// [`MAX_CHANGESET_BYTES`] (found from their sizes, before any is read).
-    pub fn changes(&self, place: &Place) -> Result<Vec<FileChange>, WorkspaceError> {
+    /// tree). Refused if the changes are more than `bounds` allow (found
+    /// from the files' sizes, before any is read), or if the copy holds a
+    /// symlink leading outside the workspace.
+    pub fn changes(
+        &self,
+        place: &Place,
+        bounds: ChangeBounds,
+    ) -> Result<Vec<FileChange>, WorkspaceError> {
         match place {
             Place::Shared(_) => Ok(Vec::new()),
             Place::Private { dir, base } => {
-                let after =
-                    Snapshot::scan_within(dir, &self.exclude, Some(base), MAX_CHANGESET_BYTES)?;
+                let after = Snapshot::scan_within(dir, &self.exclude, Some(base), bounds)?;
                 let changes = base.changes(&after);
+                if changes.len() as u64 > bounds.files {
+                    return Err(WorkspaceError::TooMany {
+                        limit: bounds.files,
+                    });
+                }
                 // Both sides are stored: what a change replaces or deletes
                 // counts as much as what it writes.
                 let size = |s: &Snapshot, p: &str| s.get(p).map_or(0, |e| e.size);
@@ -174,18 +187,35 @@ impl RunWorkspace {
                     .iter()
                     .map(|c| size(base, &c.path) + size(&after, &c.path))
                     .sum();
-                if total > MAX_CHANGESET_BYTES {
+                if total > bounds.bytes {
                     let path = changes
                         .last()
                         .map(|c| dir.join(&c.path))
                         .unwrap_or_default();
                     return Err(WorkspaceError::TooLarge {
                         path,
-                        limit: MAX_CHANGESET_BYTES,
+                        limit: bounds.bytes,
                     });
                 }
+                self.contained(place)?;
                 Ok(changes)
             }
+        }
+    }
+
+    /// Refuses an attempt's copy that holds a symlink leading outside it
+    /// (one the run made, or that differs from the user's own): checked
+    /// before a gate runs there and before its changes are committed.
+    pub fn contained(&self, place: &Place) -> Result<(), WorkspaceError> {
+        let Place::Private { dir, base } = place else {
+            return Ok(());
+        };
+        let made = self.lock().made_links.clone();
+        let found = escapes(dir, &self.exclude, base, &made)?;
+        if found.is_empty() {
+            Ok(())
+        } else {
+            Err(WorkspaceError::Escapes(found))
         }
     }
 
@@ -237,6 +267,11 @@ impl RunWorkspace {
                     None => None,
                 };
                 tree.snapshot.set(&c.path, entry);
+                if c.after.is_some() && c.symlink {
+                    tree.made_links.insert(c.path.clone());
+                } else {
+                    tree.made_links.remove(&c.path);
+                }
             }
             tree.applied += 1;
             write_journal(&self.root.join("applied"), tree.applied)
@@ -343,6 +378,11 @@ fn write_journal(path: &Path, applied: usize) -> Result<(), WorkspaceError> {
 mod tests {
     use super::*;
 
+    const BOUNDS: ChangeBounds = ChangeBounds {
+        files: host_vocab::limits::DEFAULT_MAX_CHANGED_FILES,
+        bytes: host_vocab::limits::DEFAULT_MAX_CHANGED_BYTES,
+    };
+
     fn setup() -> (tempfile::TempDir, PathBuf, PathBuf) {
         let dir = tempfile::tempdir().unwrap();
         let source = dir.path().join("project");
@@ -375,7 +415,7 @@ mod tests {
         let place = ws.private_copy("s.0.1").unwrap();
         std::fs::write(place.dir().join("src/a.py"), "a = 2\n").unwrap();
         std::fs::write(place.dir().join("new.txt"), "n\n").unwrap();
-        let changes = ws.changes(&place).unwrap();
+        let changes = ws.changes(&place, BOUNDS).unwrap();
         assert_eq!(changes.len(), 2);
         // Before the commit the tree is as the user's files were.
         assert_eq!(
@@ -402,7 +442,7 @@ mod tests {
         );
         ws.discard(&place);
         assert!(
-            ws.changes(&ws.private_copy("s.0.2").unwrap())
+            ws.changes(&ws.private_copy("s.0.2").unwrap(), BOUNDS)
                 .unwrap()
                 .is_empty()
         );
@@ -416,7 +456,7 @@ mod tests {
         let second = ws.private_copy("b").unwrap();
         std::fs::write(first.dir().join("src/a.py"), "first\n").unwrap();
         std::fs::write(second.dir().join("src/a.py"), "second\n").unwrap();
-        let c1 = ws.changes(&first).unwrap();
+        let c1 = ws.changes(&first, BOUNDS).unwrap();
         let refused: Result<(), &str> = ws.commit(&first, &c1, |_| Err("disk full")).unwrap();
         assert!(refused.is_err());
         assert_eq!(
@@ -426,7 +466,7 @@ mod tests {
         ws.commit::<(), ()>(&first, &c1, |_| Ok(()))
             .unwrap()
             .unwrap();
-        let c2 = ws.changes(&second).unwrap();
+        let c2 = ws.changes(&second, BOUNDS).unwrap();
         let err = ws.commit::<(), ()>(&second, &c2, |_| Ok(())).unwrap_err();
         assert!(err.to_string().contains("src/a.py"), "{err}");
         assert_eq!(
@@ -473,10 +513,60 @@ mod tests {
         let f = std::fs::File::create(place.dir().join("huge.bin")).unwrap();
         f.set_len(1 << 40).unwrap(); // 1 TiB of hole
         // Refused from its size: hashing a terabyte would never return.
-        let err = ws.changes(&place).unwrap_err();
+        let err = ws.changes(&place, BOUNDS).unwrap_err();
         assert!(matches!(err, WorkspaceError::TooLarge { .. }), "{err}");
         assert!(err.to_string().contains("huge.bin"), "{err}");
         ws.discard(&place);
+    }
+
+    #[test]
+    fn too_many_files_are_refused_before_they_are_read() {
+        let (_d, source, state) = setup();
+        let ws = open_run(&source, &state, &[], &no_blobs);
+        let place = ws.private_copy("s.0.1").unwrap();
+        for i in 0..11 {
+            std::fs::write(place.dir().join(format!("f{i}")), "x").unwrap();
+        }
+        let few = ChangeBounds {
+            files: 10,
+            ..BOUNDS
+        };
+        let err = ws.changes(&place, few).unwrap_err();
+        assert!(
+            matches!(err, WorkspaceError::TooMany { limit: 10 }),
+            "{err}"
+        );
+        assert_eq!(ws.changes(&place, BOUNDS).unwrap().len(), 11);
+    }
+
+    #[test]
+    fn a_link_out_of_the_workspace_is_refused_and_a_committed_link_stays_watched() {
+        let (_d, source, state) = setup();
+        let ws = open_run(&source, &state, &[], &no_blobs);
+        let place = ws.private_copy("s.0.1").unwrap();
+        std::os::unix::fs::symlink("../../../../../../..", place.dir().join("up")).unwrap();
+        let err = ws.changes(&place, BOUNDS).unwrap_err();
+        assert!(matches!(err, WorkspaceError::Escapes(_)), "{err}");
+        assert!(
+            err.to_string().contains("'up' -> '../../../../../../..'"),
+            "{err}"
+        );
+        ws.discard(&place);
+
+        // A dangling link inside is committed; a later attempt that makes
+        // it lead outside (through a link of its own) is refused.
+        let first = ws.private_copy("s.0.2").unwrap();
+        std::os::unix::fs::symlink("d/../x", first.dir().join("later")).unwrap();
+        let changes = ws.changes(&first, BOUNDS).unwrap();
+        ws.commit(&first, &changes, |_| Ok::<_, ()>(()))
+            .unwrap()
+            .unwrap();
+        let second = ws.private_copy("t.0.1").unwrap();
+        std::fs::create_dir(second.dir().join("sub")).unwrap();
+        std::os::unix::fs::symlink("..", second.dir().join("sub/up")).unwrap();
+        std::os::unix::fs::symlink("sub/up", second.dir().join("d")).unwrap();
+        let err = ws.contained(&second).unwrap_err();
+        assert!(err.to_string().contains("'later'"), "{err}");
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! scan trust an unchanged file's hash without reading it again.
 
 use crate::walk::{stat, walk};
-use crate::{Exclusions, WorkspaceError};
+use crate::{ChangeBounds, Exclusions, WorkspaceError};
 use host_vocab::FileChange;
 use std::collections::BTreeMap;
 use std::os::unix::fs::MetadataExt;
@@ -73,19 +73,20 @@ impl Snapshot {
         exclude: &Exclusions,
         known: Option<&Snapshot>,
     ) -> Result<Snapshot, WorkspaceError> {
-        Snapshot::scan_within(root, exclude, known, u64::MAX)
+        Snapshot::scan_within(root, exclude, known, ChangeBounds::NONE)
     }
 
     /// [`Snapshot::scan`], refusing once the files it has to read (new or
-    /// changed since `known`) add up to more than `budget` bytes: nothing
-    /// beyond that is read.
+    /// changed since `known`) are more than `bounds` allow, in number or in
+    /// bytes: nothing beyond that is read.
     pub fn scan_within(
         root: &Path,
         exclude: &Exclusions,
         known: Option<&Snapshot>,
-        budget: u64,
+        bounds: ChangeBounds,
     ) -> Result<Snapshot, WorkspaceError> {
         let mut to_read: u64 = 0;
+        let mut unknown: u64 = 0;
         let mut entries = BTreeMap::new();
         walk(root, exclude, |path, rel, meta| {
             let kind = meta.file_type();
@@ -95,11 +96,17 @@ impl Snapshot {
             let hash = match known.and_then(|k| k.entries.get(rel)) {
                 Some(e) if e.stamp == Stamp::of(meta) => e.hash.clone(),
                 _ => {
+                    unknown += 1;
+                    if unknown > bounds.files {
+                        return Err(WorkspaceError::TooMany {
+                            limit: bounds.files,
+                        });
+                    }
                     to_read = to_read.saturating_add(meta.size());
-                    if to_read > budget {
+                    if to_read > bounds.bytes {
                         return Err(WorkspaceError::TooLarge {
                             path: path.to_path_buf(),
-                            limit: budget,
+                            limit: bounds.bytes,
                         });
                     }
                     hash_entry(path, kind.is_symlink())?

@@ -12,11 +12,12 @@ use host_runtime::bindings::orchestrator::stage::gates::{
     self as wit, GateError, GateResult, Host,
 };
 use host_runtime::bindings::v0_1_name;
-use host_runtime::{AttemptScope, Capability, Grant, HasGrant, grant_of};
+use host_runtime::{AttemptScope, Capability, FilesGuard, Grant, HasGrant, grant_of};
 pub use host_vocab::limits::MAX_GATE_RUNS_PER_ATTEMPT;
 use host_vocab::{Activity, GateRun};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use wasmtime::component::{HasSelf, Linker};
 
 /// Every gate the pipeline declares. A gate runs in the directory its
@@ -33,7 +34,12 @@ impl GatesCapability {
     }
 
     /// The gates `stage` is granted, run in `workspace`.
-    pub fn grant(&self, stage: &StageSpec, workspace: Option<&Path>) -> GatesGrant {
+    pub fn grant(
+        &self,
+        stage: &StageSpec,
+        workspace: Option<&Path>,
+        guard: Option<Arc<dyn FilesGuard>>,
+    ) -> GatesGrant {
         let granted = stage
             .gates
             .iter()
@@ -44,6 +50,7 @@ impl GatesCapability {
             stage_id: stage.id.clone(),
             granted,
             workspace: workspace.map(Path::to_path_buf),
+            guard,
             runs: Vec::new(),
         }
     }
@@ -67,7 +74,12 @@ impl Capability for GatesCapability {
     }
 
     fn grant(&self, scope: &AttemptScope<'_>) -> GatesGrant {
-        GatesCapability::grant(self, scope.stage, scope.workspace)
+        GatesCapability::grant(
+            self,
+            scope.stage,
+            scope.workspace,
+            scope.files_guard.clone(),
+        )
     }
 
     fn deny() -> GatesGrant {
@@ -85,6 +97,7 @@ pub struct GatesGrant {
     stage_id: String,
     granted: BTreeMap<String, GateSpec>,
     workspace: Option<PathBuf>,
+    guard: Option<Arc<dyn FilesGuard>>,
     runs: Vec<GateRun>,
 }
 
@@ -94,6 +107,7 @@ impl GatesGrant {
             stage_id: stage_id.to_string(),
             granted: BTreeMap::new(),
             workspace: None,
+            guard: None,
             runs: Vec::new(),
         }
     }
@@ -121,6 +135,11 @@ impl Host for GatesGrant {
             return Ok(Err(GateError::LimitExceeded(format!(
                 "one attempt may run at most {MAX_GATE_RUNS_PER_ATTEMPT} gates"
             ))));
+        }
+        // Nothing the plugin left may lead the gate out of the workspace:
+        // the attempt ends here instead, with the path that would.
+        if let Some(guard) = &self.guard {
+            guard.check(&gate.dir).map_err(wasmtime::Error::new)?;
         }
         tracing::info!(stage = %self.stage_id, gate = %name, "running gate");
         let run = run_gate(gate, workspace).await;

@@ -53,6 +53,48 @@ pub struct Ledger {
     state: Mutex<(Usage, HashMap<String, Usage>)>,
 }
 
+/// What a call asks to spend: its prompt (estimated), the most it may
+/// generate, and the prices of both.
+#[derive(Debug, Clone, Copy)]
+pub struct Ask {
+    pub input_tokens: u64,
+    /// The request's `max_tokens`; `None` when it sets none.
+    pub max_output: Option<u64>,
+    pub price_in_per_token: f64,
+    pub price_out_per_token: f64,
+}
+
+impl Ask {
+    fn usage(&self, output: u64) -> Usage {
+        Usage {
+            tokens: self.input_tokens + output,
+            cost_usd: self.input_tokens as f64 * self.price_in_per_token
+                + output as f64 * self.price_out_per_token,
+            calls: 1,
+        }
+    }
+
+    /// The most output tokens `budget` leaves after `used` and this prompt;
+    /// `None` when it sets no token or cost limit; 0 when nothing is left.
+    fn room(&self, used: &Usage, budget: &Budget) -> Option<u64> {
+        let by_tokens = budget
+            .tokens
+            .map(|max| max.saturating_sub(used.tokens + self.input_tokens));
+        let by_cost = match budget.cost_usd {
+            Some(max) if self.price_out_per_token > 0.0 => {
+                let left = max - used.cost_usd - self.input_tokens as f64 * self.price_in_per_token;
+                // A hair over, so 0.008 / 0.00001 is 800, not 799.99...
+                Some((left / self.price_out_per_token + 1e-6).max(0.0).floor() as u64)
+            }
+            _ => None,
+        };
+        match (by_tokens, by_cost) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+}
+
 /// A reservation to settle once the call's real usage is known.
 #[must_use]
 pub struct Reservation {
@@ -95,6 +137,45 @@ impl Ledger {
             stage: stage.to_string(),
             estimate,
         })
+    }
+
+    /// Reserves a call, first capping what it may generate to what the run's
+    /// and the stage's budgets have left (so no answer can overshoot them);
+    /// returns the reservation and the cap, when the call needs one.
+    pub fn reserve_call(
+        &self,
+        stage: &str,
+        ask: Ask,
+        run_budget: &Budget,
+        stage_budget: &Budget,
+    ) -> Result<(Reservation, Option<u64>), String> {
+        let room = {
+            let state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+            let (run, stages) = &*state;
+            let stage_used = stages.get(stage).copied().unwrap_or_default();
+            match (
+                ask.room(run, run_budget),
+                ask.room(&stage_used, stage_budget),
+            ) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            }
+        };
+        let output = match (ask.max_output, room) {
+            (_, Some(0)) => {
+                return Err(
+                    "no tokens are left in the model budget for an answer to this prompt".into(),
+                );
+            }
+            (Some(wanted), Some(room)) => wanted.min(room),
+            (None, Some(room)) => room,
+            (wanted, None) => wanted.unwrap_or(0),
+        };
+        let cap = (room.is_some() && Some(output) != ask.max_output).then_some(output);
+        // Checked again under the lock: a call of another stage may have
+        // reserved in between; then this one is refused, never overshoots.
+        let reservation = self.reserve(stage, ask.usage(output), run_budget, stage_budget)?;
+        Ok((reservation, cap))
     }
 
     /// Replaces a reservation by what the call really used.
@@ -147,6 +228,67 @@ mod tests {
                 .reserve("b", tokens(40), &run, &Budget::default())
                 .is_ok()
         );
+    }
+
+    fn ask(input: u64, max_output: Option<u64>) -> Ask {
+        Ask {
+            input_tokens: input,
+            max_output,
+            price_in_per_token: 0.0,
+            price_out_per_token: 0.0,
+        }
+    }
+
+    #[test]
+    fn a_call_may_generate_only_what_the_budget_has_left() {
+        let ledger = Ledger::default();
+        let stage = Budget {
+            tokens: Some(1000),
+            ..Budget::default()
+        };
+        // No max_tokens of its own: capped to what is left after the prompt.
+        let (r, cap) = ledger
+            .reserve_call("a", ask(100, None), &Budget::default(), &stage)
+            .unwrap();
+        assert_eq!(cap, Some(900));
+        ledger.settle(r, tokens(400));
+        // Its own max_tokens, below what is left: kept.
+        let (r, cap) = ledger
+            .reserve_call("a", ask(100, Some(50)), &Budget::default(), &stage)
+            .unwrap();
+        assert_eq!(cap, None);
+        ledger.settle(r, tokens(600));
+        // Nothing left for an answer: refused.
+        assert!(
+            ledger
+                .reserve_call("a", ask(10, None), &Budget::default(), &stage)
+                .is_err()
+        );
+        // No token or cost limit: nothing is capped.
+        let (_, cap) = ledger
+            .reserve_call("b", ask(10, None), &Budget::default(), &Budget::default())
+            .unwrap();
+        assert_eq!(cap, None);
+    }
+
+    #[test]
+    fn a_cost_budget_caps_the_answer_at_its_price() {
+        let ledger = Ledger::default();
+        let run = Budget {
+            cost_usd: Some(0.01),
+            ..Budget::default()
+        };
+        let priced = Ask {
+            input_tokens: 1000,
+            max_output: Some(100_000),
+            price_in_per_token: 0.000_002,
+            price_out_per_token: 0.000_01,
+        };
+        // $0.01 - 1000 x $0.000002 = $0.008 left: 800 tokens of answer.
+        let (_, cap) = ledger
+            .reserve_call("a", priced, &run, &Budget::default())
+            .unwrap();
+        assert_eq!(cap, Some(800));
     }
 
     #[test]

@@ -5,7 +5,7 @@
 mod budget;
 mod exchanges;
 
-pub use budget::{Ledger, Usage};
+pub use budget::{Ask, Ledger, Usage};
 pub use exchanges::{ExchangeMode, Exchanges, request_hash};
 
 use crate::providers::{
@@ -17,7 +17,7 @@ use host_runtime::bindings::orchestrator::stage::models::{self as wit, Host};
 use host_runtime::bindings::v0_1_name;
 use host_runtime::{AttemptScope, Capability, Grant, HasGrant, grant_of};
 use host_store::Store;
-use host_vocab::Activity;
+use host_vocab::{Activity, Bound, LimitReached};
 pub use host_vocab::{CallKey, CallSource, ModelCall, SentCall, total_cost_usd, total_tokens};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
@@ -294,7 +294,8 @@ impl ModelsGrant {
             refusals: HashMap::new(),
             asked: 0,
             next_n: 0,
-            max_calls: 0,
+            // Every call is refused as not granted, which says more than a bound.
+            max_calls: MAX_CALLS_PER_ATTEMPT,
             session_appends: BTreeMap::new(),
             live: None,
         }
@@ -461,15 +462,24 @@ impl ModelsGrant {
             source: CallSource::Refused,
             retries: 0,
         };
-        let estimate = estimate(endpoint, request);
+        let mut estimate = estimate(endpoint, request);
+        let mut capped = None;
         let reservation = match &self.ledger {
-            Some(ledger) => match ledger.reserve(
+            Some(ledger) => match ledger.reserve_call(
                 &self.stage_id,
-                estimate.usage(),
+                estimate.ask(endpoint),
                 &self.run_budget,
                 &self.stage_budget,
             ) {
-                Ok(r) => Some(r),
+                Ok((r, cap)) => {
+                    if let Some(cap) = cap {
+                        estimate.capped(endpoint, cap);
+                        let mut within = request.clone();
+                        within.max_tokens = Some(u32::try_from(cap).unwrap_or(u32::MAX));
+                        capped = Some(within);
+                    }
+                    Some(r)
+                }
                 Err(why) => {
                     return refused(wit::ModelError::BudgetExceeded(format!(
                         "model '{alias}': {why}"
@@ -478,6 +488,9 @@ impl ModelsGrant {
             },
             None => None,
         };
+        // What is sent: the plugin's request, its answer's length capped to
+        // what the budgets have left.
+        let sending = capped.as_ref().unwrap_or(request);
         let sent = SentCall {
             alias: alias.to_string(),
             model: endpoint.provider.model().to_string(),
@@ -505,7 +518,7 @@ impl ModelsGrant {
             Some(s) => s.clone().acquire_owned().await.ok(),
             None => None,
         };
-        let attempted = endpoint.provider.complete(request).await;
+        let attempted = endpoint.provider.complete(sending).await;
         let actual = match &attempted.result {
             Ok(r) => Usage {
                 tokens: u64::from(r.input_tokens) + u64::from(r.output_tokens),
@@ -526,7 +539,8 @@ impl ModelsGrant {
                 request,
                 response,
             );
-            if let Some(key) = &cache_key {
+            // A capped answer is not the answer to the request as asked.
+            if let (Some(key), None) = (&cache_key, &capped) {
                 exchanges.cache(key, response);
             }
         }
@@ -594,13 +608,6 @@ impl ModelsGrant {
                 listing(self.sessions.iter())
             );
             return Err(self.refuse(alias, session, wit::ModelError::NotGranted(reason)));
-        }
-        if self.asked > self.max_calls {
-            let reason = format!(
-                "stage '{}' made {} model calls in one attempt (its max_model_calls)",
-                self.stage_id, self.max_calls
-            );
-            return Err(self.refuse(alias, session, wit::ModelError::BudgetExceeded(reason)));
         }
         let new_messages = to_messages(messages);
         let mut request = to_request(new_messages.clone(), params);
@@ -775,20 +782,30 @@ struct Estimate {
 }
 
 impl Estimate {
-    fn usage(&self) -> Usage {
-        Usage {
-            tokens: self.input + self.output,
-            cost_usd: self.cost_usd,
-            calls: 1,
+    fn ask(&self, endpoint: &Endpoint) -> Ask {
+        Ask {
+            input_tokens: self.input,
+            max_output: (self.output > 0).then_some(self.output),
+            price_in_per_token: endpoint.spec.price_in_per_1k / 1000.0,
+            price_out_per_token: endpoint.spec.price_out_per_1k / 1000.0,
         }
+    }
+
+    /// The worst case once the answer is capped to `output` tokens.
+    fn capped(&mut self, endpoint: &Endpoint, output: u64) {
+        self.output = output;
+        self.cost_usd = endpoint.cost(self.input, output);
     }
 }
 
-/// The prompt at about four characters a token, plus every token the call
-/// may generate (`max_tokens`; without it, only the prompt can be counted).
+/// The prompt at a token per three bytes and a few tokens of framing per
+/// message (on the high side: under a token budget, what the prompt may
+/// cost decides how long the answer may be), plus every token the call may
+/// generate (`max_tokens`; without it and without a budget, only the prompt
+/// can be counted).
 fn estimate(endpoint: &Endpoint, request: &ChatRequest) -> Estimate {
-    let chars: usize = request.messages.iter().map(|m| m.content.len()).sum();
-    let input = (chars / 4) as u64;
+    let bytes: usize = request.messages.iter().map(|m| m.content.len()).sum();
+    let input = (bytes / 3 + 4 * request.messages.len()) as u64;
     let output = u64::from(request.max_tokens.unwrap_or(0));
     Estimate {
         input,
@@ -843,6 +860,25 @@ fn to_model_error(alias: &str, e: &ProviderError) -> wit::ModelError {
     }
 }
 
+impl ModelsGrant {
+    /// Ends the attempt if `more` calls would take it past `max_model_calls`
+    /// (refused ones count: a loop asking for an alias it lacks is a runaway
+    /// too). A batch is checked whole, before any of it is sent.
+    fn within_calls(&self, more: usize) -> wasmtime::Result<()> {
+        if self.asked.saturating_add(more) <= self.max_calls {
+            return Ok(());
+        }
+        Err(wasmtime::Error::new(LimitReached::new(
+            Bound::ModelCalls,
+            self.max_calls,
+            format!(
+                "stage '{}' asked for {more} more model call(s) after {}",
+                self.stage_id, self.asked
+            ),
+        )))
+    }
+}
+
 impl Host for ModelsGrant {
     async fn complete(
         &mut self,
@@ -850,6 +886,7 @@ impl Host for ModelsGrant {
         messages: Vec<wit::Message>,
         params: wit::Params,
     ) -> wasmtime::Result<Result<wit::Completion, wit::ModelError>> {
+        self.within_calls(1)?;
         Ok(self.call(alias, None, messages, params).await)
     }
 
@@ -857,6 +894,7 @@ impl Host for ModelsGrant {
         &mut self,
         requests: Vec<wit::Request>,
     ) -> wasmtime::Result<Vec<Result<wit::Completion, wit::ModelError>>> {
+        self.within_calls(requests.len())?;
         Ok(self.call_all(requests).await)
     }
 
@@ -867,6 +905,7 @@ impl Host for ModelsGrant {
         messages: Vec<wit::Message>,
         params: wit::Params,
     ) -> wasmtime::Result<Result<wit::Completion, wit::ModelError>> {
+        self.within_calls(1)?;
         Ok(self.call(alias, Some(session), messages, params).await)
     }
 }
@@ -989,17 +1028,26 @@ max_model_calls = 2
                 .unwrap();
             assert!(matches!(r, Err(wit::ModelError::NotGranted(_))));
         }
-        let r = grant
+        // The third ends the attempt with the bound, whatever it asks for.
+        let trap = grant
             .complete("small".into(), say("hi"), params())
             .await
-            .unwrap();
-        assert!(
-            matches!(&r, Err(wit::ModelError::BudgetExceeded(why)) if why.contains("max_model_calls")),
-            "{r:?}"
-        );
+            .unwrap_err();
+        let hit = trap.downcast_ref::<LimitReached>().unwrap();
+        assert_eq!((hit.bound, hit.limit), (Bound::ModelCalls, 2));
+        // A batch past the bound is refused whole, before any is sent.
+        let batch = vec![
+            wit::Request {
+                alias: "small".into(),
+                messages: say("hi"),
+                params: params(),
+            };
+            3
+        ];
+        assert!(grant.complete_all(batch).await.is_err());
         // The two identical refusals are one record with a count.
         let counts: Vec<u32> = grant.calls().iter().map(|c| c.count).collect();
-        assert_eq!(counts, [2, 1]);
+        assert_eq!(counts, [2]);
     }
 
     #[tokio::test(flavor = "multi_thread")]

@@ -267,6 +267,32 @@ pub(super) fn check_stages(
                     host_vocab::limits::MAX_OUTPUT_BYTES
                 }),
         };
+        let max_changed_bytes = match &s.max_changed_bytes {
+            None => host_vocab::limits::DEFAULT_MAX_CHANGED_BYTES,
+            Some(m) => parse_size(m.get_ref())
+                .filter(|b| (1 << 10..=1 << 40).contains(b))
+                .unwrap_or_else(|| {
+                    c.error(
+                        Some(m.span()),
+                        format!(
+                            "stage '{id}' max_changed_bytes '{}' must be like \"1GiB\" (1KiB to 1TiB)",
+                            m.get_ref()
+                        ),
+                    );
+                    host_vocab::limits::DEFAULT_MAX_CHANGED_BYTES
+                }),
+        };
+        let max_changed_files = match &s.max_changed_files {
+            None => host_vocab::limits::DEFAULT_MAX_CHANGED_FILES,
+            Some(n) if *n.get_ref() >= 1 => *n.get_ref(),
+            Some(n) => {
+                c.error(
+                    Some(n.span()),
+                    format!("stage '{id}' max_changed_files must be at least 1"),
+                );
+                host_vocab::limits::DEFAULT_MAX_CHANGED_FILES
+            }
+        };
         let config = match s.config {
             None => serde_json::Value::Object(Default::default()),
             Some(cfg) if cfg.get_ref().is_object() => cfg.into_inner(),
@@ -305,6 +331,8 @@ pub(super) fn check_stages(
                 max_model_calls: s
                     .max_model_calls
                     .unwrap_or(host_vocab::limits::MAX_CALLS_PER_ATTEMPT),
+                max_changed_files,
+                max_changed_bytes,
                 config,
             },
             spans,
