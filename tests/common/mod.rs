@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod http;
+pub mod measure;
 pub mod model_server;
 pub mod runs;
 pub mod serve;

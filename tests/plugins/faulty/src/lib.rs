@@ -97,6 +97,42 @@ enum Behaviour {
     },
     /// Succeed with a metric computed as 0/0 (NaN) and one as 1/0.
     ZeroByZero,
+    /// Plant symlinks (path -> target, relative), then run `gates` and
+    /// report their output in gates.json.
+    Symlink {
+        links: std::collections::BTreeMap<String, String>,
+        #[serde(default)]
+        gates: Vec<String>,
+    },
+    /// An output past the host's bounds: `artifacts` small artifacts (named
+    /// `name` followed by a number, or as given), `metrics` metrics, a
+    /// summary of `summary_bytes`, a message logged as given.
+    Overflow {
+        #[serde(default)]
+        artifacts: u32,
+        #[serde(default)]
+        name: Option<String>,
+        #[serde(default)]
+        metrics: u32,
+        #[serde(default)]
+        summary_bytes: usize,
+        #[serde(default)]
+        summary: Option<String>,
+        #[serde(default)]
+        log: Option<String>,
+    },
+    /// Stream one byte to each of `names` distinct artifacts.
+    StreamNames { names: u32 },
+    /// One batch of `count` requests to `alias`.
+    CallBatch { alias: String, count: u32 },
+    /// Write `files` files of `bytes` bytes each under `dir`.
+    ManyFiles {
+        dir: String,
+        files: u32,
+        bytes: usize,
+    },
+    /// Ask for `count` jobs from `template`.
+    SpawnMany { template: String, count: u32 },
     /// Look for what an earlier attempt left in memory (a static counter,
     /// a zero-initialised buffer), fail if anything is there, then
     /// leave marks of its own for the next attempt to find.
@@ -143,6 +179,22 @@ fn attempt_kind() -> &'static str {
     }
 }
 
+/// `symlink(2)` as wasi-libc (linked into std for WASI) has it: std's own
+/// `std::os::wasi::fs::symlink_path` is not stable.
+fn symlink(target: &str, path: &str) -> std::io::Result<()> {
+    unsafe extern "C" {
+        fn symlink(target: *const std::ffi::c_char, path: *const std::ffi::c_char) -> i32;
+    }
+    let c = |s: &str| std::ffi::CString::new(s).map_err(std::io::Error::other);
+    let (target, path) = (c(target)?, c(path)?);
+    // SAFETY: both are NUL-terminated strings that outlive the call.
+    if unsafe { symlink(target.as_ptr(), path.as_ptr()) } == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
 /// Recursion the optimiser cannot turn into a loop: the frame is used after
 /// the call, through an opaque `black_box`.
 #[allow(unconditional_recursion)]
@@ -164,8 +216,10 @@ impl Stage for Faulty {
         // Each behaviour that reaches for a grant names it in its own table.
         .model(Need::config("behaviour.call-model.alias").optional())
         .model(Need::config("behaviour.call-models.alias").optional())
+        .model(Need::config("behaviour.call-batch.alias").optional())
         .session(Need::config("behaviour.call-models.session").optional())
         .gate(Need::config("behaviour.run-gates.names").optional())
+        .gate(Need::config("behaviour.symlink.gates").optional())
         .optional_workspace(WorkspaceAccess::ReadWrite)
     }
 
@@ -387,6 +441,77 @@ impl Stage for Faulty {
                 }
                 Output::new(format!("edited {} file(s)", write.len() + delete.len()))
                     .json("seen.json", &seen)
+            }
+            Behaviour::Symlink { links, gates } => {
+                for (path, target) in &links {
+                    let _ = std::fs::remove_file(path).or_else(|_| std::fs::remove_dir_all(path));
+                    symlink(target, path).map_err(|e| {
+                        StageError::fatal(format!("symlink {path} -> {target}: {e}"))
+                    })?;
+                }
+                let results = plugin_sdk::gates::run_all(gates.iter().map(String::as_str))?;
+                let outputs: Vec<String> = results.iter().map(|r| r.output.clone()).collect();
+                Output::new(format!("planted {} link(s)", links.len())).json("gates.json", &outputs)
+            }
+            Behaviour::Overflow {
+                artifacts,
+                name,
+                metrics,
+                summary_bytes,
+                summary,
+                log,
+            } => {
+                if let Some(line) = &log {
+                    plugin_sdk::log::info(line);
+                }
+                let summary = summary.unwrap_or_else(|| "s".repeat(summary_bytes.max(1)));
+                let mut out = Output::new(summary);
+                for i in 0..artifacts {
+                    let n = match &name {
+                        Some(n) if artifacts == 1 => n.clone(),
+                        Some(n) => format!("{n}{i}"),
+                        None => format!("a{i}.txt"),
+                    };
+                    out = out.text(&n, "x");
+                }
+                for i in 0..metrics {
+                    out = out.metric(&format!("m{i}"), f64::from(i));
+                }
+                Ok(out)
+            }
+            Behaviour::StreamNames { names } => {
+                for i in 0..names {
+                    plugin_sdk::artifacts::append(&format!("s{i}.txt"), "text/plain", b"x")?;
+                }
+                Ok(Output::new(format!("streamed {names} names")))
+            }
+            Behaviour::CallBatch { alias, count } => {
+                let request = models::Request::new(
+                    &alias,
+                    vec![models::Message::user("Say a word.")],
+                    Params::default().max_tokens(4),
+                );
+                let requests = vec![request; count as usize];
+                let answered = models::complete_all(&requests)
+                    .iter()
+                    .filter(|r| r.is_ok())
+                    .count();
+                Ok(Output::new(format!("{answered} of {count} answered")))
+            }
+            Behaviour::ManyFiles { dir, files, bytes } => {
+                std::fs::create_dir_all(&dir).map_err(|e| StageError::fatal(e.to_string()))?;
+                let content = vec![b'x'; bytes];
+                for i in 0..files {
+                    std::fs::write(format!("{dir}/f{i}"), &content)
+                        .map_err(|e| StageError::fatal(e.to_string()))?;
+                }
+                Ok(Output::new(format!("wrote {files} files")))
+            }
+            Behaviour::SpawnMany { template, count } => {
+                let jobs: Vec<serde_json::Value> = (0..count)
+                    .map(|i| serde_json::json!({ "template": template, "id": format!("j{i}") }))
+                    .collect();
+                Output::new(format!("asking for {count} jobs")).json("spawn.json", &jobs)
             }
             Behaviour::Chatter { steps, every_ms } => {
                 for i in 1..=steps {
