@@ -190,7 +190,8 @@ config = {{ behaviour = {{ call-models = {{ alias = "m", times = 300, keep_going
     );
     let state = scratch.path("state");
     let o = host_with(&state, &["run", "--json", manifest.to_str().unwrap()]);
-    assert!(o.status.success(), "{}", stderr(&o));
+    // `capped` fails: its first call is past max_model_calls = 0.
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     let run = run_id_of(&stdout(&o));
     let calls = recorded_calls(&state, &run);
     // 20,000 refusals of one kind: one record that counts them, one event.
@@ -199,15 +200,11 @@ config = {{ behaviour = {{ call-models = {{ alias = "m", times = 300, keep_going
     assert_eq!(asker[0].1["source"], "refused");
     assert_eq!(asker[0].1["count"], 20000);
     assert!(asker[0].1["error"].as_str().unwrap().contains("NotGranted"));
-    let capped: Vec<_> = calls.iter().filter(|(s, _)| s == "capped").collect();
-    assert_eq!(capped.len(), 1, "{calls:?}");
-    assert_eq!(capped[0].1["count"], 300);
-    assert!(
-        capped[0].1["error"]
-            .as_str()
-            .unwrap()
-            .contains("max_model_calls")
-    );
+    // Past max_model_calls the attempt ends at once, with the bound: no
+    // record per try, and no 299 more tries.
+    assert!(!calls.iter().any(|(s, _)| s == "capped"), "{calls:?}");
+    let s = summary(&o);
+    assert_eq!(stage(&s, "capped")["failure"]["bound"], "model-calls");
     let ev = events(&state, &run);
     assert_eq!(count(&ev, "model-called", "asker"), 1);
     // The state file stays small.

@@ -288,20 +288,34 @@ fn budgets_refuse_the_call_that_would_exceed_them() {
         .clone();
     assert_eq!(calls.last().unwrap()["source"], "refused");
 
-    // A stage budget on tokens: the worst case (prompt + max_tokens) is
-    // reserved before sending.
+    // A stage budget on tokens: the answer may be only as long as what the
+    // budget has left after the prompt, so max_tokens = 100 is lowered.
     let s = Setup::new("budget-stage");
-    let stage_cfg = "budget = { tokens = 50 }";
-    let stages = format!(
-        "[[stage]]\nid = \"big\"\nplugin = \"faulty\"\nmodels = [\"m\"]\n{stage_cfg}\n\
-         config = {{ behaviour = {{ call-models = {{ alias = \"m\", times = 1, max_tokens = 100 }} }} }}\n"
-    );
-    let manifest = s.manifest("p.toml", &model("openai", &server.url, ""), "", &stages);
+    let stages = |tokens: u32| {
+        format!(
+            "[[stage]]\nid = \"big\"\nplugin = \"faulty\"\nmodels = [\"m\"]\nbudget = {{ tokens = {tokens} }}\n\
+             config = {{ behaviour = {{ call-models = {{ alias = \"m\", times = 1, max_tokens = 100 }} }} }}\n"
+        )
+    };
+    let manifest = s.manifest("p.toml", &model("openai", &server.url, ""), "", &stages(50));
+    let before = server.requests().len();
+    let (out, summary) = s.run(&manifest, &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(stage(&summary, "big")["status"], "succeeded");
+    let sent = server.requests();
+    assert_eq!(sent.len(), before + 1);
+    let capped = sent.last().unwrap()["max_tokens"].as_u64().unwrap();
+    assert!(capped < 50, "max_tokens {capped}");
+
+    // A budget the prompt alone uses up: refused, nothing sent.
+    let s = Setup::new("budget-spent");
+    let manifest = s.manifest("p.toml", &model("openai", &server.url, ""), "", &stages(5));
     let before = server.requests().len();
     let (out, summary) = s.run(&manifest, &[]);
     assert_eq!(out.status.code(), Some(1));
     assert!(
-        failure(&summary, "big").contains("stage 'big' model budget"),
+        failure(&summary, "big").contains("stage 'big' model budget")
+            || failure(&summary, "big").contains("no tokens are left"),
         "{}",
         failure(&summary, "big")
     );

@@ -341,8 +341,9 @@ config = {{ behaviour = "succeed" }}
         "{f}"
     );
     // Per-stage limits: model calls per attempt, output size.
-    let f = failure_text(&s, "call-cap");
-    assert!(f.contains("made 3 model calls in one attempt"), "{f}");
+    assert_eq!(failure_kind(&s, "call-cap"), "limit");
+    assert_eq!(stage(&s, "call-cap")["failure"]["bound"], "model-calls");
+    assert_eq!(stage(&s, "call-cap")["failure"]["limit"], 3);
     assert_eq!(server.requests().len(), 5 + 3);
     assert_eq!(failure_kind(&s, "small-output"), "output-too-large");
     assert_eq!(stage(&s, "small-output")["failure"]["limit"], 1024);
