@@ -138,7 +138,7 @@ impl FilesGuard for AttemptGuard {
             }
             Err(e) => return Err(failure_of(e)),
         }
-        self.ws.contained(&self.place).map_err(|e| failure_of(e))
+        self.ws.contained(&self.place).map_err(failure_of)
     }
 }
 

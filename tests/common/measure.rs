@@ -9,6 +9,9 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
 /// `host --state-dir STATE ARGS`, and its peak RSS in bytes.
+// Reaped by wait4 below, which also reports the child's own peak memory
+// (Child::wait would not).
+#[allow(clippy::zombie_processes)]
 pub fn host_measured(state: &Path, args: &[&str]) -> (Output, u64) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_host"))
         .arg("--cache-dir")
