@@ -7,7 +7,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 #[cfg(feature = "bench")]
 use commands::bench;
 use commands::{
-    Exit, Globals, cancel, changes, dev, gates, inspect, plugin, results, run, serve, verify,
+    Exit, Globals, cancel, changes, dev, gates, gc, inspect, plugin, results, run, serve, verify,
 };
 use host::runtime::ComponentCache;
 use std::path::PathBuf;
@@ -88,6 +88,8 @@ enum Command {
     Export(inspect::ExportArgs),
     /// Check the state directory end to end: every record's checksum, every blob, every reference.
     Verify(verify::VerifyArgs),
+    /// Remove finished runs no longer needed (by id, beyond --keep N, or --older-than AGE) and compact the database.
+    Gc(gc::GcArgs),
 }
 
 fn main() -> ExitCode {
@@ -193,5 +195,6 @@ async fn dispatch(cli: Cli) -> commands::Outcome {
         Command::Apply(args) => changes::apply(&globals, args),
         Command::Export(args) => inspect::export(&globals, args),
         Command::Verify(args) => verify::verify(&globals, args),
+        Command::Gc(args) => gc::gc(&globals, args),
     }
 }

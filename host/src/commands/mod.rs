@@ -6,6 +6,7 @@ pub mod cancel;
 pub mod changes;
 pub mod dev;
 pub mod gates;
+pub mod gc;
 pub mod grants;
 pub mod inspect;
 pub mod plugin;

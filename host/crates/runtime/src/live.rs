@@ -40,7 +40,12 @@ pub fn log_path(state_dir: &Path, run: &str, stage: &str, iteration: u32, attemp
         0 => format!("{}-{attempt}.jsonl", file_safe(stage)),
         i => format!("{}-i{i}-{attempt}.jsonl", file_safe(stage)),
     };
-    state_dir.join(LOGS_DIR).join(file_safe(run)).join(name)
+    run_log_dir(state_dir, run).join(name)
+}
+
+/// Where every attempt log of `run` lives.
+pub fn run_log_dir(state_dir: &Path, run: &str) -> PathBuf {
+    state_dir.join(LOGS_DIR).join(file_safe(run))
 }
 
 /// Which attempt of which stage.

@@ -12,6 +12,7 @@ mod birth;
 mod events;
 pub mod failpoint;
 mod fault;
+mod gc;
 mod group_commit;
 mod guard;
 mod kv;
@@ -26,6 +27,7 @@ mod tests;
 mod verify;
 mod workspace_changes;
 
+pub use gc::Collection;
 pub use group_commit::CommitStats;
 pub use host_vocab::{IllegalTransition, RunStatus, StageStatus};
 pub use model_tables::RecordingKey;
@@ -105,6 +107,8 @@ pub enum StoreError {
     AlreadySucceeded(String),
     #[error("no run '{0}' in this state directory (see `host runs`)")]
     UnknownRun(String),
+    #[error("run {0} was interrupted and can be resumed: only a finished run can be removed")]
+    NotFinished(String),
     #[error("run '{run}' has no stage '{stage}'")]
     UnknownStage { run: String, stage: String },
     #[error("run '{run}', stage '{stage}': {source}")]

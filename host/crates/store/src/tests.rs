@@ -356,3 +356,61 @@ fn a_nan_metric_recorded_by_an_older_host_reads_back_as_nan() {
     assert!(record.metrics[0].1.is_nan());
     assert_eq!(record.metrics[1], ("n".to_string(), 2.0));
 }
+
+/// A finished run of one stage whose output holds `text`.
+fn finished_run(store: &Store, id: &str, text: &str, started_ms: u64) {
+    let mut record = run_record(id, &["a"]);
+    record.started_ms = started_ms;
+    store.create_run(&record).unwrap();
+    store.stage_started(id, "a", 1, None).unwrap();
+    store
+        .stage_succeeded(id, "a", 1, &output(text), &[], &Activity::default())
+        .unwrap();
+    store.kv_set(id, "a", "k", b"v").unwrap();
+    store.run_finished(id, RunStatus::Succeeded).unwrap();
+}
+
+#[test]
+fn collecting_removes_old_runs_and_only_the_blobs_nothing_kept_names() {
+    let (store, _dir) = open();
+    finished_run(&store, "old", "only old has this", 1_000);
+    finished_run(&store, "shared-1", "both have this", 2_000);
+    finished_run(&store, "new", "both have this", 3_000);
+    let running = run_record("live", &["a"]);
+    store.create_run(&running).unwrap();
+
+    // Beyond the 2 most recent finished runs; the running one never counts.
+    let expired = store.expired_runs(Some(2), None, 10_000).unwrap();
+    assert_eq!(expired, ["old"]);
+    // Older than 7.5 s at 10 s: started before 2.5 s.
+    let expired = store.expired_runs(None, Some(7_500), 10_000).unwrap();
+    assert_eq!(expired, ["shared-1", "old"]);
+
+    let ids = vec!["old".to_string(), "shared-1".to_string()];
+    let dry = store.collect(&ids, true).unwrap();
+    assert_eq!(
+        dry.blobs, 1,
+        "only old's blob: new still names the shared one"
+    );
+    assert_eq!(dry.blob_bytes, "only old has this".len() as u64);
+    assert!(store.run("old").is_ok(), "a dry run removes nothing");
+
+    let done = store.collect(&ids, false).unwrap();
+    assert_eq!(done, dry);
+    assert!(matches!(store.run("old"), Err(StoreError::UnknownRun(_))));
+    assert_eq!(store.kv_get("old", "a", "k").unwrap(), None);
+    let new = store.run("new").unwrap();
+    let out = stage(&store.stages(&new).unwrap(), "a")
+        .output
+        .clone()
+        .unwrap();
+    assert_eq!(store.load_output(&out).unwrap(), output("both have this"));
+    assert!(store.verify().unwrap().is_clean());
+
+    // Neither a running nor an unknown run can be removed.
+    assert!(matches!(
+        store.collect(&["live".to_string()], false),
+        Err(StoreError::Busy { .. })
+    ));
+    assert!(store.collect(&["nope".to_string()], false).is_err());
+}

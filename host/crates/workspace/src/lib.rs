@@ -20,7 +20,7 @@ pub use containment::{Escape, escapes, links_made, resolves_inside};
 pub use copy::{CopyStats, copy_file, copy_tree};
 pub use diff::file_diff;
 pub use exclude::{ALWAYS_EXCLUDED, Exclusions};
-pub use run_tree::{Blobs, CommitError, Place, RunWorkspace};
+pub use run_tree::{Blobs, CommitError, Place, RunWorkspace, run_dir};
 pub use snapshot::{Entry, Snapshot, hash_entry, read_entry};
 
 use std::path::{Path, PathBuf};

@@ -96,7 +96,7 @@ impl RunWorkspace {
         committed: &[Vec<FileChange>],
         blob: &dyn Fn(&str) -> Result<Vec<u8>, WorkspaceError>,
     ) -> Result<RunWorkspace, WorkspaceError> {
-        let root = state_dir.join("workspaces").join(safe_name(run));
+        let root = run_dir(state_dir, run);
         let tree_dir = root.join("tree");
         let attempts = root.join("attempts");
         remove_all(&attempts)?;
@@ -352,6 +352,11 @@ fn safe_name(id: &str) -> String {
     }
     let hash = blake3::hash(id.as_bytes()).to_hex();
     format!("{kept}-{}", &hash[..12])
+}
+
+/// Where run `run`'s copy of the workspace lives under `state_dir`.
+pub fn run_dir(state_dir: &Path, run: &str) -> PathBuf {
+    state_dir.join("workspaces").join(safe_name(run))
 }
 
 fn remove_all(dir: &Path) -> Result<(), WorkspaceError> {
