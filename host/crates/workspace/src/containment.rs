@@ -127,16 +127,20 @@ pub fn links_made<'a>(
     sets: impl IntoIterator<Item = &'a [host_vocab::FileChange]>,
 ) -> BTreeSet<String> {
     let mut made = BTreeSet::new();
-    for set in sets {
-        for c in set {
-            if c.after.is_some() && c.symlink {
-                made.insert(c.path.clone());
-            } else {
-                made.remove(&c.path);
-            }
-        }
+    for c in sets.into_iter().flatten() {
+        track_link(&mut made, c);
     }
     made
+}
+
+/// Keeps `made` up to date with one committed change: a path that is a
+/// link after it is the run's; one that is not (any more) leaves the set.
+pub(crate) fn track_link(made: &mut BTreeSet<String>, change: &host_vocab::FileChange) {
+    if change.after.is_some() && change.symlink {
+        made.insert(change.path.clone());
+    } else {
+        made.remove(&change.path);
+    }
 }
 
 #[cfg(test)]

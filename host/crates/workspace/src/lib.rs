@@ -52,17 +52,21 @@ pub enum WorkspaceError {
 }
 
 fn escape_text(escapes: &[Escape]) -> String {
-    let shown: Vec<String> = escapes.iter().take(5).map(Escape::to_string).collect();
-    let more = escapes.len().saturating_sub(shown.len());
     format!(
-        "the attempt left symbolic links leading outside the workspace: {}{}",
-        shown.join("; "),
-        if more > 0 {
-            format!(" and {more} more")
-        } else {
-            String::new()
-        }
+        "the attempt left symbolic links leading outside the workspace: {}",
+        first_few(escapes.iter().map(Escape::to_string), "; ")
     )
+}
+
+/// The first five of `items` joined by `sep`, then how many more there are:
+/// a message naming files stays readable however many there are.
+pub(crate) fn first_few(items: impl ExactSizeIterator<Item = String>, sep: &str) -> String {
+    let total = items.len();
+    let shown: Vec<String> = items.take(5).collect();
+    match total - shown.len() {
+        0 => shown.join(sep),
+        more => format!("{} and {more} more", shown.join(sep)),
+    }
 }
 
 /// How much one attempt's changes may hold: files touched, and bytes of

@@ -8,11 +8,11 @@
 //! Layout under the state directory: `workspaces/RUN/tree`,
 //! `workspaces/RUN/applied` (the journal), `workspaces/RUN/attempts/*`.
 
-use crate::ChangeBounds;
 use crate::apply::{Conflict, apply_changes};
-use crate::containment::{escapes, links_made};
+use crate::containment::{escapes, links_made, track_link};
 use crate::copy::{CopyStats, copy_tree};
 use crate::snapshot::read_entry;
+use crate::{ChangeBounds, first_few};
 use crate::{Exclusions, Snapshot, WorkspaceError};
 use host_vocab::FileChange;
 use std::collections::{BTreeSet, HashMap};
@@ -51,16 +51,9 @@ pub enum CommitError {
 }
 
 fn conflict_text(conflicts: &[Conflict]) -> String {
-    let names: Vec<String> = conflicts.iter().take(5).map(|c| c.path.clone()).collect();
-    let more = conflicts.len().saturating_sub(names.len());
     format!(
-        "another stage of this run committed changes to {}{} since this attempt began",
-        names.join(", "),
-        if more > 0 {
-            format!(" and {more} more")
-        } else {
-            String::new()
-        }
+        "another stage of this run committed changes to {} since this attempt began",
+        first_few(conflicts.iter().map(|c| c.path.clone()), ", ")
     )
 }
 
@@ -267,11 +260,7 @@ impl RunWorkspace {
                     None => None,
                 };
                 tree.snapshot.set(&c.path, entry);
-                if c.after.is_some() && c.symlink {
-                    tree.made_links.insert(c.path.clone());
-                } else {
-                    tree.made_links.remove(&c.path);
-                }
+                track_link(&mut tree.made_links, c);
             }
             tree.applied += 1;
             write_journal(&self.root.join("applied"), tree.applied)

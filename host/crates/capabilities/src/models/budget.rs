@@ -88,11 +88,46 @@ impl Ask {
             }
             _ => None,
         };
-        match (by_tokens, by_cost) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        tighter(by_tokens, by_cost)
     }
+}
+
+/// The smaller of two limits, where `None` is no limit.
+fn tighter(a: Option<u64>, b: Option<u64>) -> Option<u64> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+/// Reserves `estimate` in `state` (the run's usage, each stage's), or says
+/// which budget it would break.
+fn reserve_in(
+    state: &mut (Usage, HashMap<String, Usage>),
+    stage: &str,
+    estimate: Usage,
+    run_budget: &Budget,
+    stage_budget: &Budget,
+) -> Result<Reservation, String> {
+    let (run, stages) = state;
+    let mut run_after = *run;
+    run_after.add(estimate);
+    if let Some(why) = run_after.breaks(run_budget) {
+        return Err(format!("the run's model budget would be exceeded ({why})"));
+    }
+    let mut stage_after = stages.get(stage).copied().unwrap_or_default();
+    stage_after.add(estimate);
+    if let Some(why) = stage_after.breaks(stage_budget) {
+        return Err(format!(
+            "stage '{stage}' model budget would be exceeded ({why})"
+        ));
+    }
+    *run = run_after;
+    stages.insert(stage.to_string(), stage_after);
+    Ok(Reservation {
+        stage: stage.to_string(),
+        estimate,
+    })
 }
 
 /// A reservation to settle once the call's real usage is known.
@@ -118,25 +153,7 @@ impl Ledger {
         stage_budget: &Budget,
     ) -> Result<Reservation, String> {
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        let (run, stages) = &mut *state;
-        let mut run_after = *run;
-        run_after.add(estimate);
-        if let Some(why) = run_after.breaks(run_budget) {
-            return Err(format!("the run's model budget would be exceeded ({why})"));
-        }
-        let mut stage_after = stages.get(stage).copied().unwrap_or_default();
-        stage_after.add(estimate);
-        if let Some(why) = stage_after.breaks(stage_budget) {
-            return Err(format!(
-                "stage '{stage}' model budget would be exceeded ({why})"
-            ));
-        }
-        *run = run_after;
-        stages.insert(stage.to_string(), stage_after);
-        Ok(Reservation {
-            stage: stage.to_string(),
-            estimate,
-        })
+        reserve_in(&mut state, stage, estimate, run_budget, stage_budget)
     }
 
     /// Reserves a call, first capping what it may generate to what the run's
@@ -149,18 +166,15 @@ impl Ledger {
         run_budget: &Budget,
         stage_budget: &Budget,
     ) -> Result<(Reservation, Option<u64>), String> {
-        let room = {
-            let state = self.state.lock().unwrap_or_else(|p| p.into_inner());
-            let (run, stages) = &*state;
-            let stage_used = stages.get(stage).copied().unwrap_or_default();
-            match (
-                ask.room(run, run_budget),
-                ask.room(&stage_used, stage_budget),
-            ) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            }
-        };
+        // One lock for both: no call of another stage can reserve between
+        // the cap and the reservation.
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let (run, stages) = &*state;
+        let stage_used = stages.get(stage).copied().unwrap_or_default();
+        let room = tighter(
+            ask.room(run, run_budget),
+            ask.room(&stage_used, stage_budget),
+        );
         let output = match (ask.max_output, room) {
             (_, Some(0)) => {
                 return Err(
@@ -172,9 +186,13 @@ impl Ledger {
             (wanted, None) => wanted.unwrap_or(0),
         };
         let cap = (room.is_some() && Some(output) != ask.max_output).then_some(output);
-        // Checked again under the lock: a call of another stage may have
-        // reserved in between; then this one is refused, never overshoots.
-        let reservation = self.reserve(stage, ask.usage(output), run_budget, stage_budget)?;
+        let reservation = reserve_in(
+            &mut state,
+            stage,
+            ask.usage(output),
+            run_budget,
+            stage_budget,
+        )?;
         Ok((reservation, cap))
     }
 
