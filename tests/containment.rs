@@ -496,3 +496,45 @@ config = { behaviour = { overflow = { summary = "done\u001b[2J\u001b[31m", log =
         stdout(&status)
     );
 }
+
+#[test]
+fn checkpoints_stop_at_their_quota_and_a_plugin_that_writes_on_is_stopped() {
+    let scratch = Scratch::new("kv");
+    let state = scratch.path("state");
+    // 1 MiB values under distinct keys: the stage's 64 MiB quota is reached
+    // at the 64th. One stage heeds the refusal, one writes on regardless.
+    let manifest = pipeline(
+        &scratch,
+        r#"
+[[stage]]
+id = "flood"
+plugin = "faulty"
+retries = 2
+config = { behaviour = { kv-flood = { keys = 100000, bytes = 1048576 } } }
+
+[[stage]]
+id = "heed"
+plugin = "faulty"
+config = { behaviour = { kv-flood = { keys = 100000, bytes = 1048576, heed = true } } }
+"#,
+    );
+    let (o, peak) = host_measured(&state, &["run", "--json", manifest.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let s = summary(&o);
+    assert_bound(&s, "flood", "checkpoint-bytes");
+    let heed = stage(&s, "heed");
+    assert_eq!(heed["status"], "succeeded", "{heed}");
+    let said = heed["summary"].as_str().unwrap();
+    assert!(
+        said.starts_with("wrote 63, then:")
+            && said.contains("at most 67108864 bytes of checkpoints"),
+        "{said}"
+    );
+    assert_eq!(stage(&s, "bystander")["status"], "succeeded");
+    assert!(peak < PEAK_RSS, "peak {peak}");
+    // Two stages at their quota, nothing beyond: 128 MiB kept, which the
+    // file holds in up to about twice that until it is compacted (redb
+    // frees a transaction's old pages only after the next one).
+    let db = database_bytes(&state);
+    assert!(db < 3 * 2 * (64 << 20), "state.redb is {db} bytes");
+}

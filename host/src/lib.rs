@@ -10,6 +10,7 @@ pub mod builder;
 pub mod lifecycle;
 pub mod progress;
 pub mod report;
+pub mod retention;
 pub mod scaffold;
 pub mod scheduler;
 pub mod serve;

@@ -4,7 +4,8 @@
 //! compacted so the space goes back to the disk.
 
 use super::{Exit, Failure, Globals, Outcome};
-use host::store::Collection;
+use host::retention::{self, Removed};
+use host::store::Expiry;
 use std::path::Path;
 
 #[derive(clap::Args)]
@@ -31,30 +32,7 @@ pub struct GcArgs {
 
 /// An age as `N` followed by `m`, `h`, `d` or `w`, in milliseconds.
 fn parse_age(text: &str) -> Result<u64, String> {
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let n: u64 = number
-        .parse()
-        .map_err(|_| format!("'{text}' is not an age like 30d, 12h or 2w"))?;
-    let minute = 60_000u64;
-    let per = match unit {
-        "m" => minute,
-        "h" => 60 * minute,
-        "d" => 24 * 60 * minute,
-        "w" => 7 * 24 * 60 * minute,
-        _ => return Err(format!("'{text}': the unit must be m, h, d or w")),
-    };
-    n.checked_mul(per)
-        .ok_or_else(|| format!("'{text}' is too long an age"))
-}
-
-/// What removing the runs frees outside the database.
-#[derive(Default, serde::Serialize)]
-struct Files {
-    log_bytes: u64,
-    workspace_bytes: u64,
+    host::manifest::Age::parse(text).map(|a| a.ms)
 }
 
 pub fn gc(globals: &Globals, args: GcArgs) -> Outcome {
@@ -64,52 +42,31 @@ pub fn gc(globals: &Globals, args: GcArgs) -> Outcome {
         ));
     }
     let mut store = globals.open_store(None)?;
-    let state_dir = store
-        .path()
-        .parent()
-        .unwrap_or(Path::new("."))
-        .to_path_buf();
     let mut ids = args.runs.clone();
-    for id in store.expired_runs(args.keep, args.older_than, host::vocab::now_ms())? {
+    let expiry = Expiry {
+        pipeline: None,
+        keep: args.keep,
+        older_than_ms: args.older_than,
+    };
+    for id in store.expired_runs(&expiry, host::vocab::now_ms())? {
         if !ids.contains(&id) {
             ids.push(id);
         }
     }
     let before = file_size(store.path());
-    let collection = store.collect(&ids, args.dry_run)?;
-    let mut files = Files::default();
-    for id in &collection.runs {
-        let logs = host::runtime::live::run_log_dir(&state_dir, id);
-        let tree = host::files::run_dir(&state_dir, id);
-        files.log_bytes += tree_bytes(&logs);
-        files.workspace_bytes += tree_bytes(&tree);
-        if !args.dry_run {
-            for dir in [logs, tree] {
-                if let Err(e) = std::fs::remove_dir_all(&dir)
-                    && e.kind() != std::io::ErrorKind::NotFound
-                {
-                    eprintln!("warning: cannot remove {}: {e}", dir.display());
-                }
-            }
-        }
-    }
-    let compacted = if args.dry_run || args.no_compact || collection.runs.is_empty() {
+    let removed = retention::remove_runs(&store, &ids, args.dry_run)?;
+    let compacted = if args.dry_run || args.no_compact || removed.collection.runs.is_empty() {
         None
     } else {
         Some(store.compact()?)
     };
     let after = file_size(store.path());
-    report(&args, &collection, &files, (before, after), compacted);
+    report(&args, &removed, (before, after), compacted);
     Ok(Exit::Success)
 }
 
-fn report(
-    args: &GcArgs,
-    c: &Collection,
-    files: &Files,
-    (before, after): (u64, u64),
-    compacted: Option<bool>,
-) {
+fn report(args: &GcArgs, removed: &Removed, (before, after): (u64, u64), compacted: Option<bool>) {
+    let c = &removed.collection;
     if args.json {
         println!(
             "{}",
@@ -119,8 +76,8 @@ fn report(
                 "records": c.records,
                 "blobs": c.blobs,
                 "blob_bytes": c.blob_bytes,
-                "log_bytes": files.log_bytes,
-                "workspace_bytes": files.workspace_bytes,
+                "log_bytes": removed.log_bytes,
+                "workspace_bytes": removed.workspace_bytes,
                 "database_bytes_before": before,
                 "database_bytes_after": after,
                 "compacted": compacted,
@@ -143,8 +100,8 @@ fn report(
         c.records,
         c.blobs,
         mib(c.blob_bytes),
-        mib(files.log_bytes),
-        mib(files.workspace_bytes)
+        mib(removed.log_bytes),
+        mib(removed.workspace_bytes)
     );
     match compacted {
         Some(true) => println!("  state.redb {} -> {}", mib(before), mib(after)),
@@ -163,27 +120,11 @@ fn file_size(path: &Path) -> u64 {
     std::fs::metadata(path).map_or(0, |m| m.len())
 }
 
-/// Bytes of the files under `dir` (0 if it is not there).
-fn tree_bytes(dir: &Path) -> u64 {
-    let Ok(list) = std::fs::read_dir(dir) else {
-        return 0;
-    };
-    list.flatten()
-        .map(|e| match e.metadata() {
-            Ok(m) if m.is_dir() => tree_bytes(&e.path()),
-            Ok(m) => m.len(),
-            Err(_) => 0,
-        })
-        .sum()
-}
-
 #[cfg(test)]
 mod tests {
     #[test]
-    fn ages_read_in_minutes_to_weeks() {
-        assert_eq!(super::parse_age("90m"), Ok(90 * 60_000));
+    fn an_age_reads_as_in_a_manifest() {
         assert_eq!(super::parse_age("2w"), Ok(14 * 24 * 3_600_000));
         assert!(super::parse_age("3y").is_err());
-        assert!(super::parse_age("d").is_err());
     }
 }

@@ -11,6 +11,7 @@ use host::report::{self, OutputMode};
 use host::scheduler::{RunContext, RunSummary};
 use host::session::{Session, SessionOptions};
 use host::store::{RunOptions, Store};
+use host::vocab::RunOutcome;
 use host::workspace::RunFiles;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -338,11 +339,34 @@ async fn execute(
         report::print_summary(&summary);
     }
     let applied = super::changes::apply_on_success(pipeline, &store, &summary).await?;
+    if summary.outcome != RunOutcome::Cancelled {
+        keep_retention(pipeline, &store);
+    }
     Ok(if applied {
         exit_for(&summary)
     } else {
         Exit::NotApplied
     })
+}
+
+/// `[pipeline] retention` after a run ended. Its failure is a warning: the
+/// run itself is recorded and its exit code is what it earned.
+fn keep_retention(pipeline: &Pipeline, store: &Store) {
+    match host::retention::apply(store, pipeline) {
+        Ok(None) => {}
+        Ok(Some(removed)) => {
+            let c = &removed.collection;
+            let freed = c.blob_bytes + removed.log_bytes + removed.workspace_bytes;
+            eprintln!(
+                "retention: removed {} older run(s) of '{}' ({:.1} MiB): {}",
+                c.runs.len(),
+                host::vocab::printable(&pipeline.name),
+                freed as f64 / f64::from(1 << 20),
+                host::vocab::first_few(c.runs.iter().cloned(), ", ")
+            );
+        }
+        Err(e) => eprintln!("warning: [pipeline] retention: {e}"),
+    }
 }
 
 /// The documented exit code of a finished run.

@@ -67,6 +67,9 @@ pub struct KvGrant {
     store: Option<Arc<Store>>,
     run_id: String,
     stage_id: String,
+    /// The last write was refused for the quota: a plugin may make room and
+    /// write again, but one that writes on regardless is stopped.
+    refused: bool,
 }
 
 impl KvGrant {
@@ -75,6 +78,7 @@ impl KvGrant {
             store: Some(store),
             run_id: run_id.to_string(),
             stage_id: stage_id.to_string(),
+            refused: false,
         }
     }
 
@@ -84,6 +88,7 @@ impl KvGrant {
             store: None,
             run_id: String::new(),
             stage_id: String::new(),
+            refused: false,
         }
     }
 
@@ -122,8 +127,19 @@ impl Host for KvGrant {
         let (run, stage) = (self.run_id.clone(), self.stage_id.clone());
         match self.blocking(|s| s.kv_set(&run, &stage, &key, &value)) {
             None => Ok(Err("no checkpoint store outside a run".into())),
-            Some(Ok(())) => Ok(Ok(())),
-            Some(Err(host_store::StoreError::Quota(why))) => Ok(Err(why)),
+            Some(Ok(())) => {
+                self.refused = false;
+                Ok(Ok(()))
+            }
+            // Refused twice with nothing freed between: the plugin ignores
+            // the answer, and the attempt ends on the bound it keeps hitting.
+            Some(Err(host_store::StoreError::Quota(hit))) if self.refused => {
+                Err(wasmtime::Error::new(hit))
+            }
+            Some(Err(host_store::StoreError::Quota(hit))) => {
+                self.refused = true;
+                Ok(Err(hit.to_string()))
+            }
             Some(Err(e)) => Err(wasmtime::format_err!("checkpoint store failed: {e}")),
         }
     }
@@ -131,7 +147,11 @@ impl Host for KvGrant {
     async fn delete(&mut self, key: String) -> wasmtime::Result<()> {
         let (run, stage) = (self.run_id.clone(), self.stage_id.clone());
         match self.blocking(|s| s.kv_delete(&run, &stage, &key)) {
-            None | Some(Ok(())) => Ok(()),
+            None => Ok(()),
+            Some(Ok(())) => {
+                self.refused = false;
+                Ok(())
+            }
             Some(Err(e)) => Err(wasmtime::format_err!("checkpoint store failed: {e}")),
         }
     }
@@ -141,6 +161,7 @@ impl Host for KvGrant {
 mod tests {
     use super::*;
     use crate::test_support::{live, pipeline, scope, store};
+    use host_vocab::{Bound, LimitReached};
 
     const TEXT: &str = r#"
 [pipeline]
@@ -198,30 +219,40 @@ plugin = "a.wasm"
     }
 
     #[tokio::test(flavor = "multi_thread")]
-    async fn distinct_keys_cannot_grow_the_checkpoints_past_the_stage_quota() {
+    async fn a_plugin_that_writes_on_past_its_quota_is_stopped_on_the_bound() {
         let (p, _dir) = pipeline(TEXT);
-        let (store, _state) = store();
-        let cap = KvCapability::new(store);
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path())
+            .unwrap()
+            .with_kv_quota(host_store::KvQuota {
+                stage_bytes: 1_000,
+                ..host_store::KvQuota::default()
+            });
+        let cap = KvCapability::new(Arc::new(store));
         let live = live();
         let mut a = cap.grant(&scope(&p, "a", &live));
-        let value = vec![1u8; MAX_VALUE_BYTES];
-        let fit = (host_vocab::limits::MAX_KV_STAGE_BYTES / MAX_VALUE_BYTES as u64) as usize;
-        for i in 0..fit - 1 {
-            a.set(format!("k{i}"), value.clone())
-                .await
-                .unwrap()
-                .unwrap();
-        }
+        let value = vec![1u8; 400];
+        a.set("k0".into(), value.clone()).await.unwrap().unwrap();
+        a.set("k1".into(), value.clone()).await.unwrap().unwrap();
+        // Refused once: the plugin is told, and may make room.
         let err = a
-            .set("one-too-many".into(), value.clone())
+            .set("k2".into(), value.clone())
             .await
             .unwrap()
             .unwrap_err();
-        assert!(err.contains("the limits are"), "{err}");
-        // Replacing a key counts its new size only; deleting frees room.
-        a.set("k0".into(), value.clone()).await.unwrap().unwrap();
+        assert!(err.contains("at most 1000 bytes of checkpoints"), "{err}");
         a.delete("k1".into()).await.unwrap();
-        a.set("one-more".into(), value).await.unwrap().unwrap();
+        a.set("k2".into(), value.clone()).await.unwrap().unwrap();
+        // Refused, then written on regardless: the attempt ends on the bound.
+        a.set("k3".into(), value.clone())
+            .await
+            .unwrap()
+            .unwrap_err();
+        let trap = a.set("k4".into(), value).await.unwrap_err();
+        let hit = trap
+            .downcast_ref::<LimitReached>()
+            .expect("a reached bound");
+        assert_eq!((hit.bound, hit.limit), (Bound::CheckpointBytes, 1_000));
         // Another stage has its own quota.
         let mut b = cap.grant(&scope(&p, "b", &live));
         b.set("k".into(), b"small".to_vec()).await.unwrap().unwrap();

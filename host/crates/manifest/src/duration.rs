@@ -1,6 +1,6 @@
 //! Durations as people write them in a manifest: "500ms", "30s", "5m", "1h".
 
-use serde::{Deserialize, Deserializer, de};
+use serde::{Deserialize, Deserializer, Serialize, de};
 use std::time::Duration;
 
 /// A duration read from a manifest.
@@ -58,9 +58,77 @@ impl std::fmt::Display for HumanDuration {
     }
 }
 
+/// How old a run may grow before retention lets it go: "90m", "12h",
+/// "30d", "2w" (whole numbers; up to about 100 years).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub struct Age {
+    pub ms: u64,
+}
+
+impl Age {
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let text = text.trim();
+        let split = text
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(text.len());
+        let (number, unit) = text.split_at(split);
+        let n: u64 = number
+            .parse()
+            .map_err(|_| format!("'{text}' is not an age like 30d, 12h or 2w"))?;
+        let minute = 60_000u64;
+        let per = match unit {
+            "m" => minute,
+            "h" => 60 * minute,
+            "d" => 24 * 60 * minute,
+            "w" => 7 * 24 * 60 * minute,
+            "" => {
+                return Err(format!(
+                    "age '{text}' needs a unit: m, h, d or w (e.g. \"30d\")"
+                ));
+            }
+            other => {
+                return Err(format!(
+                    "unknown age unit '{other}' in '{text}': use m, h, d or w"
+                ));
+            }
+        };
+        if n == 0 {
+            return Err(format!("age '{text}' must be more than 0"));
+        }
+        match n.checked_mul(per) {
+            Some(ms) if ms <= 100 * 366 * 24 * 60 * minute => Ok(Age { ms }),
+            _ => Err(format!("age '{text}' is more than 100 years")),
+        }
+    }
+}
+
+impl std::fmt::Display for Age {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let minute = 60_000u64;
+        for (unit, per) in [("w", 7 * 24 * 60), ("d", 24 * 60), ("h", 60), ("m", 1)] {
+            if self.ms.is_multiple_of(per * minute) {
+                return write!(f, "{}{unit}", self.ms / (per * minute));
+            }
+        }
+        write!(f, "{}ms", self.ms)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ages_read_in_minutes_to_weeks() {
+        assert_eq!(Age::parse("90m").unwrap().ms, 90 * 60_000);
+        assert_eq!(Age::parse("2w").unwrap().ms, 14 * 24 * 3_600_000);
+        assert_eq!(Age::parse("48h").unwrap().to_string(), "2d");
+        assert!(Age::parse("3y").unwrap_err().contains("unknown age unit"));
+        assert!(Age::parse("30").unwrap_err().contains("needs a unit"));
+        assert!(Age::parse("d").is_err());
+        assert!(Age::parse("0d").is_err());
+        assert!(Age::parse("99999999999999w").is_err());
+    }
 
     #[test]
     fn parses_units() {

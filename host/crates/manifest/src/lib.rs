@@ -14,7 +14,7 @@ mod validate;
 pub mod when;
 
 pub use diagnostic::{Diagnostic, Diagnostics, Source};
-pub use duration::HumanDuration;
+pub use duration::{Age, HumanDuration};
 pub use overrides::{
     OverrideError, SetError, apply_config_override, apply_model_override, apply_workspace_override,
 };

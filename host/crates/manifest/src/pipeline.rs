@@ -42,6 +42,9 @@ pub struct Pipeline {
     /// Caps on spawned jobs: how many in all, and how deep.
     pub max_spawned: usize,
     pub max_spawn_depth: u32,
+    /// `[pipeline] retention`: which finished runs of this pipeline are
+    /// removed when one of its runs ends; `None` keeps them all.
+    pub retention: Option<Retention>,
     /// Concurrency groups: name -> max stages of the group at once.
     pub groups: BTreeMap<String, usize>,
     /// Stages declared with `template = true`: run only as spawned jobs.
@@ -118,6 +121,15 @@ impl Budget {
     pub fn is_unlimited(&self) -> bool {
         self.tokens.is_none() && self.cost_usd.is_none() && self.calls.is_none()
     }
+}
+
+/// Finished runs of a pipeline that are let go when another one ends:
+/// those beyond the `keep` most recent, and those older than `older_than`.
+/// At least one is set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Retention {
+    pub keep: Option<usize>,
+    pub older_than: Option<super::duration::Age>,
 }
 
 /// A model alias and how to reach it.

@@ -21,6 +21,15 @@ pub struct PipelineSection {
     pub deadline: Option<Spanned<String>>,
     pub max_spawned: Option<usize>,
     pub max_spawn_depth: Option<u32>,
+    pub retention: Option<Spanned<RetentionSection>>,
+}
+
+/// `[pipeline] retention = { keep = N, older_than = "30d" }`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetentionSection {
+    pub keep: Option<Spanned<usize>>,
+    pub older_than: Option<Spanned<String>>,
 }
 
 /// `[models.ALIAS]`

@@ -17,6 +17,16 @@ pub struct Collection {
     pub blob_bytes: u64,
 }
 
+/// Which finished runs to let go: those beyond the `keep` most recent, and
+/// those that started more than `older_than_ms` ago; of one pipeline (by
+/// name) or of all.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Expiry {
+    pub pipeline: Option<String>,
+    pub keep: Option<usize>,
+    pub older_than_ms: Option<u64>,
+}
+
 /// Whether a run may be removed: only a finished one can be.
 fn removable(run: &RunRecord) -> bool {
     matches!(
@@ -26,28 +36,25 @@ fn removable(run: &RunRecord) -> bool {
 }
 
 impl Store {
-    /// The finished runs a retention policy lets go: those beyond the
-    /// `keep` most recent, and those that started more than `older_than_ms`
-    /// before `now_ms`. A running or interrupted (resumable) run is kept.
-    pub fn expired_runs(
-        &self,
-        keep: Option<usize>,
-        older_than_ms: Option<u64>,
-        now_ms: u64,
-    ) -> Result<Vec<String>> {
+    /// The finished runs a retention policy lets go, most recent first. A
+    /// running or interrupted (resumable) run is always kept.
+    pub fn expired_runs(&self, policy: &Expiry, now_ms: u64) -> Result<Vec<String>> {
         let mut finished: Vec<RunRecord> = self
             .runs()?
             .into_iter()
             .map(RunRecord::observed)
             .filter(removable)
+            .filter(|r| policy.pipeline.as_ref().is_none_or(|p| *p == r.pipeline))
             .collect();
         finished.sort_by(|a, b| b.started_ms.cmp(&a.started_ms).then(b.id.cmp(&a.id)));
         Ok(finished
             .iter()
             .enumerate()
             .filter(|(i, r)| {
-                keep.is_some_and(|k| *i >= k)
-                    || older_than_ms.is_some_and(|age| r.started_ms.saturating_add(age) < now_ms)
+                policy.keep.is_some_and(|k| *i >= k)
+                    || policy
+                        .older_than_ms
+                        .is_some_and(|age| r.started_ms.saturating_add(age) < now_ms)
             })
             .map(|(_, r)| r.id.clone())
             .collect())
@@ -109,6 +116,7 @@ impl Store {
         drop_runs!(STAGES);
         drop_runs!(EVENTS);
         drop_runs!(KV);
+        drop_runs!(KV_USAGE);
         drop_runs!(RECORDINGS);
         drop_runs!(SESSIONS);
         drop_runs!(CALLS);
@@ -122,14 +130,17 @@ impl Store {
                 }
             })?;
         }
-        // The result cache: entries the removed runs produced go with them.
+        // The result cache: entries the removed runs produced go with them,
+        // unless a kept run's stage was served from one (it is that run's
+        // result too, and the next run with the same inputs wants it).
+        let kept_keys = self.kept_cache_keys(txn)?;
         {
             let mut t = txn.open_table(OUTPUTS)?;
             t.retain(|k, v| {
                 let produced_by_gone = self
                     .decode::<OutputRecord>("outputs", k, v)
                     .is_ok_and(|r| gone.contains(r.produced_by.0.as_str()));
-                !produced_by_gone || {
+                !produced_by_gone || kept_keys.contains(k) || {
                     records += 1;
                     false
                 }
@@ -155,6 +166,18 @@ impl Store {
             blobs,
             blob_bytes,
         })
+    }
+
+    /// The cache keys of the stages kept.
+    fn kept_cache_keys(&self, txn: &redb::WriteTransaction) -> Tx<HashSet<String>> {
+        let mut keys = HashSet::new();
+        for item in txn.open_table(STAGES)?.iter()? {
+            let (k, v) = item?;
+            let key = format!("{}/{}", k.value().0, k.value().1);
+            let record: StageRecord = self.decode("stages", &key, v.value())?;
+            keys.extend(record.cache_key);
+        }
+        Ok(keys)
     }
 
     /// Every blob something kept names: the outputs and changes of the

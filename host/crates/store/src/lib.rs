@@ -27,9 +27,10 @@ mod tests;
 mod verify;
 mod workspace_changes;
 
-pub use gc::Collection;
+pub use gc::{Collection, Expiry};
 pub use group_commit::CommitStats;
 pub use host_vocab::{IllegalTransition, RunStatus, StageStatus};
+pub use kv::KvQuota;
 pub use model_tables::RecordingKey;
 pub use records::*;
 pub use verify::Verification;
@@ -59,6 +60,10 @@ const OUTPUTS: TableDefinition<&str, &[u8]> = TableDefinition::new("outputs");
 /// (blob hash, run, stage, role) -> attempt; role is "produced" or "consumed".
 const LINEAGE: TableDefinition<(&str, &str, &str, &str), u32> = TableDefinition::new("lineage");
 const KV: TableDefinition<(&str, &str, &str), &[u8]> = TableDefinition::new("kv");
+/// (run, stage) -> (keys, bytes) its checkpoints hold: quotas are checked
+/// without reading the values. A stage whose checkpoints an older host
+/// wrote has no row until its next write counts them once.
+const KV_USAGE: TableDefinition<(&str, &str), (u64, u64)> = TableDefinition::new("kv_usage");
 /// (run, stage, request hash, n-th identical request) -> recorded exchange.
 const RECORDINGS: TableDefinition<(&str, &str, &str, u32), &[u8]> =
     TableDefinition::new("recordings");
@@ -120,7 +125,7 @@ pub enum StoreError {
     /// A plugin asked for more than its share (a checkpoint quota): its
     /// request is refused, nothing else is wrong.
     #[error("{0}")]
-    Quota(String),
+    Quota(host_vocab::LimitReached),
     #[error("unreadable {table} record {key}: {detail}")]
     BadRecord {
         table: &'static str,
@@ -140,6 +145,7 @@ pub struct Store {
     /// Values carry checksums (schema 4 on): an older database opened
     /// read-only has none to check.
     sealed: bool,
+    kv_quota: kv::KvQuota,
 }
 
 /// The database as opened: for writing (every command that runs), or
@@ -201,7 +207,14 @@ impl Store {
             commits: group_commit::GroupCommit::new(&path),
             path,
             sealed: true,
+            kv_quota: kv::KvQuota::default(),
         }
+    }
+
+    /// The same store with other checkpoint quotas (tests use small ones).
+    pub fn with_kv_quota(mut self, quota: KvQuota) -> Store {
+        self.kv_quota = quota;
+        self
     }
 
     /// Opens the database in `dir` for writing, because it needs the repair
@@ -368,6 +381,7 @@ fn for_each_table(txn: &redb::WriteTransaction) -> std::result::Result<(), redb:
     txn.open_table(OUTPUTS)?;
     txn.open_table(LINEAGE)?;
     txn.open_table(KV)?;
+    txn.open_table(KV_USAGE)?;
     txn.open_table(RECORDINGS)?;
     txn.open_table(MODEL_CACHE)?;
     txn.open_table(SESSIONS)?;

@@ -170,6 +170,65 @@ fn checkpoints_are_scoped_to_run_and_stage() {
 }
 
 #[test]
+fn checkpoints_are_held_to_a_quota_per_stage_and_per_run() {
+    let (store, _dir) = open();
+    let store = store.with_kv_quota(crate::KvQuota {
+        stage_keys: 3,
+        stage_bytes: 1_000,
+        run_keys: 5,
+        run_bytes: 1_500,
+    });
+    let quota = |r: Result<()>| match r {
+        Err(StoreError::Quota(hit)) => hit.to_string(),
+        other => panic!("expected a quota refusal, got {other:?}"),
+    };
+    for k in ["k1", "k2", "k3"] {
+        store.kv_set("r", "a", k, b"v").unwrap();
+    }
+    let why = quota(store.kv_set("r", "a", "k4", b"v"));
+    assert!(why.contains("stage 'a' would hold 4 keys"), "{why}");
+    // Replacing a key adds none; deleting one makes room.
+    store.kv_set("r", "a", "k3", b"again").unwrap();
+    store.kv_delete("r", "a", "k3").unwrap();
+    store.kv_set("r", "a", "k4", b"v").unwrap();
+    // Bytes: one big value under the stage's limit, another over it.
+    store.kv_set("r", "b", "big", &[1; 700]).unwrap();
+    let why = quota(store.kv_set("r", "b", "big2", &[1; 400]));
+    assert!(why.contains("stage 'b'"), "{why}");
+    // The run's quota counts every stage: c alone is well under its own.
+    let why = quota(store.kv_set("r", "c", "x", &[1; 800]));
+    assert!(why.contains("this run"), "{why}");
+    store.kv_set("r", "c", "x", b"small").unwrap();
+    let why = quota(store.kv_set("r", "c", "y", b"v"));
+    assert!(why.contains("this run would hold 6 keys"), "{why}");
+    // Another run has a quota of its own; what was refused was not kept.
+    store.kv_set("r2", "a", "x", &[1; 800]).unwrap();
+    assert_eq!(store.kv_get("r", "c", "y").unwrap(), None);
+    assert_eq!(store.kv_get("r", "b", "big2").unwrap(), None);
+}
+
+#[test]
+fn checkpoints_an_older_host_wrote_are_counted_once() {
+    let (store, _dir) = open();
+    store.kv_set("r", "a", "k1", b"v").unwrap();
+    store.kv_set("r", "a", "k2", b"v").unwrap();
+    // As an older host left them: checkpoints, no usage row.
+    store
+        .write(|txn| {
+            txn.open_table(KV_USAGE)?.remove(("r", "a"))?;
+            Ok(())
+        })
+        .unwrap();
+    let store = store.with_kv_quota(crate::KvQuota {
+        stage_keys: 2,
+        ..crate::KvQuota::default()
+    });
+    let refused = store.kv_set("r", "a", "k3", b"v");
+    assert!(matches!(refused, Err(StoreError::Quota(_))), "{refused:?}");
+    store.kv_set("r", "a", "k2", b"replaced").unwrap();
+}
+
+#[test]
 fn a_call_in_flight_counts_until_its_answer_or_its_attempts_end_settles_it() {
     use host_vocab::{CallKey, ModelCall, SentCall};
     let (store, _dir) = open();
@@ -380,11 +439,23 @@ fn collecting_removes_old_runs_and_only_the_blobs_nothing_kept_names() {
     store.create_run(&running).unwrap();
 
     // Beyond the 2 most recent finished runs; the running one never counts.
-    let expired = store.expired_runs(Some(2), None, 10_000).unwrap();
+    let keep = |keep, older_than_ms, pipeline: Option<&str>| crate::Expiry {
+        pipeline: pipeline.map(str::to_string),
+        keep,
+        older_than_ms,
+    };
+    let expired = store
+        .expired_runs(&keep(Some(2), None, None), 10_000)
+        .unwrap();
     assert_eq!(expired, ["old"]);
     // Older than 7.5 s at 10 s: started before 2.5 s.
-    let expired = store.expired_runs(None, Some(7_500), 10_000).unwrap();
+    let expired = store
+        .expired_runs(&keep(None, Some(7_500), None), 10_000)
+        .unwrap();
     assert_eq!(expired, ["shared-1", "old"]);
+    // Another pipeline's runs are not this one's to let go.
+    let other = store.expired_runs(&keep(Some(1), None, Some("other")), 10_000);
+    assert_eq!(other.unwrap(), Vec::<String>::new());
 
     let ids = vec!["old".to_string(), "shared-1".to_string()];
     let dry = store.collect(&ids, true).unwrap();

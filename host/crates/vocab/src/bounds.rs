@@ -36,6 +36,10 @@ pub enum Bound {
     ChangedBytes,
     /// Jobs one output asks to spawn.
     SpawnRequests,
+    /// Checkpoint keys of a stage, and of a run.
+    CheckpointKeys,
+    /// Checkpoint bytes (keys and values) of a stage, and of a run.
+    CheckpointBytes,
 }
 
 impl Bound {
@@ -55,7 +59,9 @@ impl Bound {
             | Bound::Summary
             | Bound::Metrics
             | Bound::MetricName
-            | Bound::Decision => None,
+            | Bound::Decision
+            | Bound::CheckpointKeys
+            | Bound::CheckpointBytes => None,
         }
     }
 
@@ -76,6 +82,8 @@ impl Bound {
             Bound::ChangedFiles => "changed files",
             Bound::ChangedBytes => "bytes of changed files",
             Bound::SpawnRequests => "spawn requests",
+            Bound::CheckpointKeys => "checkpoint keys",
+            Bound::CheckpointBytes => "bytes of checkpoints",
         }
     }
 }

@@ -33,7 +33,7 @@ pub use file_change::{ChangeKind, FileChange};
 pub use gate_run::{GateOutcome, GateRun};
 pub use log::{LogLevel, LogLine};
 pub use model_call::{CallKey, CallSource, ModelCall, SentCall, total_cost_usd, total_tokens};
-pub use printable::{printable, printable_lines};
+pub use printable::{first_few, printable, printable_lines};
 pub use result::{RunOutcome, RunSummary, StageResult};
 pub use stage_io::{Artifact, Metric, StageInput, StageOutput, Upstream};
 pub use status::{IllegalTransition, RunStatus, StageStatus};

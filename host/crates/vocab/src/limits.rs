@@ -36,6 +36,10 @@ pub const MAX_KV_VALUE_BYTES: usize = 16 << 20;
 /// directory without end.
 pub const MAX_KV_STAGE_BYTES: u64 = 64 << 20;
 pub const MAX_KV_KEYS: u64 = 10_000;
+/// The same over all stages of one run (spawned jobs included): 100 jobs
+/// each near their own quota must not make gigabytes.
+pub const MAX_KV_RUN_BYTES: u64 = 256 << 20;
+pub const MAX_KV_RUN_KEYS: u64 = 100_000;
 /// Default of what one read-write attempt's changes may hold (new and
 /// changed files' contents, together): above it the attempt fails before a
 /// byte of them is read, hashed or stored. A sparse file of terabytes costs

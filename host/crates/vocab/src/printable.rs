@@ -17,6 +17,17 @@ pub fn printable_lines(text: &str) -> Cow<'_, str> {
     escape(text, true)
 }
 
+/// The first five of `items` joined by `sep`, then how many more there are:
+/// a message naming files or runs stays readable however many there are.
+pub fn first_few(items: impl ExactSizeIterator<Item = String>, sep: &str) -> String {
+    let total = items.len();
+    let shown: Vec<String> = items.take(5).collect();
+    match total - shown.len() {
+        0 => shown.join(sep),
+        more => format!("{} and {more} more", shown.join(sep)),
+    }
+}
+
 fn escape(text: &str, keep_lines: bool) -> Cow<'_, str> {
     let kept = |c: char| keep_lines && (c == '\n' || c == '\t');
     if !text.chars().any(|c| is_unprintable(c) && !kept(c)) {

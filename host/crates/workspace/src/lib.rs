@@ -23,6 +23,7 @@ pub use exclude::{ALWAYS_EXCLUDED, Exclusions};
 pub use run_tree::{Blobs, CommitError, Place, RunWorkspace, run_dir};
 pub use snapshot::{Entry, Snapshot, hash_entry, read_entry};
 
+use host_vocab::first_few;
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, thiserror::Error)]
@@ -56,17 +57,6 @@ fn escape_text(escapes: &[Escape]) -> String {
         "the attempt left symbolic links leading outside the workspace: {}",
         first_few(escapes.iter().map(Escape::to_string), "; ")
     )
-}
-
-/// The first five of `items` joined by `sep`, then how many more there are:
-/// a message naming files stays readable however many there are.
-pub(crate) fn first_few(items: impl ExactSizeIterator<Item = String>, sep: &str) -> String {
-    let total = items.len();
-    let shown: Vec<String> = items.take(5).collect();
-    match total - shown.len() {
-        0 => shown.join(sep),
-        more => format!("{} and {more} more", shown.join(sep)),
-    }
 }
 
 /// How much one attempt's changes may hold: files touched, and bytes of

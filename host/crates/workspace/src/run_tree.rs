@@ -8,13 +8,14 @@
 //! Layout under the state directory: `workspaces/RUN/tree`,
 //! `workspaces/RUN/applied` (the journal), `workspaces/RUN/attempts/*`.
 
+use crate::ChangeBounds;
 use crate::apply::{Conflict, apply_changes};
 use crate::containment::{escapes, links_made, track_link};
 use crate::copy::{CopyStats, copy_tree};
 use crate::snapshot::read_entry;
-use crate::{ChangeBounds, first_few};
 use crate::{Exclusions, Snapshot, WorkspaceError};
 use host_vocab::FileChange;
+use host_vocab::first_few;
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;

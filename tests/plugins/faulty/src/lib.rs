@@ -133,6 +133,14 @@ enum Behaviour {
     },
     /// Ask for `count` jobs from `template`.
     SpawnMany { template: String, count: u32 },
+    /// Write `keys` checkpoints of `bytes` each under distinct keys; with
+    /// `heed`, stop at the first refusal and report it, else write on.
+    KvFlood {
+        keys: u32,
+        bytes: usize,
+        #[serde(default)]
+        heed: bool,
+    },
     /// Look for what an earlier attempt left in memory (a static counter,
     /// a zero-initialised buffer), fail if anything is there, then
     /// leave marks of its own for the next attempt to find.
@@ -521,6 +529,20 @@ impl Stage for Faulty {
                 }
                 Ok(Output::new(format!("chattered {steps} steps"))
                     .text("chatter.txt", format!("{steps} steps")))
+            }
+            Behaviour::KvFlood { keys, bytes, heed } => {
+                let value = vec![9u8; bytes];
+                let mut written = 0u32;
+                for i in 0..keys {
+                    match plugin_sdk::kv::set(&format!("k{i}"), &value) {
+                        Ok(()) => written += 1,
+                        Err(e) if heed => {
+                            return Ok(Output::new(format!("wrote {written}, then: {e}")));
+                        }
+                        Err(_) => {}
+                    }
+                }
+                Ok(Output::new(format!("wrote {written}")))
             }
             Behaviour::LogFlood { count } => {
                 for i in 0..count {

@@ -9,7 +9,7 @@ mod reach;
 mod stages;
 
 use crate::diagnostic::{Diagnostic, Diagnostics, Source};
-use crate::duration::HumanDuration;
+use crate::duration::{Age, HumanDuration};
 use crate::pipeline::*;
 use crate::sections::*;
 use crate::when;
@@ -23,7 +23,7 @@ use toml::de::{DeTable, DeValue, ValueDeserializer};
 use gates::check_gate;
 use models::check_model;
 use order::order_stages;
-use pipeline::{check_apply, check_exclude, check_workspace, read_task};
+use pipeline::{check_apply, check_exclude, check_retention, check_workspace, read_task};
 use plugins::{check_plugin, resolve_plugin};
 use reach::{Reach, check_reach};
 use stages::check_stages;
@@ -137,6 +137,7 @@ pub fn validate(source: &Source) -> Result<Pipeline, Diagnostics> {
         .as_ref()
         .map(|p| check_exclude(&mut c, p))
         .unwrap_or_default();
+    let retention = pipeline.as_ref().and_then(|p| check_retention(&mut c, p));
     let models = named_sections::<ModelSection>(&mut c, root, "models")
         .into_iter()
         .filter_map(|(alias, span, m)| check_model(&mut c, alias, span, m))
@@ -243,6 +244,7 @@ pub fn validate(source: &Source) -> Result<Pipeline, Diagnostics> {
             deadline,
             max_spawned: p.max_spawned.unwrap_or(DEFAULT_MAX_SPAWNED),
             max_spawn_depth: p.max_spawn_depth.unwrap_or(DEFAULT_MAX_SPAWN_DEPTH),
+            retention,
             groups,
             templates,
             stages,
@@ -423,6 +425,37 @@ mod tests {
             );
         }
         assert!(problems(&manifest("budget = { cost_usd = 0 }\n", ONE)).is_empty());
+    }
+
+    #[test]
+    fn retention_keeps_at_least_the_run_that_ended() {
+        let p = parse(
+            Path::new("/nowhere/p.toml"),
+            manifest("retention = { keep = 20, older_than = \"30d\" }\n", ONE),
+        )
+        .unwrap();
+        let r = p.retention.unwrap();
+        assert_eq!(r.keep, Some(20));
+        assert_eq!(r.older_than.unwrap().to_string(), "30d");
+        assert_eq!(
+            problems(&manifest("retention = {}\n", ONE)),
+            [
+                "[pipeline] retention needs `keep = N` (the N most recent finished runs stay) or `older_than = \"30d\"`, or both"
+            ]
+        );
+        let found = problems(&manifest(
+            "retention = { keep = 0, older_than = \"soon\" }\n",
+            ONE,
+        ));
+        assert_eq!(found.len(), 2, "{found:#?}");
+        assert!(found[0].contains("keep must be at least 1"), "{found:#?}");
+        assert!(found[1].contains("older_than"), "{found:#?}");
+        assert!(
+            parse(Path::new("/nowhere/p.toml"), manifest("", ONE))
+                .unwrap()
+                .retention
+                .is_none()
+        );
     }
 
     #[test]

@@ -126,3 +126,39 @@ pub(super) fn check_exclude(c: &mut Checker, p: &PipelineSection) -> Vec<String>
     }
     out
 }
+
+/// `[pipeline] retention`: at least one of `keep` (1 or more) and
+/// `older_than` (an age), so that a run never removes itself.
+pub(super) fn check_retention(c: &mut Checker, p: &PipelineSection) -> Option<Retention> {
+    let section = p.retention.as_ref()?;
+    let r = section.get_ref();
+    if r.keep.is_none() && r.older_than.is_none() {
+        c.error(
+            Some(section.span()),
+            "[pipeline] retention needs `keep = N` (the N most recent finished runs stay) or `older_than = \"30d\"`, or both",
+        );
+        return None;
+    }
+    if let Some(keep) = &r.keep
+        && *keep.get_ref() == 0
+    {
+        c.error(
+            Some(keep.span()),
+            "[pipeline] retention keep must be at least 1 (the run that just ended is kept)",
+        );
+    }
+    let older_than = r.older_than.as_ref().and_then(|age| {
+        Age::parse(age.get_ref())
+            .map_err(|e| {
+                c.error(
+                    Some(age.span()),
+                    format!("[pipeline] retention older_than: {e}"),
+                )
+            })
+            .ok()
+    });
+    Some(Retention {
+        keep: r.keep.as_ref().map(|k| *k.get_ref()),
+        older_than,
+    })
+}
