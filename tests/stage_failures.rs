@@ -78,6 +78,11 @@ plugin = "faulty"
 config = {{ behaviour = "recurse" }}
 
 [[stage]]
+id = "recurse-big"
+plugin = "faulty"
+config = {{ behaviour = "recurse-big" }}
+
+[[stage]]
 id = "ungranted-model"
 plugin = "faulty"
 config = {{ behaviour = {{ call-model = {{ alias = "large" }} }} }}
@@ -145,12 +150,14 @@ config = {{ behaviour = "succeed" }}
     assert_eq!(failure_kind(&s, "memory-bomb"), "out-of-memory");
     assert_eq!(stage(&s, "memory-bomb")["failure"]["limit"], 64 << 20);
 
-    assert_eq!(failure_kind(&s, "recurse"), "trap");
-    assert!(
-        failure_text(&s, "recurse").contains("stack overflow"),
-        "{}",
-        failure_text(&s, "recurse")
-    );
+    for id in ["recurse", "recurse-big"] {
+        assert_eq!(failure_kind(&s, id), "trap");
+        assert!(
+            failure_text(&s, id).contains("stack overflow"),
+            "{id}: {}",
+            failure_text(&s, id)
+        );
+    }
 
     assert_eq!(failure_kind(&s, "ungranted-model"), "plugin");
     assert!(

@@ -9,6 +9,7 @@ mod live_log;
 mod model_call;
 mod pipelines;
 mod polyglot;
+mod retention;
 mod stats;
 mod store_commit;
 mod workspace_copy;
@@ -47,6 +48,9 @@ pub enum Scenario {
     /// The transactional workspace on a tree of 10,000 files / 200 MB,
     /// beside `cp -r`: the run's copy, an attempt's copy, its changeset.
     WorkspaceCopy,
+    /// The state directory after many runs (1,000 by default), without and
+    /// with `[pipeline] retention`, and `host gc` on the one without.
+    Retention,
 }
 
 pub struct Options {
@@ -68,6 +72,8 @@ pub struct Options {
     pub dag_stages: usize,
     /// Files in the workspace-copy scenario's tree (20 KB each on average).
     pub workspace_files: usize,
+    /// Runs in the retention scenario, and how many retention keeps.
+    pub retention_runs: usize,
     pub repeats: usize,
     /// The OpenAI-compatible server the AI-coding scenario's models use.
     pub model_url: Option<String>,
@@ -131,6 +137,7 @@ pub async fn run(options: &Options, mut on_row: impl FnMut(&Row)) -> Vec<Row> {
             Scenario::LogLine => log_line(options),
             Scenario::Polyglot => polyglot(options).await,
             Scenario::WorkspaceCopy => workspace_copy(options),
+            Scenario::Retention => retention(options, &cache_dir),
         };
         let produced = produced.unwrap_or_else(|e| vec![error_row(scenario, e)]);
         for row in produced {
@@ -139,6 +146,52 @@ pub async fn run(options: &Options, mut on_row: impl FnMut(&Row)) -> Vec<Row> {
         }
     }
     rows
+}
+
+fn retention(o: &Options, cache_dir: &std::path::Path) -> Result<Vec<Row>, String> {
+    let keep = retention::KEEP;
+    let f = bench(o, cache_dir).retention(o.retention_runs)?;
+    let mb = |b: u64| b as f64 / 1e6;
+    let per_run = |s: &Summary| format!("{:.1} ms/run", s.median.as_secs_f64() * 1e3);
+    let size_row = |scenario: String, bytes: u64, detail: String| Row {
+        scenario,
+        figure: format!("{:.1} MB", mb(bytes)),
+        value: mb(bytes),
+        unit: "MB",
+        target: None,
+        detail,
+    };
+    let runs = o.retention_runs;
+    Ok(vec![
+        size_row(
+            format!("state.redb after {runs} runs, no retention"),
+            f.without.database,
+            format!(
+                "{}; the last tenth {}",
+                per_run(&f.without.all),
+                per_run(&f.without.last_tenth)
+            ),
+        ),
+        size_row(
+            format!("state.redb after {runs} runs, retention keep {keep}"),
+            f.with.database,
+            format!(
+                "{}; the last tenth {}; {:.2}x the size without",
+                per_run(&f.with.all),
+                per_run(&f.with.last_tenth),
+                f.with.database as f64 / f.without.database.max(1) as f64
+            ),
+        ),
+        size_row(
+            format!("state.redb after `host gc --keep {keep}` of {runs} runs"),
+            f.collected,
+            format!(
+                "gc and compaction took {:.0} ms; {:.2}x the size before",
+                f.gc_time.as_secs_f64() * 1e3,
+                f.collected as f64 / f.without.database.max(1) as f64
+            ),
+        ),
+    ])
 }
 
 fn workspace_copy(o: &Options) -> Result<Vec<Row>, String> {
@@ -372,6 +425,7 @@ fn bench<'a>(o: &'a Options, cache_dir: &'a std::path::Path) -> pipelines::Bench
     pipelines::Bench {
         host: &o.host,
         noop: &o.noop,
+        faulty: &o.faulty,
         dir: &o.dir,
         cache_dir,
     }

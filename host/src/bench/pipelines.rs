@@ -41,6 +41,7 @@ fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
 pub struct Bench<'a> {
     pub host: &'a Path,
     pub noop: &'a Path,
+    pub faulty: &'a Path,
     pub dir: &'a Path,
     pub cache_dir: &'a Path,
 }
@@ -80,7 +81,7 @@ pub fn dag_manifest(
 }
 
 impl Bench<'_> {
-    fn host(&self, state: &Path, args: &[&str]) -> Result<ProcessFigures, String> {
+    pub(super) fn host(&self, state: &Path, args: &[&str]) -> Result<ProcessFigures, String> {
         let started = Instant::now();
         let out = Command::new(self.host)
             .args(args)
@@ -104,7 +105,7 @@ impl Bench<'_> {
         })
     }
 
-    fn write_manifest(&self, name: &str, text: &str) -> Result<PathBuf, String> {
+    pub(super) fn write_manifest(&self, name: &str, text: &str) -> Result<PathBuf, String> {
         let path = self.dir.join(name);
         std::fs::write(&path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
         Ok(path)

@@ -35,6 +35,9 @@ pub struct BenchArgs {
     /// 10,000 files is 200 MB).
     #[arg(long, default_value_t = 10_000)]
     workspace_files: usize,
+    /// Runs in the retention scenario (each of two state directories).
+    #[arg(long, default_value_t = 1000)]
+    retention_runs: usize,
     /// Stage transitions timed in the commit scenario.
     #[arg(long, default_value_t = 500)]
     commit_stages: usize,
@@ -100,6 +103,7 @@ pub async fn bench(args: BenchArgs) -> Outcome {
             Scenario::DevReload,
             Scenario::AiCoding,
             Scenario::LogLine,
+            Scenario::Retention,
         ]
         .into_iter()
         .chain((!args.plugins.is_empty()).then_some(Scenario::Polyglot))
@@ -110,9 +114,11 @@ pub async fn bench(args: BenchArgs) -> Outcome {
     let faulty = args
         .faulty
         .unwrap_or_else(|| noop.with_file_name("faulty.wasm"));
-    if scenarios.contains(&Scenario::Limits) && !faulty.is_file() {
+    let faulty = std::path::absolute(&faulty).unwrap_or(faulty);
+    let needs_faulty = [Scenario::Limits, Scenario::Retention];
+    if needs_faulty.iter().any(|s| scenarios.contains(s)) && !faulty.is_file() {
         return Err(Failure::invalid(format!(
-            "the limits scenario needs the faulty test stage at {}; build it with\n  \
+            "the limits and retention scenarios need the faulty test stage at {}; build it with\n  \
              cargo build --release --target wasm32-wasip2 -p faulty\nor pass --faulty FILE",
             faulty.display()
         )));
@@ -134,6 +140,7 @@ pub async fn bench(args: BenchArgs) -> Outcome {
         resume_stages: args.resume_stages,
         dag_stages: args.dag_stages.max(1),
         workspace_files: args.workspace_files.max(100),
+        retention_runs: args.retention_runs,
         repeats: args.repeats.max(1),
         model_url: args.model_url,
     };

@@ -184,8 +184,10 @@ fn classify_trap<G>(
         Some(Trap::StackOverflow) => "stack overflow".to_string(),
         // Rust and C keep their stack in linear memory below the data: deep
         // recursion runs off its bottom as an out-of-bounds access, with the
-        // same function filling the backtrace.
-        Some(Trap::MemoryOutOfBounds) if frames.first().is_some_and(|f| f.1 >= 8) => {
+        // same function filling the backtrace. With large frames (256 KiB
+        // locals) the default 1 MiB stack holds only a few of them, so three
+        // in a row are enough to say so; the access is named either way.
+        Some(Trap::MemoryOutOfBounds) if frames.first().is_some_and(|f| f.1 >= 3) => {
             format!(
                 "stack overflow (out-of-bounds memory access in deep recursion of {})",
                 frames[0].0

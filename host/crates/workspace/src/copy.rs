@@ -73,7 +73,15 @@ pub fn copy_file(src: &Path, dst: &Path, meta: &std::fs::Metadata) -> Result<boo
         .map_err(|e| WorkspaceError::io("create", dst, e))?;
     let cloned = !NO_REFLINK.load(Ordering::Relaxed) && reflink(&input, &output);
     if !cloned {
-        std::io::copy(&mut input, &mut output).map_err(|e| WorkspaceError::io("write", dst, e))?;
+        // Fewer blocks than bytes: the file has holes, which a plain copy
+        // would fill (a 50 GB sparse file, 16 KB on disk, written out whole).
+        let sparse = meta.blocks().saturating_mul(512) < meta.size();
+        let copied = if sparse {
+            copy_data_only(&input, &output, meta.size())
+        } else {
+            std::io::copy(&mut input, &mut output).map(|_| ())
+        };
+        copied.map_err(|e| WorkspaceError::io("write", dst, e))?;
     }
     // The mode again: `open` applied the umask to it.
     output
@@ -83,6 +91,46 @@ pub fn copy_file(src: &Path, dst: &Path, meta: &std::fs::Metadata) -> Result<boo
         let _ = output.set_modified(modified);
     }
     Ok(cloned)
+}
+
+/// Copies the data extents of `input` at their offsets and sets the
+/// length, so that holes stay holes.
+fn copy_data_only(input: &File, output: &File, size: u64) -> std::io::Result<()> {
+    let (fd_in, fd_out) = (input.as_raw_fd(), output.as_raw_fd());
+    let mut at: i64 = 0;
+    let end = i64::try_from(size).unwrap_or(i64::MAX);
+    while at < end {
+        // SAFETY: lseek on a descriptor open for the whole call.
+        let data = unsafe { libc::lseek(fd_in, at, libc::SEEK_DATA) };
+        if data < 0 {
+            match std::io::Error::last_os_error().raw_os_error() {
+                // No data after `at`: the rest is a hole.
+                Some(libc::ENXIO) => break,
+                _ => return Err(std::io::Error::last_os_error()),
+            }
+        }
+        // SAFETY: as above.
+        let hole = unsafe { libc::lseek(fd_in, data, libc::SEEK_HOLE) };
+        if hole < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        let (mut off_in, mut off_out) = (data, data);
+        while off_in < hole {
+            let want = usize::try_from(hole - off_in).unwrap_or(usize::MAX);
+            // SAFETY: both offsets are locals the kernel advances; the
+            // descriptors are open for the whole call.
+            let n =
+                unsafe { libc::copy_file_range(fd_in, &mut off_in, fd_out, &mut off_out, want, 0) };
+            match n {
+                n if n < 0 => return Err(std::io::Error::last_os_error()),
+                // The file shrank under us: what is left reads as zeros.
+                0 => break,
+                _ => {}
+            }
+        }
+        at = hole;
+    }
+    output.set_len(size)
 }
 
 fn reflink(input: &File, output: &File) -> bool {
@@ -107,6 +155,40 @@ fn reflink(input: &File, output: &File) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_sparse_file_is_copied_with_its_holes() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("sparse.img");
+        let f = File::create(&src).unwrap();
+        // 1 GiB apparent, two small data extents, one at the very end.
+        f.set_len(1 << 30).unwrap();
+        use std::os::unix::fs::FileExt;
+        f.write_all_at(b"head", 4096).unwrap();
+        f.write_all_at(b"tail", (1 << 30) - 4).unwrap();
+        drop(f);
+        let meta = std::fs::metadata(&src).unwrap();
+        if meta.blocks() * 512 >= meta.size() {
+            return; // this file system keeps no holes
+        }
+        let dst = dir.path().join("copy.img");
+        copy_file(&src, &dst, &meta).unwrap();
+        let copied = std::fs::metadata(&dst).unwrap();
+        assert_eq!(copied.size(), 1 << 30);
+        assert!(
+            copied.blocks() * 512 < 1 << 20,
+            "{} blocks",
+            copied.blocks()
+        );
+        let g = File::open(&dst).unwrap();
+        let mut buf = [0u8; 4];
+        g.read_exact_at(&mut buf, 4096).unwrap();
+        assert_eq!(&buf, b"head");
+        g.read_exact_at(&mut buf, (1 << 30) - 4).unwrap();
+        assert_eq!(&buf, b"tail");
+        g.read_exact_at(&mut buf, 1 << 20).unwrap();
+        assert_eq!(buf, [0; 4]);
+    }
 
     #[test]
     fn copies_files_links_modes_and_leaves_out_exclusions() {

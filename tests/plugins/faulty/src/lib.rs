@@ -22,6 +22,8 @@ enum Behaviour {
     MemoryBomb,
     /// Recurse until the stack overflows.
     Recurse,
+    /// The same with 256 KiB frames: a few of them fill the stack.
+    RecurseBig,
     /// Call a model alias (granted or not) and report what happened.
     CallModel { alias: String },
     /// Call a model `times` times (in a session, if given), each prompt
@@ -214,6 +216,17 @@ fn recurse(depth: u64) -> u64 {
     below
 }
 
+/// The same with 256 KiB frames.
+#[allow(unconditional_recursion)]
+#[inline(never)]
+fn recurse_big(depth: u64) -> u64 {
+    let mut frame = [0u8; 256 << 10];
+    frame[(depth as usize * 4099) % frame.len()] = depth as u8;
+    let below = recurse_big(depth + 1);
+    std::hint::black_box(&frame);
+    below
+}
+
 impl Stage for Faulty {
     fn info() -> PluginInfo {
         PluginInfo::new(
@@ -254,6 +267,10 @@ impl Stage for Faulty {
             }
             Behaviour::Recurse => {
                 let n = recurse(0);
+                Ok(Output::new(format!("recursed {n}")))
+            }
+            Behaviour::RecurseBig => {
+                let n = recurse_big(0);
                 Ok(Output::new(format!("recursed {n}")))
             }
             Behaviour::CallModel { alias } => {
