@@ -409,6 +409,12 @@ max_changed_bytes = "64KiB"
 config = {{ behaviour = {{ many-files = {{ dir = "/workspace/big", files = 3, bytes = 30000 }} }} }}
 
 [[stage]]
+id = "sparse"
+plugin = "faulty"
+workspace = "read-write"
+config = {{ behaviour = {{ many-files = {{ dir = "/workspace/disk", files = 1, bytes = 16, sparse = 50000000000 }} }} }}
+
+[[stage]]
 id = "within"
 plugin = "faulty"
 workspace = "read-write"
@@ -433,6 +439,9 @@ config = {{ behaviour = {{ many-files = {{ dir = "/workspace/small", files = 100
     let s = summary(&o);
     assert_bound(&s, "many-files", "changed-files");
     assert_bound(&s, "big-files", "changed-bytes");
+    // 50 GB that cost the plugin nothing cost the host nothing either: it
+    // is refused from its size, never read or hashed.
+    assert_bound(&s, "sparse", "changed-bytes");
     assert_eq!(stage(&s, "within")["status"], "succeeded");
     assert!(peak < PEAK_RSS);
     assert!(database_bytes(&state) < DATABASE);

@@ -132,6 +132,9 @@ enum Behaviour {
         dir: String,
         files: u32,
         bytes: usize,
+        /// Then make each file this long, without writing (a sparse file).
+        #[serde(default)]
+        sparse: Option<u64>,
     },
     /// Ask for `count` jobs from `template`.
     SpawnMany { template: String, count: u32 },
@@ -523,12 +526,25 @@ impl Stage for Faulty {
                     .count();
                 Ok(Output::new(format!("{answered} of {count} answered")))
             }
-            Behaviour::ManyFiles { dir, files, bytes } => {
+            Behaviour::ManyFiles {
+                dir,
+                files,
+                bytes,
+                sparse,
+            } => {
                 std::fs::create_dir_all(&dir).map_err(|e| StageError::fatal(e.to_string()))?;
                 let content = vec![b'x'; bytes];
                 for i in 0..files {
-                    std::fs::write(format!("{dir}/f{i}"), &content)
+                    let path = format!("{dir}/f{i}");
+                    std::fs::write(&path, &content)
                         .map_err(|e| StageError::fatal(e.to_string()))?;
+                    if let Some(len) = sparse {
+                        std::fs::OpenOptions::new()
+                            .write(true)
+                            .open(&path)
+                            .and_then(|f| f.set_len(len))
+                            .map_err(|e| StageError::fatal(e.to_string()))?;
+                    }
                 }
                 Ok(Output::new(format!("wrote {files} files")))
             }

@@ -144,7 +144,9 @@ impl Ledger {
         *state = (run, stages);
     }
 
-    /// Reserves `estimate` for `stage`, or says which budget it would break.
+    /// Reserves `estimate` for `stage`, or says which budget it would break
+    /// (calls go through [`Ledger::reserve_call`], which caps them first).
+    #[cfg(test)]
     pub fn reserve(
         &self,
         stage: &str,
