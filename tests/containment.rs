@@ -547,3 +547,57 @@ config = { behaviour = { kv-flood = { keys = 100000, bytes = 1048576, heed = tru
     let db = database_bytes(&state);
     assert!(db < 3 * 2 * (64 << 20), "state.redb is {db} bytes");
 }
+
+#[test]
+fn every_memory_of_a_component_counts_against_its_limit() {
+    let scratch = Scratch::new("memories");
+    let state = scratch.path("state");
+    // The real faulty plugin with three more memories of 16 MiB each in its
+    // core modules (48 MiB that no single-memory limit would look at), then
+    // 20 MB of output in its own: some 70 MB in all.
+    let built = std::fs::read(plugin("faulty")).unwrap();
+    let hostile = common::wasm_edit::with_extra_memories(&built, 3, 256);
+    let wasm = scratch.path("many-memories.wasm");
+    std::fs::write(&wasm, hostile).unwrap();
+    let manifest = scratch.write(
+        "pipeline.toml",
+        &format!(
+            r#"
+[pipeline]
+name = "memories"
+task = "take more than granted"
+
+[plugins.many]
+wasm = "{}"
+
+[[stage]]
+id = "at-64mib"
+plugin = "many"
+memory = "64MiB"
+config = {{ behaviour = {{ big-output = {{ bytes = 20000000 }} }} }}
+
+[[stage]]
+id = "granted"
+plugin = "many"
+memory = "256MiB"
+config = {{ behaviour = {{ big-output = {{ bytes = 20000000 }} }} }}
+"#,
+            wasm.display()
+        ),
+    );
+    let (o, peak) = host_measured(&state, &["run", "--json", manifest.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let s = summary(&o);
+    let f = failure(&s, "at-64mib");
+    assert_eq!(f["kind"], "out-of-memory", "{f}");
+    assert_eq!(f["limit"], 64 << 20, "{f}");
+    // With the memory granted, the same component runs: the limit counts
+    // memories, it does not refuse them.
+    assert_eq!(
+        stage(&s, "granted")["status"],
+        "succeeded",
+        "{}",
+        stage(&s, "granted")
+    );
+    assert!(peak < PEAK_RSS, "peak {peak}");
+}

@@ -8,6 +8,7 @@ pub mod measure;
 pub mod model_server;
 pub mod runs;
 pub mod serve;
+pub mod wasm_edit;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
