@@ -55,6 +55,7 @@ impl fmt::Display for Diagnostic {
             None => write!(f, "{}: {}", self.file.display(), self.message)?,
         }
         if let (Some((line, col)), Some(text)) = (self.location, &self.source_line) {
+            let (text, col) = snippet(text, col);
             let gutter = line.to_string().len();
             write!(
                 f,
@@ -64,6 +65,43 @@ impl fmt::Display for Diagnostic {
         }
         Ok(())
     }
+}
+
+/// Characters of a source line shown under a message, at most.
+const SNIPPET_CHARS: usize = 100;
+
+/// The part of `line` shown under a message: at most [`SNIPPET_CHARS`]
+/// around the 1-based column `col` (elided ends marked `…`), unprintable
+/// characters escaped so that the line cannot move the cursor; with the
+/// column of the caret in what is shown.
+fn snippet(line: &str, col: usize) -> (String, usize) {
+    let chars: Vec<char> = line.chars().collect();
+    let at = col.saturating_sub(1).min(chars.len());
+    let start = if chars.len() > SNIPPET_CHARS {
+        at.saturating_sub(SNIPPET_CHARS / 2)
+            .min(chars.len() - SNIPPET_CHARS)
+    } else {
+        0
+    };
+    let end = (start + SNIPPET_CHARS).min(chars.len());
+    let mut shown = String::new();
+    let mut caret = 1;
+    if start > 0 {
+        shown.push('…');
+        caret += 1;
+    }
+    for (i, c) in chars[start..end].iter().enumerate() {
+        let mut one = [0u8; 4];
+        let piece = host_vocab::printable(c.encode_utf8(&mut one));
+        if start + i < at {
+            caret += piece.chars().count();
+        }
+        shown.push_str(&piece);
+    }
+    if end < chars.len() {
+        shown.push('…');
+    }
+    (shown, caret)
 }
 
 /// Every problem found in one manifest.
@@ -134,6 +172,19 @@ mod tests {
         assert_eq!(s.line_col(0), (1, 1));
         assert_eq!(s.line_col(6), (2, 1));
         assert_eq!(s.line_col(9), (2, 4));
+    }
+
+    #[test]
+    fn a_long_or_unprintable_line_is_shown_around_the_column_escaped() {
+        let long = format!("{}X{}", "a".repeat(5000), "b".repeat(5000));
+        let (shown, caret) = snippet(&long, 5001);
+        assert!(shown.chars().count() <= SNIPPET_CHARS + 2, "{shown}");
+        assert!(shown.starts_with('…') && shown.ends_with('…'));
+        assert_eq!(shown.chars().nth(caret - 1), Some('X'));
+        let (shown, caret) = snippet("a\u{1b}[2Jb = x", 6);
+        assert!(!shown.contains('\u{1b}'), "{shown}");
+        assert_eq!(&shown[caret - 1..caret], "b");
+        assert_eq!(snippet("id = 1", 6), ("id = 1".to_string(), 6));
     }
 
     #[test]

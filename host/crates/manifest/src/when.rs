@@ -16,6 +16,14 @@
 
 use serde::Serialize;
 
+/// Longest condition, in bytes: a real one is a line; a bound keeps every
+/// walk over its tree (checking, evaluating, dropping) shallow.
+pub const MAX_CONDITION_BYTES: usize = 4096;
+/// Deepest nesting of parentheses, `not`s and lists.
+pub const MAX_NESTING: u32 = 32;
+/// Most `and`/`or` joins in one condition.
+pub const MAX_JOINS: u32 = 256;
+
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Field {
@@ -215,6 +223,9 @@ struct Parser {
     tokens: Vec<(usize, Token)>,
     pos: usize,
     end: usize,
+    /// Parentheses, `not`s and lists open around the current token.
+    depth: u32,
+    joins: u32,
 }
 
 impl Parser {
@@ -242,9 +253,36 @@ impl Parser {
         }
     }
 
+    /// One more level of nesting, opened by the token just taken; refused
+    /// past [`MAX_NESTING`], at that token.
+    fn nest(&mut self) -> Result<(), ParseError> {
+        self.depth += 1;
+        if self.depth > MAX_NESTING {
+            return Err(ParseError {
+                offset: self.tokens[self.pos - 1].0,
+                message: format!(
+                    "the condition nests more than {MAX_NESTING} levels of parentheses, `not`s or lists"
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    fn join(&mut self) -> Result<(), ParseError> {
+        self.joins += 1;
+        if self.joins > MAX_JOINS {
+            return Err(ParseError {
+                offset: self.tokens[self.pos - 1].0,
+                message: format!("the condition joins more than {MAX_JOINS} terms with `and`/`or`"),
+            });
+        }
+        Ok(())
+    }
+
     fn or(&mut self) -> Result<Expr, ParseError> {
         let mut left = self.and()?;
         while self.eat(&Token::Or) {
+            self.join()?;
             left = Expr::Or(Box::new(left), Box::new(self.and()?));
         }
         Ok(left)
@@ -253,6 +291,7 @@ impl Parser {
     fn and(&mut self) -> Result<Expr, ParseError> {
         let mut left = self.not()?;
         while self.eat(&Token::And) {
+            self.join()?;
             left = Expr::And(Box::new(left), Box::new(self.not()?));
         }
         Ok(left)
@@ -260,7 +299,10 @@ impl Parser {
 
     fn not(&mut self) -> Result<Expr, ParseError> {
         if self.eat(&Token::Not) {
-            return Ok(Expr::Not(Box::new(self.not()?)));
+            self.nest()?;
+            let inner = self.not()?;
+            self.depth -= 1;
+            return Ok(Expr::Not(Box::new(inner)));
         }
         self.compare()
     }
@@ -289,13 +331,16 @@ impl Parser {
             Token::True => Ok(Expr::Bool(true)),
             Token::False => Ok(Expr::Bool(false)),
             Token::LParen => {
+                self.nest()?;
                 let e = self.or()?;
                 if !self.eat(&Token::RParen) {
                     return self.error("expected ')'");
                 }
+                self.depth -= 1;
                 Ok(e)
             }
             Token::LBracket => {
+                self.nest()?;
                 let mut items = Vec::new();
                 if !self.eat(&Token::RBracket) {
                     loop {
@@ -308,6 +353,7 @@ impl Parser {
                         }
                     }
                 }
+                self.depth -= 1;
                 Ok(Expr::List(items))
             }
             Token::Ident(stage) => self.path(stage),
@@ -362,11 +408,22 @@ impl Parser {
 
 impl Expr {
     pub fn parse(text: &str) -> Result<Expr, ParseError> {
+        if text.len() > MAX_CONDITION_BYTES {
+            return Err(ParseError {
+                offset: 0,
+                message: format!(
+                    "the condition is {} bytes; at most {MAX_CONDITION_BYTES} are read",
+                    text.len()
+                ),
+            });
+        }
         let tokens = tokenize(text)?;
         let mut p = Parser {
             tokens,
             pos: 0,
             end: text.len(),
+            depth: 0,
+            joins: 0,
         };
         let e = p.or()?;
         if p.pos < p.tokens.len() {
@@ -531,5 +588,31 @@ mod tests {
         assert!(e.message.contains("needs a list"));
         assert!(Expr::parse("triage.decision == 'x' )").is_err());
         assert!(Expr::parse("'unterminated").is_err());
+    }
+
+    #[test]
+    fn deep_or_long_conditions_are_refused_before_they_can_overflow_a_stack() {
+        let parens = format!("{}a.status{}", "(".repeat(2000), ")".repeat(2000));
+        let e = Expr::parse(&parens).unwrap_err();
+        assert!(e.message.contains("more than 32 levels"), "{e:?}");
+        assert_eq!(e.offset, 32, "at the first paren too many");
+        let nots = format!("{}a.status", "not ".repeat(1000));
+        assert!(
+            Expr::parse(&nots)
+                .unwrap_err()
+                .message
+                .contains("32 levels")
+        );
+        let ors = vec!["a.status"; 300].join(" or ");
+        let e = Expr::parse(&ors).unwrap_err();
+        assert!(e.message.contains("more than 256 terms"), "{e:?}");
+        let huge = vec!["a.status"; 20_000].join(" or ");
+        let e = Expr::parse(&huge).unwrap_err();
+        assert!(e.message.contains("at most 4096"), "{e:?}");
+        // Within the bounds, it parses, evaluates and drops.
+        let deep = format!("{}a.status == 'x'{}", "(".repeat(31), ")".repeat(31));
+        assert!(!Expr::parse(&deep).unwrap().holds(&facts()));
+        let wide = vec!["a.status == 'x'"; 200].join(" or ");
+        assert!(!Expr::parse(&wide).unwrap().holds(&facts()));
     }
 }
