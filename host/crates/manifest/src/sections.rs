@@ -67,7 +67,7 @@ pub struct GateSection {
     pub command: Spanned<Vec<String>>,
     pub timeout: Option<Spanned<String>>,
     pub dir: Option<Spanned<String>>,
-    pub env: Option<Vec<String>>,
+    pub env: Option<Vec<Spanned<String>>>,
     pub pass_exit_codes: Option<Spanned<Vec<i32>>>,
     pub max_output: Option<Spanned<String>>,
 }
@@ -141,4 +141,37 @@ pub struct StageSection {
     pub max_changed_files: Option<Spanned<u64>>,
     pub max_changed_bytes: Option<Spanned<String>>,
     pub config: Option<Spanned<serde_json::Value>>,
+}
+
+use super::validate::Shape;
+
+impl Shape for PipelineSection {
+    const REQUIRED: &'static [&'static str] = &["name"];
+    const TABLES: &'static [&'static str] = &["budget", "retention"];
+}
+
+impl Shape for ModelSection {
+    const REQUIRED: &'static [&'static str] = &["provider", "model"];
+    const TABLES: &'static [&'static str] = &[];
+}
+
+impl Shape for PluginSection {
+    const REQUIRED: &'static [&'static str] = &["wasm"];
+    const TABLES: &'static [&'static str] = &[];
+}
+
+impl Shape for GateSection {
+    const REQUIRED: &'static [&'static str] = &["command"];
+    const TABLES: &'static [&'static str] = &[];
+}
+
+impl Shape for GroupSection {
+    const REQUIRED: &'static [&'static str] = &["max_parallel"];
+    const TABLES: &'static [&'static str] = &[];
+}
+
+impl Shape for StageSection {
+    const REQUIRED: &'static [&'static str] = &["id", "plugin"];
+    const TABLES: &'static [&'static str] = &["loop", "budget"];
+    const FLAT_LISTS: &'static [&'static str] = &["after", "spawns", "models", "gates", "sessions"];
 }

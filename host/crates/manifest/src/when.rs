@@ -310,10 +310,17 @@ impl Parser {
     fn compare(&mut self) -> Result<Expr, ParseError> {
         let left = self.value()?;
         if let Some(Token::Op(op)) = self.peek().cloned() {
+            let at = self.offset();
             self.pos += 1;
             let right = self.value()?;
             if op == Op::In && !matches!(right, Expr::List(_)) {
                 return self.error("`in` needs a list, e.g. ['LOW', 'MEDIUM']");
+            }
+            if let Some(why) = never_holds(&left, op, &right) {
+                return Err(ParseError {
+                    offset: at,
+                    message: why,
+                });
             }
             return Ok(Expr::Compare(Box::new(left), op, Box::new(right)));
         }
@@ -404,6 +411,76 @@ impl Parser {
         };
         Ok(Expr::Path { stage, field })
     }
+}
+
+/// What an operand is, as far as the text shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Text,
+    Number,
+    Bool,
+    List,
+}
+
+impl Kind {
+    fn of(e: &Expr) -> Kind {
+        match e {
+            Expr::Path { field, .. } => match field {
+                Field::Decision | Field::Status | Field::Summary => Kind::Text,
+                Field::Metric(_) => Kind::Number,
+                Field::Artifacts | Field::Changed => Kind::List,
+            },
+            Expr::Str(_) => Kind::Text,
+            Expr::Num(_) => Kind::Number,
+            Expr::List(_) => Kind::List,
+            Expr::Bool(_) | Expr::Not(_) | Expr::And(..) | Expr::Or(..) | Expr::Compare(..) => {
+                Kind::Bool
+            }
+        }
+    }
+
+    fn words(self) -> &'static str {
+        match self {
+            Kind::Text => "text",
+            Kind::Number => "a number",
+            Kind::Bool => "true or false",
+            Kind::List => "a list",
+        }
+    }
+}
+
+fn op_text(op: Op) -> &'static str {
+    match op {
+        Op::Eq => "==",
+        Op::Ne => "!=",
+        Op::Lt => "<",
+        Op::Le => "<=",
+        Op::Gt => ">",
+        Op::Ge => ">=",
+        Op::In => "in",
+        Op::Contains => "contains",
+    }
+}
+
+/// Why `left op right` can never hold (or never fail), whatever the stages
+/// produce: a comparison of things of different kinds.
+fn never_holds(left: &Expr, op: Op, right: &Expr) -> Option<String> {
+    let (l, r) = (Kind::of(left), Kind::of(right));
+    let sym = op_text(op);
+    let fits = match op {
+        Op::Lt | Op::Le | Op::Gt | Op::Ge => l == Kind::Number && r == Kind::Number,
+        Op::Eq | Op::Ne => l == r,
+        Op::In => matches!(l, Kind::Text | Kind::Number) && r == Kind::List,
+        Op::Contains => matches!(l, Kind::List | Kind::Text) && r == Kind::Text,
+    };
+    (!fits).then(|| {
+        let always = if op == Op::Ne { "always true" } else { "never true" };
+        format!(
+            "`{sym}` here compares {} with {}: it is {always} (metrics are numbers; decision, status and summary are text; artifacts and changed are lists)",
+            l.words(),
+            r.words()
+        )
+    })
 }
 
 impl Expr {
@@ -588,6 +665,29 @@ mod tests {
         assert!(e.message.contains("needs a list"));
         assert!(Expr::parse("triage.decision == 'x' )").is_err());
         assert!(Expr::parse("'unterminated").is_err());
+    }
+
+    #[test]
+    fn comparisons_that_can_never_hold_are_refused() {
+        let e = Expr::parse("a.metrics.score > 'high'").unwrap_err();
+        assert_eq!(e.offset, 16);
+        assert!(e.message.contains("compares a number with text"), "{e:?}");
+        let e = Expr::parse("a.decision == 3").unwrap_err();
+        assert!(e.message.contains("never true"), "{e:?}");
+        let e = Expr::parse("a.decision != 3").unwrap_err();
+        assert!(e.message.contains("always true"), "{e:?}");
+        assert!(Expr::parse("a.changed > 1").is_err());
+        assert!(Expr::parse("a.metrics.n contains 'x'").is_err());
+        for fine in [
+            "a.metrics.score >= 0.5",
+            "a.decision in ['x']",
+            "a.summary contains 'ok'",
+            "a.changed contains 'src/'",
+            "(a.status == 'x') == true",
+            "a.metrics.n == 1",
+        ] {
+            assert!(Expr::parse(fine).is_ok(), "{fine}");
+        }
     }
 
     #[test]

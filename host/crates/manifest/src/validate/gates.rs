@@ -76,13 +76,39 @@ pub(super) fn check_gate(
         Some(codes) => codes.into_inner(),
         None => vec![0],
     };
+    let env = match g.env {
+        None => vec!["PATH".into()],
+        Some(names) => names
+            .into_iter()
+            .filter_map(|n| {
+                if is_env_name(n.get_ref()) {
+                    return Some(n.into_inner());
+                }
+                c.error(
+                    Some(n.span()),
+                    format!(
+                        "[gates.{name}] env lists the names of variables passed through from the host's environment; '{}' is not a name (letters, digits and '_', not starting with a digit; to set a value, run the command through env: [\"env\", \"A=B\", ...])",
+                        host_vocab::printable(n.get_ref())
+                    ),
+                );
+                None
+            })
+            .collect(),
+    };
     Some(GateSpec {
         name,
         command: g.command.into_inner(),
         timeout,
         dir,
-        env: g.env.unwrap_or_else(|| vec!["PATH".into()]),
+        env,
         pass_exit_codes,
         max_output,
     })
+}
+
+/// A variable name a shell would accept: `[A-Za-z_][A-Za-z0-9_]*`.
+fn is_env_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }

@@ -6,6 +6,7 @@ mod order;
 mod pipeline;
 mod plugins;
 mod reach;
+mod section;
 mod stages;
 
 use crate::diagnostic::{Diagnostic, Diagnostics, Source};
@@ -18,7 +19,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use toml::Spanned;
-use toml::de::{DeTable, DeValue, ValueDeserializer};
+use toml::de::{DeTable, DeValue};
 
 use gates::check_gate;
 use models::check_model;
@@ -26,6 +27,7 @@ use order::order_stages;
 use pipeline::{check_apply, check_exclude, check_retention, check_workspace, read_task};
 use plugins::{check_plugin, resolve_plugin};
 use reach::{Reach, check_reach};
+pub(crate) use section::Shape;
 use stages::check_stages;
 
 const TOP_LEVEL_KEYS: &[&str] = &["pipeline", "models", "plugins", "gates", "groups", "stage"];
@@ -39,22 +41,6 @@ impl Checker<'_> {
     fn error(&mut self, span: Option<Range<usize>>, message: impl Into<String>) {
         self.problems
             .push(Diagnostic::at(self.source, span, message));
-    }
-
-    /// Deserializes one section, reporting a failure at its location.
-    fn section<T: for<'de> Deserialize<'de>>(
-        &mut self,
-        what: &str,
-        value: &Spanned<DeValue<'_>>,
-    ) -> Option<T> {
-        match T::deserialize(ValueDeserializer::from(value.clone())) {
-            Ok(v) => Some(v),
-            Err(e) => {
-                let span = e.span().or_else(|| Some(value.span()));
-                self.error(span, format!("{what}: {}", e.message().trim_end()));
-                None
-            }
-        }
     }
 }
 
@@ -208,7 +194,7 @@ pub fn validate(source: &Source) -> Result<Pipeline, Diagnostics> {
         .map(|(s, _)| (s.id.clone(), s))
         .collect();
     let stages = order_stages(&mut c, stages);
-    check_reach(&mut c, &stages, checks);
+    check_reach(&mut c, &stages, &templates, checks);
 
     let deadline = pipeline
         .as_ref()
@@ -288,7 +274,7 @@ fn stage_label(index: usize, item: &Spanned<DeValue<'_>>) -> String {
 }
 
 /// The entries of a `[models]`-style table of named sub-tables.
-fn named_sections<T: for<'de> Deserialize<'de>>(
+fn named_sections<T: for<'de> Deserialize<'de> + section::Shape>(
     c: &mut Checker,
     root: &DeTable<'_>,
     key: &str,

@@ -28,11 +28,14 @@ pub(super) fn check_model(
         (None, None) => String::new(),
     };
     if let Some(u) = &m.base_url
-        && !(url.starts_with("http://") || url.starts_with("https://"))
+        && let Err(why) = check_base_url(&url)
     {
         c.error(
             Some(u.span()),
-            format!("[models.{alias}] base_url '{url}' must start with http:// or https://"),
+            format!(
+                "[models.{alias}] base_url '{}' {why}",
+                host_vocab::printable(&url)
+            ),
         );
     }
     for price in [&m.price_in_per_1k, &m.price_out_per_1k]
@@ -67,4 +70,19 @@ pub(super) fn check_model(
         cache: m.cache,
         max_concurrent: m.max_concurrent.map(Spanned::into_inner),
     })
+}
+
+/// Why `url` cannot be a model endpoint's base: it must be an http(s) URL
+/// with a host, e.g. http://127.0.0.1:8088/v1.
+fn check_base_url(url: &str) -> Result<(), String> {
+    if !(url.starts_with("http://") || url.starts_with("https://")) {
+        return Err("must start with http:// or https://".into());
+    }
+    match url::Url::parse(url) {
+        Err(e) => Err(format!("is not a URL ({e}), e.g. http://127.0.0.1:8088/v1")),
+        Ok(u) if u.host_str().is_none_or(str::is_empty) => {
+            Err("names no host, e.g. http://127.0.0.1:8088/v1".into())
+        }
+        Ok(_) => Ok(()),
+    }
 }

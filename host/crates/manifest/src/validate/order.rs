@@ -39,18 +39,67 @@ pub(super) fn order_stages(
         }
     }
     if order.len() < stages.len() {
-        let stuck: Vec<usize> = (0..stages.len()).filter(|&i| indegree[i] > 0).collect();
-        let names: Vec<&str> = stuck.iter().map(|&i| stages[i].0.id.as_str()).collect();
-        let span = stuck.first().and_then(|&i| stages[i].1.first()).cloned();
-        c.error(
-            span,
-            format!(
-                "the `after` lists form a cycle through stages: {}",
-                names.join(" -> ")
-            ),
-        );
+        for cycle in cycles(&stages, &index, &indegree) {
+            let names: Vec<&str> = cycle.iter().map(|&i| stages[i].0.id.as_str()).collect();
+            // At the `after` entry of the first stage that names the next.
+            let (first, next) = (cycle[0], cycle[1 % cycle.len()]);
+            let span = stages[first]
+                .0
+                .deps()
+                .position(|d| d == stages[next].0.id)
+                .and_then(|at| stages[first].1.get(at))
+                .or_else(|| stages[first].1.first())
+                .cloned();
+            c.error(
+                span,
+                format!(
+                    "the `after` lists form a cycle: {} -> {} (each runs after the next)",
+                    names.join(" -> "),
+                    names[0]
+                ),
+            );
+        }
         return Vec::new();
     }
     let mut slots: Vec<Option<StageSpec>> = stages.into_iter().map(|(s, _)| Some(s)).collect();
     order.into_iter().filter_map(|i| slots[i].take()).collect()
+}
+
+/// The cycles among the stages a sort could not place (`indegree` > 0),
+/// each once, as the stages in it in `after` order. A stage left over only
+/// because it waits on a cycle is in none. Walks, not recursion: a
+/// pipeline may have thousands of stages.
+fn cycles(
+    stages: &[(StageSpec, Vec<Range<usize>>)],
+    index: &HashMap<&str, usize>,
+    indegree: &[usize],
+) -> Vec<Vec<usize>> {
+    let stuck = |i: usize| indegree[i] > 0;
+    // A stuck stage always waits on another stuck one: follow the first.
+    let next = |i: usize| {
+        stages[i]
+            .0
+            .deps()
+            .filter_map(|d| index.get(d).copied())
+            .find(|&d| d != i && stuck(d))
+    };
+    let mut visited = vec![false; stages.len()];
+    let mut found = Vec::new();
+    for start in (0..stages.len()).filter(|&i| stuck(i)) {
+        let mut path: Vec<usize> = Vec::new();
+        let mut at = Some(start);
+        while let Some(i) = at {
+            if let Some(pos) = path.iter().position(|&p| p == i) {
+                found.push(path[pos..].to_vec());
+                break;
+            }
+            if visited[i] {
+                break;
+            }
+            visited[i] = true;
+            path.push(i);
+            at = next(i);
+        }
+    }
+    found
 }

@@ -13,9 +13,31 @@ pub(super) struct Reach {
 }
 
 /// Reports each reference to a stage that is not an ancestor.
-pub(super) fn check_reach(c: &mut Checker, stages: &[StageSpec], checks: Vec<Reach>) {
+pub(super) fn check_reach(
+    c: &mut Checker,
+    stages: &[StageSpec],
+    templates: &BTreeMap<String, StageSpec>,
+    checks: Vec<Reach>,
+) {
     let by_id: HashMap<&str, &StageSpec> = stages.iter().map(|s| (s.id.as_str(), s)).collect();
     for check in checks {
+        if !by_id.contains_key(check.ancestor.as_str()) {
+            let why = if templates.contains_key(&check.ancestor) {
+                "is a template, which runs only as spawned jobs, never by itself"
+            } else if check.what == "when" {
+                continue; // an unknown stage in `when` is reported as it is parsed
+            } else {
+                "is not a stage of this pipeline"
+            };
+            c.error(
+                Some(check.span),
+                format!(
+                    "stage '{}' {}: '{}' {why}",
+                    check.stage, check.what, check.ancestor
+                ),
+            );
+            continue;
+        }
         let mut seen = BTreeSet::new();
         let mut todo: Vec<&str> = by_id
             .get(check.stage.as_str())
