@@ -33,7 +33,7 @@ pub struct ApplyArgs {
 }
 
 pub fn diff(globals: &Globals, args: DiffArgs) -> Outcome {
-    let store = globals.open_store(None)?;
+    let store = globals.existing_store()?;
     let run = store.run(&args.run_id)?;
     if let Some(stage) = &args.stage
         && !store.stages(&run)?.iter().any(|s| &s.stage == stage)
@@ -66,7 +66,7 @@ pub fn diff(globals: &Globals, args: DiffArgs) -> Outcome {
 }
 
 pub fn apply(globals: &Globals, args: ApplyArgs) -> Outcome {
-    let store = globals.open_store(None)?;
+    let store = globals.existing_store()?;
     let run = store.run(&args.run_id)?;
     if run.status == RunStatus::Running {
         return Err(Failure::invalid(format!(

@@ -41,7 +41,7 @@ pub fn gc(globals: &Globals, args: GcArgs) -> Outcome {
             "say which runs to remove: RUN ids, --keep N (the N most recent finished runs stay) or --older-than AGE",
         ));
     }
-    let mut store = globals.open_store(None)?;
+    let mut store = globals.existing_store()?;
     let mut ids = args.runs.clone();
     let expiry = Expiry {
         pipeline: None,

@@ -59,7 +59,16 @@ fn secs(ms: Option<u64>) -> String {
 
 pub fn runs(globals: &Globals, args: RunsArgs) -> Outcome {
     let json = args.json;
-    let store = globals.open_store(None)?;
+    // Where no run was ever made, the default place lists none; a state
+    // directory named on the command line must exist (a typo says so).
+    let store = match globals.store_if_any(None)? {
+        Some(store) => store,
+        None if globals.state_dir.is_none() => {
+            eprintln!("no runs yet: {}", globals.no_store_here(None));
+            return Ok(Exit::Success);
+        }
+        None => return Err(Failure::invalid(globals.no_store_here(None))),
+    };
     let mut runs = store.runs()?;
     // Ids order runs by the second they started in; this orders them exactly.
     runs.sort_by_key(|r| r.started_ms);
@@ -99,7 +108,7 @@ pub fn runs(globals: &Globals, args: RunsArgs) -> Outcome {
 }
 
 fn open_run(globals: &Globals, run_id: &str) -> Result<(Store, RunRecord), Failure> {
-    let store = globals.open_store(None)?;
+    let store = globals.existing_store()?;
     let run = store.run(run_id)?;
     Ok((store, run))
 }

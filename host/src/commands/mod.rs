@@ -129,8 +129,45 @@ impl Globals {
             .unwrap_or_else(default_state_dir)
     }
 
+    /// The store runs are recorded in, created if it is not there yet: for
+    /// the commands that start runs.
     pub fn open_store(&self, pipeline: Option<&manifest::Pipeline>) -> Result<Store, Failure> {
         Ok(Store::open(&self.state_dir(pipeline))?)
+    }
+
+    /// The store of a state directory that already holds one, or `None`:
+    /// nothing is created.
+    pub fn store_if_any(
+        &self,
+        pipeline: Option<&manifest::Pipeline>,
+    ) -> Result<Option<Store>, Failure> {
+        let dir = self.state_dir(pipeline);
+        if !dir.join(host::store::DB_FILE).is_file() {
+            return Ok(None);
+        }
+        Ok(Some(Store::open(&dir)?))
+    }
+
+    /// The store of a state directory that already holds one, for the
+    /// commands that read or act on recorded runs: a mistyped directory is
+    /// an error, never created.
+    pub fn existing_store(&self) -> Result<Store, Failure> {
+        self.store_if_any(None)?
+            .ok_or_else(|| Failure::invalid(self.no_store_here(None)))
+    }
+
+    /// Why there is no store where this command looked.
+    pub fn no_store_here(&self, pipeline: Option<&manifest::Pipeline>) -> String {
+        let dir = self.state_dir(pipeline);
+        let what = if dir.is_dir() {
+            "holds no state database"
+        } else {
+            "does not exist"
+        };
+        format!(
+            "state directory {} {what}: no run is recorded there (runs made with another state directory need --state-dir DIR)",
+            dir.display()
+        )
     }
 }
 

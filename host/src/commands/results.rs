@@ -85,7 +85,7 @@ pub fn results(globals: &Globals, args: ResultsArgs) -> Outcome {
 }
 
 fn list(globals: &Globals, json: bool) -> Outcome {
-    let store = globals.open_store(None)?;
+    let store = globals.existing_store()?;
     let runs = store.runs()?;
     if !json {
         println!(
@@ -138,7 +138,7 @@ fn compare(
     hardened: &str,
     format: Format,
 ) -> Outcome {
-    let store = globals.open_store(None)?;
+    let store = globals.existing_store()?;
     let run = store.run(run_id)?;
     let rows = rows_of(&store, &run)?;
     if rows.is_empty() {

@@ -185,20 +185,33 @@ pub async fn run(globals: &Globals, args: RunArgs) -> Outcome {
         }
         return Ok(Exit::Success);
     }
-    let store = Arc::new(globals.open_store(Some(&pipeline))?);
-    lifecycle::check_replay_source(&store, &options)?;
+    // Nothing is written before the run can start: the store is read if it
+    // is there, and created only once every plugin has loaded.
+    let existing = globals.store_if_any(Some(&pipeline))?.map(Arc::new);
     let key = lifecycle::manifest_key(&args.pipeline);
     let text = std::fs::read_to_string(&args.pipeline).unwrap_or_default();
+    match &existing {
+        Some(store) => lifecycle::check_replay_source(store, &options)?,
+        None if options.replay_from.is_some() => {
+            return Err(Failure::invalid(globals.no_store_here(Some(&pipeline))));
+        }
+        None => {}
+    }
     if !args.new
-        && let Some(previous) = lifecycle::unfinished_run(&store, &key, &text)?
+        && let Some(store) = &existing
+        && let Some(previous) = lifecycle::unfinished_run(store, &key, &text)?
     {
         eprintln!(
             "resuming unfinished run {} of this pipeline (use --new to start a new run)",
             previous.id
         );
-        return resume_with(globals, store, &previous.id, args.execution).await;
+        return resume_with(globals, store.clone(), &previous.id, args.execution).await;
     }
     let session = open_session(globals, &pipeline, args.execution.build.policy()).await?;
+    let store = match existing {
+        Some(store) => store,
+        None => Arc::new(globals.open_store(Some(&pipeline))?),
+    };
     start_new_run(
         &pipeline,
         NewRun {
@@ -247,7 +260,7 @@ pub async fn start_new_run(
 }
 
 pub async fn resume(globals: &Globals, args: ResumeArgs) -> Outcome {
-    let store = Arc::new(globals.open_store(None)?);
+    let store = Arc::new(globals.existing_store()?);
     resume_with(globals, store, &args.run_id, args.execution).await
 }
 

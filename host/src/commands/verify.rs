@@ -11,7 +11,7 @@ pub struct VerifyArgs {
 }
 
 pub fn verify(globals: &Globals, args: VerifyArgs) -> Outcome {
-    let store = globals.open_store(None)?;
+    let store = globals.existing_store()?;
     let report = store.verify()?;
     let path = store.path().display().to_string();
     if args.json {

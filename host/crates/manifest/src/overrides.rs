@@ -16,8 +16,12 @@ pub enum OverrideError {
     },
     #[error("--model '{spec}': unknown provider '{provider}' (supported: {})", ProviderKind::NAMES.join(", "))]
     UnknownProvider { spec: String, provider: String },
-    #[error("--model '{spec}': base URL '{url}' must start with http:// or https://")]
-    BadUrl { spec: String, url: String },
+    #[error("--model '{spec}': base URL '{url}' {why}")]
+    BadUrl {
+        spec: String,
+        url: String,
+        why: String,
+    },
 }
 
 /// Why a `--set` or `--workspace` cannot apply.
@@ -92,11 +96,12 @@ pub fn apply_model_override(pipeline: &mut Pipeline, spec: &str) -> Result<(), O
             provider: provider_name.to_string(),
         })?;
     if let Some(u) = url
-        && !(u.starts_with("http://") || u.starts_with("https://"))
+        && let Err(why) = crate::validate::check_base_url(u)
     {
         return Err(OverrideError::BadUrl {
             spec: spec.to_string(),
             url: u.to_string(),
+            why,
         });
     }
     let declared: Vec<String> = pipeline.models.keys().cloned().collect();
@@ -192,6 +197,10 @@ models = ["large"]
         ));
         assert!(matches!(
             apply_model_override(&mut p, "large=openai:x@ftp://h"),
+            Err(OverrideError::BadUrl { .. })
+        ));
+        assert!(matches!(
+            apply_model_override(&mut p, "large=openai:x@http://"),
             Err(OverrideError::BadUrl { .. })
         ));
     }

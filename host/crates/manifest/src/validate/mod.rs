@@ -22,6 +22,7 @@ use toml::Spanned;
 use toml::de::{DeTable, DeValue};
 
 use gates::check_gate;
+pub(crate) use models::check_base_url;
 use models::check_model;
 use order::order_stages;
 use pipeline::{check_apply, check_exclude, check_retention, check_workspace, read_task};

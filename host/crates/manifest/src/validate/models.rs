@@ -74,7 +74,7 @@ pub(super) fn check_model(
 
 /// Why `url` cannot be a model endpoint's base: it must be an http(s) URL
 /// with a host, e.g. http://127.0.0.1:8088/v1.
-fn check_base_url(url: &str) -> Result<(), String> {
+pub(crate) fn check_base_url(url: &str) -> Result<(), String> {
     if !(url.starts_with("http://") || url.starts_with("https://")) {
         return Err("must start with http:// or https://".into());
     }

@@ -1,0 +1,70 @@
+//! Refused commands write nothing: no state directory, no database, no run
+//! record. Read-only commands never create a state directory, so a
+//! mistyped `--state-dir` is an error instead of an empty listing.
+
+mod common;
+
+use common::runs::host_with;
+use common::*;
+use std::path::Path;
+
+fn assert_refused_leaving_nothing(state: &Path, args: &[&str], says: &str) {
+    let o = host_with(state, args);
+    assert_eq!(o.status.code(), Some(10), "{args:?}: {}", stderr(&o));
+    assert!(stderr(&o).contains(says), "{args:?}: {}", stderr(&o));
+    assert!(!state.exists(), "{args:?} created {}", state.display());
+}
+
+#[test]
+fn reading_commands_never_create_a_state_directory() {
+    let scratch = Scratch::new("no-state");
+    let state = scratch.path("no/such/dir");
+    for args in [
+        vec!["runs"],
+        vec!["status", "20260101-000000-abcdef"],
+        vec!["show", "20260101-000000-abcdef", "a"],
+        vec!["events", "20260101-000000-abcdef"],
+        vec!["resume", "20260101-000000-abcdef"],
+        vec!["verify"],
+        vec!["gc", "--keep", "1"],
+    ] {
+        assert_refused_leaving_nothing(&state, &args, "does not exist: no run is recorded there");
+    }
+}
+
+#[test]
+fn a_run_refused_before_it_starts_leaves_no_state() {
+    let scratch = Scratch::new("refused-run");
+    let state = scratch.path("state");
+    scratch.write("not.wasm", "this is not a component");
+    let pipeline = |plugin: &str, build: &str| {
+        scratch.write(
+            "pipeline.toml",
+            &format!(
+                "[pipeline]\nname = \"p\"\ntask = \"t\"\n\n[plugins.x]\nwasm = \"{plugin}\"\n{build}\n[[stage]]\nid = \"a\"\nplugin = \"x\"\n"
+            ),
+        )
+    };
+    let bad = pipeline("not.wasm", "");
+    assert_refused_leaving_nothing(&state, &["run", bad.to_str().unwrap()], "not a WebAssembly");
+    let missing = pipeline("missing.wasm", "build = [\"false\"]\n");
+    assert_refused_leaving_nothing(
+        &state,
+        &["run", "--no-build", missing.to_str().unwrap()],
+        "missing.wasm",
+    );
+    let good = pipeline(plugin("noop").to_str().unwrap(), "");
+    assert_refused_leaving_nothing(
+        &state,
+        &["run", "--replay", "nope", good.to_str().unwrap()],
+        "no run is recorded there",
+    );
+    // The same pipeline, not refused, makes the state directory.
+    let o = host_with(&state, &["run", good.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(state.join("state.redb").is_file());
+    // Now it exists, a replay of an unknown run is refused by name.
+    let o = host_with(&state, &["run", "--replay", "nope", good.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(10), "{}", stderr(&o));
+    assert!(stderr(&o).contains("nope"), "{}", stderr(&o));
+}
