@@ -51,7 +51,7 @@ fn a_run_refused_before_it_starts_leaves_no_state() {
     assert_refused_leaving_nothing(
         &state,
         &["run", "--no-build", missing.to_str().unwrap()],
-        "missing.wasm",
+        "missing.wasm does not exist, and --no-build forbids running its build command (`false`)",
     );
     let good = pipeline(plugin("noop").to_str().unwrap(), "");
     assert_refused_leaving_nothing(
@@ -67,4 +67,26 @@ fn a_run_refused_before_it_starts_leaves_no_state() {
     let o = host_with(&state, &["run", "--replay", "nope", good.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(10), "{}", stderr(&o));
     assert!(stderr(&o).contains("nope"), "{}", stderr(&o));
+}
+
+#[test]
+fn a_manifest_named_from_its_own_directory_builds() {
+    let scratch = Scratch::new("own-dir");
+    let noop = plugin("noop");
+    scratch.write(
+        "build.sh",
+        &format!("#!/bin/sh\ncp '{}' built.wasm\n", noop.display()),
+    );
+    std::fs::set_permissions(
+        scratch.path("build.sh"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    scratch.write(
+        "pipeline.toml",
+        "[pipeline]\nname = \"p\"\ntask = \"t\"\n\n[plugins.x]\nwasm = \"built.wasm\"\nbuild = [\"./build.sh\"]\n\n[[stage]]\nid = \"a\"\nplugin = \"x\"\n",
+    );
+    let o = host_in(&scratch.dir, &["build", "pipeline.toml"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(scratch.path("built.wasm").is_file());
 }

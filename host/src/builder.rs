@@ -27,6 +27,14 @@ pub enum BuildError {
     },
     #[error("plugin '{plugin}' has no build command and {wasm} does not exist")]
     NotBuildable { plugin: String, wasm: String },
+    #[error(
+        "plugin '{plugin}': {wasm} does not exist, and --no-build forbids running its build command (`{command}`)"
+    )]
+    NotBuilt {
+        plugin: String,
+        wasm: String,
+        command: String,
+    },
 }
 
 /// When to run a plugin's build command.
@@ -69,11 +77,21 @@ pub fn build_plugins(
         if !needed {
             continue;
         }
-        if plugin.build.is_none() || policy == BuildPolicy::Never {
-            return Err(BuildError::NotBuildable {
-                plugin: plugin.name.clone(),
-                wasm: plugin.wasm.display().to_string(),
-            });
+        match (&plugin.build, policy) {
+            (None, _) => {
+                return Err(BuildError::NotBuildable {
+                    plugin: plugin.name.clone(),
+                    wasm: plugin.wasm.display().to_string(),
+                });
+            }
+            (Some(build), BuildPolicy::Never) => {
+                return Err(BuildError::NotBuilt {
+                    plugin: plugin.name.clone(),
+                    wasm: plugin.wasm.display().to_string(),
+                    command: build.command.join(" "),
+                });
+            }
+            _ => {}
         }
         built.push((plugin.name.clone(), build_plugin(plugin)?));
     }

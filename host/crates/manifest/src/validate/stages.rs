@@ -90,8 +90,11 @@ pub(super) fn check_stages(
                     })
                 }
                 Err(e) => {
-                    // Point into the string: past the opening quote, at the offset.
-                    let at = w.span().start + 1 + e.offset;
+                    // Point into the string as written: escapes and quotes
+                    // take more bytes than the value they stand for.
+                    let span = w.span();
+                    let written = c.source.text.get(span.clone()).unwrap_or_default();
+                    let at = span.start + crate::literal::source_offset(written, e.offset);
                     c.error(
                         Some(at..at + 1),
                         format!("stage '{id}' when: {}", e.message),
