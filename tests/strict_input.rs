@@ -90,3 +90,38 @@ fn a_manifest_named_from_its_own_directory_builds() {
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(scratch.path("built.wasm").is_file());
 }
+
+#[test]
+fn a_failed_stage_shows_why_and_conflicting_flags_are_refused() {
+    let scratch = Scratch::new("show-failed");
+    let state = scratch.path("state");
+    let manifest = scratch.write(
+        "pipeline.toml",
+        &format!(
+            "[pipeline]\nname = \"p\"\ntask = \"t\"\n\n[plugins.faulty]\nwasm = \"{}\"\n\n[[stage]]\nid = \"a\"\nplugin = \"faulty\"\nconfig = {{ behaviour = \"fatal\" }}\n",
+            plugin("faulty").display()
+        ),
+    );
+    let o = host_with(
+        &state,
+        &["run", "--json", "--quiet", manifest.to_str().unwrap()],
+    );
+    assert_eq!(o.status.code(), Some(10));
+    assert!(stderr(&o).contains("cannot be used with"), "{}", stderr(&o));
+    let o = host_with(&state, &["run", "--json", manifest.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let run = summary(&o)["run_id"].as_str().unwrap().to_string();
+    let o = host_with(&state, &["show", &run, "a"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains("stage 'a' has no output: failed: ")
+            && stdout(&o).contains("asked to fail"),
+        "{}",
+        stdout(&o)
+    );
+    let o = host_with(&state, &["show", &run, "a", "--json"]);
+    assert_eq!(o.status.code(), Some(0));
+    let o = host_with(&state, &["show", &run, "a", "--artifact", "x.txt"]);
+    assert_eq!(o.status.code(), Some(10));
+    assert!(stderr(&o).contains("asked to fail"), "{}", stderr(&o));
+}

@@ -186,19 +186,28 @@ pub fn show(globals: &Globals, args: ShowArgs) -> Outcome {
         )));
     };
     let Some(output) = &stage.output else {
-        if !json {
-            print_activity(&stage);
-        }
-        eprintln!(
-            "stage '{stage_id}' has no output ({})",
-            stage.status.as_str()
-        );
-        return if json {
-            println!("{}", serde_json::to_string(&stage).unwrap_or_default());
-            Ok(Exit::Success)
-        } else {
-            Err(Failure::Reported(Exit::InvalidInput))
+        // Why there is none: the failure, the skip, or where it stands.
+        let why = match (&stage.failure, &stage.skip_reason) {
+            (Some(f), _) => format!(
+                "{}: {}",
+                stage.status.as_str(),
+                printable_lines(&f.to_string())
+            ),
+            (None, Some(reason)) => format!("{}: {}", stage.status.as_str(), printable(reason)),
+            (None, None) => stage.status.as_str().to_string(),
         };
+        if args.artifact.is_some() {
+            return Err(Failure::invalid(format!(
+                "stage '{stage_id}' has no output, so no artifact ({why})"
+            )));
+        }
+        if json {
+            println!("{}", serde_json::to_string(&stage).unwrap_or_default());
+        } else {
+            print_activity(&stage);
+            println!("stage '{stage_id}' has no output: {why}");
+        }
+        return Ok(Exit::Success);
     };
     if let Some(name) = args.artifact.as_deref() {
         let Some(a) = output.artifacts.iter().find(|a| a.name == name) else {

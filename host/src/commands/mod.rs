@@ -178,7 +178,7 @@ pub struct OutputFlags {
     #[arg(long)]
     pub json: bool,
     /// Print only the summary (and errors): no event lines, no live progress.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "json")]
     pub quiet: bool,
 }
 

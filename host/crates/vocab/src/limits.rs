@@ -4,6 +4,10 @@
 
 use std::time::Duration;
 
+/// Largest task (`task`, `task_file`): it is copied into every stage's
+/// input and stored with the run.
+pub const MAX_TASK_BYTES: u64 = 4 << 20;
+
 /// Default wall-clock limit of one stage attempt.
 pub const DEFAULT_STAGE_TIMEOUT: Duration = Duration::from_secs(600);
 /// Default largest linear memory of one attempt: all of a component's

@@ -418,6 +418,25 @@ mod tests {
     }
 
     #[test]
+    fn a_task_larger_than_a_task_can_be_is_refused_unread() {
+        let dir = std::env::temp_dir().join(format!("task-cap-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let big = std::fs::File::create(dir.join("task.md")).unwrap();
+        big.set_len(host_vocab::limits::MAX_TASK_BYTES + 1).unwrap();
+        let text = "[pipeline]\nname = \"p\"\ntask_file = \"task.md\"\n\n[plugins.x]\nwasm = \"x.wasm\"\nbuild = [\"true\"]\n\n[[stage]]\nid = \"a\"\nplugin = \"x\"\n";
+        let found = match parse(&dir.join("p.toml"), text.to_string()) {
+            Ok(_) => Vec::new(),
+            Err(d) => d.0.iter().map(|p| p.message.clone()).collect(),
+        };
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(found.len(), 1, "{found:#?}");
+        assert!(
+            found[0].contains("a task may be at most 4 MiB"),
+            "{found:#?}"
+        );
+    }
+
+    #[test]
     fn retention_keeps_at_least_the_run_that_ended() {
         let p = parse(
             Path::new("/nowhere/p.toml"),

@@ -16,9 +16,35 @@ pub(super) fn read_task(c: &mut Checker, p: &PipelineSection, base_dir: &Path) -
     }
     check_name(c, "pipeline name", &p.name);
     match (&p.task, &p.task_file) {
+        (Some(task), None) if task.len() as u64 > host_vocab::limits::MAX_TASK_BYTES => {
+            c.error(
+                Some(p.name.span()),
+                format!(
+                    "[pipeline] task is {} bytes; a task may be at most {} MiB",
+                    task.len(),
+                    host_vocab::limits::MAX_TASK_BYTES >> 20
+                ),
+            );
+            None
+        }
         (Some(task), None) => Some(task.clone()),
         (None, Some(file)) => {
             let path = base_dir.join(file.get_ref());
+            let limit = host_vocab::limits::MAX_TASK_BYTES;
+            if let Ok(meta) = std::fs::metadata(&path)
+                && meta.len() > limit
+            {
+                c.error(
+                    Some(file.span()),
+                    format!(
+                        "task_file {} is {} bytes; a task may be at most {} MiB (every stage is handed it)",
+                        path.display(),
+                        meta.len(),
+                        limit >> 20
+                    ),
+                );
+                return None;
+            }
             match std::fs::read_to_string(&path) {
                 Ok(task) => Some(task),
                 Err(e) => {
