@@ -228,6 +228,16 @@ fn timeouts_garbage_and_auth_failures_are_typed_errors() {
                 Reply::raw(401, r#"{"error":"bad key"}"#),
                 "authentication failed",
             ),
+            (
+                "rate-limited-for-an-hour",
+                Reply::raw(429, r#"{"error":"come back later"}"#).header("retry-after", "3600"),
+                "the server asks to wait 3600s, longer than the 30s the host waits",
+            ),
+            (
+                "huge",
+                Reply::raw(200, &"x".repeat(20 << 20)),
+                "the response is larger than 16 MiB",
+            ),
         ];
         for (label, reply, expected) in cases {
             let reply = std::sync::Mutex::new(Some(reply));

@@ -852,6 +852,7 @@ fn to_model_error(alias: &str, e: &ProviderError) -> wit::ModelError {
         ProviderError::Unreachable { .. }
         | ProviderError::Timeout(_)
         | ProviderError::RateLimited { .. }
+        | ProviderError::RateLimitedFor { .. }
         | ProviderError::Server { .. } => wit::ModelError::Unavailable(reason),
         ProviderError::Auth { .. }
         | ProviderError::Rejected { .. }

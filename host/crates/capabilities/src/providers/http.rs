@@ -41,6 +41,32 @@ enum Attempt {
 
 type Parser = fn(&str) -> Result<ChatResponse, ProviderError>;
 
+/// Most bytes of one response read: an answer is text, and a server that
+/// sends more must not fill the host's memory.
+pub const MAX_RESPONSE_BYTES: usize = 16 << 20;
+
+enum Body {
+    TooLarge,
+    Read(reqwest::Error),
+}
+
+/// The body as text, read piece by piece and refused once past `limit`
+/// (a declared length past it is refused before a byte is read).
+async fn read_capped(mut response: reqwest::Response, limit: usize) -> Result<String, Body> {
+    if response.content_length().is_some_and(|n| n > limit as u64) {
+        return Err(Body::TooLarge);
+    }
+    let mut bytes = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(Body::Read)? {
+        if bytes.len() + chunk.len() > limit {
+            return Err(Body::TooLarge);
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    Ok(String::from_utf8(bytes)
+        .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()))
+}
+
 impl HttpEndpoint {
     /// Reads the key from its variable: never logged, never stored.
     fn key(&self) -> Result<Option<String>, ProviderError> {
@@ -83,12 +109,18 @@ impl HttpEndpoint {
             .get(reqwest::header::RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
             .and_then(parse_retry_after);
-        let text = match response.text().await {
+        let text = match read_capped(response, MAX_RESPONSE_BYTES).await {
             Ok(t) => t,
-            Err(e) if e.is_timeout() => {
+            Err(Body::TooLarge) => {
+                return Attempt::Fail(ProviderError::Malformed(format!(
+                    "the response is larger than {} MiB: no model answer is",
+                    MAX_RESPONSE_BYTES >> 20
+                )));
+            }
+            Err(Body::Read(e)) if e.is_timeout() => {
                 return Attempt::Retry(ProviderError::Timeout(self.timeout), None);
             }
-            Err(e) => {
+            Err(Body::Read(e)) => {
                 let reason = format!("cannot read body: {}", root_cause(&e));
                 return Attempt::Retry(ProviderError::Malformed(reason), None);
             }
@@ -141,6 +173,19 @@ impl HttpEndpoint {
                 Attempt::Fail(e) => {
                     return Attempted {
                         result: Err(e),
+                        retries,
+                    };
+                }
+                // Waiting longer would only end in the stage's timeout,
+                // which would not say why: fail now, saying so.
+                Attempt::Retry(ProviderError::RateLimited { .. }, Some(after))
+                    if after > self.retry.max_delay =>
+                {
+                    return Attempted {
+                        result: Err(ProviderError::RateLimitedFor {
+                            wait: after,
+                            most: self.retry.max_delay,
+                        }),
                         retries,
                     };
                 }

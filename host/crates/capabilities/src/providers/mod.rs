@@ -45,6 +45,13 @@ pub enum ProviderError {
     Timeout(Duration),
     #[error("rate limited (HTTP 429) after {retries} retries")]
     RateLimited { retries: u32 },
+    /// The server asked to wait longer than the host waits for one retry.
+    #[error(
+        "rate limited (HTTP 429): the server asks to wait {}s, longer than the {}s the host waits before a retry",
+        .wait.as_secs(),
+        .most.as_secs()
+    )]
+    RateLimitedFor { wait: Duration, most: Duration },
     #[error("server error HTTP {status}: {body}")]
     Server { status: u16, body: String },
     #[error("authentication failed (HTTP {status}): check the key in ${key_env}")]
@@ -65,6 +72,7 @@ impl ProviderError {
             ProviderError::Unreachable { .. }
                 | ProviderError::Timeout(_)
                 | ProviderError::RateLimited { .. }
+                | ProviderError::RateLimitedFor { .. }
                 | ProviderError::Server { .. }
         )
     }
