@@ -199,7 +199,12 @@ config = {{ behaviour = {{ call-models = {{ alias = "m", times = 300, keep_going
     assert_eq!(asker.len(), 1, "{calls:?}");
     assert_eq!(asker[0].1["source"], "refused");
     assert_eq!(asker[0].1["count"], 20000);
-    assert!(asker[0].1["error"].as_str().unwrap().contains("NotGranted"));
+    assert!(
+        asker[0].1["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("not-granted: ")
+    );
     // Past max_model_calls the attempt ends at once, with the bound: no
     // record per try, and no 299 more tries.
     assert!(!calls.iter().any(|(s, _)| s == "capped"), "{calls:?}");

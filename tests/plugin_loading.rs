@@ -147,7 +147,7 @@ plugin = "p"
     let o = host(&["run", "--no-build", manifest.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(10));
     assert!(
-        stderr(&o).contains("plugin 'p' has no build command and"),
+        stderr(&o).contains("and --no-build forbids running its build command (`sh -c"),
         "{}",
         stderr(&o)
     );

@@ -452,6 +452,20 @@ fn a_damaged_state_file_is_a_clear_error() {
 fn unknown_runs_and_stages_are_named() {
     let scratch = Scratch::new("unknown");
     let state = scratch.path("state");
+    // A state directory that is not there is named, and not made.
+    let o = host_with(&state, &["status", "no-such-run"]);
+    assert_eq!(o.status.code(), Some(10));
+    assert!(stderr(&o).contains("does not exist"), "{}", stderr(&o));
+    assert!(!state.exists());
+    let noop = scratch.write(
+        "noop.toml",
+        &format!(
+            "[pipeline]\nname = \"n\"\ntask = \"t\"\n\n[plugins.noop]\nwasm = \"{}\"\n\n[[stage]]\nid = \"a\"\nplugin = \"noop\"\n",
+            plugin("noop").display()
+        ),
+    );
+    let o = host_with(&state, &["run", noop.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
     let o = host_with(&state, &["status", "no-such-run"]);
     assert_eq!(o.status.code(), Some(10));
     assert!(

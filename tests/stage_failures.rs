@@ -171,7 +171,12 @@ config = {{ behaviour = "succeed" }}
         .unwrap()
         .clone();
     assert_eq!(calls.len(), 1);
-    assert!(calls[0]["error"].as_str().unwrap().contains("NotGranted"));
+    assert!(
+        calls[0]["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("not-granted: ")
+    );
 
     assert_eq!(failure_kind(&s, "huge-output"), "output-too-large");
 

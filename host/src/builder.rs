@@ -1,6 +1,7 @@
 //! Building plugins with the command their manifest entry declares.
 
 use host_manifest::{Pipeline, PluginSpec};
+use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
@@ -113,7 +114,13 @@ pub fn build_plugin(plugin: &PluginSpec) -> Result<Duration, BuildError> {
     // Build output goes to stderr so stdout stays the run's own report.
     let status = std::process::Command::new(&build.command[0])
         .args(&build.command[1..])
-        .current_dir(&build.dir)
+        // "pipeline.toml" has the parent "": the current directory, which a
+        // child process must be given as ".".
+        .current_dir(if build.dir.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            build.dir.as_path()
+        })
         .stdin(Stdio::null())
         .stdout(std::io::stderr())
         .status()

@@ -59,11 +59,12 @@ fn secs(ms: Option<u64>) -> String {
 
 pub fn runs(globals: &Globals, args: RunsArgs) -> Outcome {
     let json = args.json;
-    // Where no run was ever made, the default place lists none; a state
-    // directory named on the command line must exist (a typo says so).
+    // A directory that exists but holds no database lists no runs (as does
+    // the default place before the first run); a state directory named on
+    // the command line that does not exist is a typo, and says so.
     let store = match globals.store_if_any(None)? {
         Some(store) => store,
-        None if globals.state_dir.is_none() => {
+        None if globals.state_dir.is_none() || globals.state_dir(None).is_dir() => {
             eprintln!("no runs yet: {}", globals.no_store_here(None));
             return Ok(Exit::Success);
         }

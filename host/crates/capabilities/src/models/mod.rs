@@ -266,6 +266,17 @@ fn reason_of(error: &wit::ModelError) -> &'static str {
     }
 }
 
+/// A model error as a person reads it in a record: "not-granted: stage
+/// 'a' is not granted model alias 'large'".
+fn error_text(error: &wit::ModelError) -> String {
+    let (wit::ModelError::NotGranted(why)
+    | wit::ModelError::BudgetExceeded(why)
+    | wit::ModelError::Unavailable(why)
+    | wit::ModelError::Rejected(why)
+    | wit::ModelError::BadResponse(why)) = error;
+    format!("{}: {why}", reason_of(error))
+}
+
 /// How a call was answered, before it is recorded.
 struct Answer {
     response: Result<ChatResponse, wit::ModelError>,
@@ -385,10 +396,10 @@ impl ModelsGrant {
             self.unsaved.insert(i);
             return error;
         }
-        tracing::warn!(stage = %self.stage_id, alias, "model call refused: {error:?}");
+        tracing::warn!(stage = %self.stage_id, alias, "model call refused: {}", error_text(&error));
         let call = ModelCall {
             alias: kind.0.clone(),
-            error: Some(format!("{error:?}")),
+            error: Some(error_text(&error)),
             source: CallSource::Refused,
             session: kind.1.clone(),
             ..ModelCall::default()
@@ -765,7 +776,7 @@ impl Prepared {
             },
             latency,
             retries: answer.retries,
-            error: answer.response.as_ref().err().map(|e| format!("{e:?}")),
+            error: answer.response.as_ref().err().map(error_text),
             source: answer.source,
             session: self.session.clone(),
             ..ModelCall::default()

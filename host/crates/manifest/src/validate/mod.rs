@@ -61,12 +61,9 @@ pub fn validate(source: &Source) -> Result<Pipeline, Diagnostics> {
         }
     };
     let root = root.get_ref();
-    // "pipeline.toml" has the parent "": the current directory, which a
-    // child process (a build command) must be given as ".".
     let base_dir = source
         .path
         .parent()
-        .filter(|d| !d.as_os_str().is_empty())
         .map(Path::to_path_buf)
         .unwrap_or_else(|| PathBuf::from("."));
 
