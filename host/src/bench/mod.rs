@@ -72,7 +72,7 @@ pub struct Options {
     pub dag_stages: usize,
     /// Files in the workspace-copy scenario's tree (20 KB each on average).
     pub workspace_files: usize,
-    /// Runs in the retention scenario, and how many retention keeps.
+    /// Runs in the retention scenario, in each of its two state directories.
     pub retention_runs: usize,
     pub repeats: usize,
     /// The OpenAI-compatible server the AI-coding scenario's models use.

@@ -133,7 +133,7 @@ impl Store {
         // The result cache: entries the removed runs produced go with them,
         // unless a kept run's stage was served from one (it is that run's
         // result too, and the next run with the same inputs wants it).
-        let kept_keys = self.kept_cache_keys(txn)?;
+        let (kept_keys, stage_blobs) = self.kept_stages(txn)?;
         {
             let mut t = txn.open_table(OUTPUTS)?;
             t.retain(|k, v| {
@@ -146,7 +146,7 @@ impl Store {
                 }
             })?;
         }
-        let referenced = self.referenced_blobs(txn)?;
+        let referenced = self.referenced_blobs(txn, stage_blobs)?;
         let (mut blobs, mut blob_bytes) = (0u64, 0u64);
         {
             let mut t = txn.open_table(BLOBS)?;
@@ -168,44 +168,38 @@ impl Store {
         })
     }
 
-    /// The cache keys of the stages kept.
-    fn kept_cache_keys(&self, txn: &redb::WriteTransaction) -> Tx<HashSet<String>> {
-        let mut keys = HashSet::new();
-        for item in txn.open_table(STAGES)?.iter()? {
-            let (k, v) = item?;
-            let key = format!("{}/{}", k.value().0, k.value().1);
-            let record: StageRecord = self.decode("stages", &key, v.value())?;
-            keys.extend(record.cache_key);
-        }
-        Ok(keys)
-    }
-
-    /// Every blob something kept names: the outputs and changes of the
-    /// stage records, the changesets and outputs of the events (a loop's
-    /// earlier passes are only there), the result cache.
-    fn referenced_blobs(&self, txn: &redb::WriteTransaction) -> Tx<HashSet<String>> {
-        let mut keep = HashSet::new();
-        let changes = |set: &[host_vocab::FileChange], keep: &mut HashSet<String>| {
-            for c in set {
-                keep.extend(c.before.iter().cloned());
-                keep.extend(c.after.iter().cloned());
-            }
-        };
+    /// What the stages kept name, read in one pass: their cache keys, and
+    /// the blobs of their outputs and changes.
+    fn kept_stages(&self, txn: &redb::WriteTransaction) -> Tx<(HashSet<String>, HashSet<String>)> {
+        let (mut keys, mut blobs) = (HashSet::new(), HashSet::new());
         for item in txn.open_table(STAGES)?.iter()? {
             let (k, v) = item?;
             let key = format!("{}/{}", k.value().0, k.value().1);
             let record: StageRecord = self.decode("stages", &key, v.value())?;
             if let Some(out) = &record.output {
-                keep.extend(out.artifacts.iter().map(|a| a.hash.clone()));
+                blobs.extend(out.artifacts.iter().map(|a| a.hash.clone()));
             }
-            changes(&record.file_changes, &mut keep);
+            add_changes(&record.file_changes, &mut blobs);
+            keys.extend(record.cache_key);
         }
+        Ok((keys, blobs))
+    }
+
+    /// Every blob something kept names: `stage_blobs` (the outputs and
+    /// changes of the stage records), the changesets and outputs of the
+    /// events (a loop's earlier passes are only there), the result cache.
+    fn referenced_blobs(
+        &self,
+        txn: &redb::WriteTransaction,
+        stage_blobs: HashSet<String>,
+    ) -> Tx<HashSet<String>> {
+        let mut keep = stage_blobs;
         for item in txn.open_table(EVENTS)?.iter()? {
             let (k, v) = item?;
             let key = format!("{}/{}", k.value().0, k.value().1);
             let record: EventRecord = self.decode("events", &key, v.value())?;
             match &record.event {
-                Event::WorkspaceChanged { changes: set, .. } => changes(set, &mut keep),
+                Event::WorkspaceChanged { changes: set, .. } => add_changes(set, &mut keep),
                 Event::StageSucceeded { artifacts, .. } => {
                     keep.extend(artifacts.iter().map(|a| a.hash.clone()));
                 }
@@ -238,5 +232,13 @@ impl Store {
                 detail: format!("cannot compact: {e}"),
             }),
         }
+    }
+}
+
+/// The blobs both sides of `changes` name.
+fn add_changes(changes: &[host_vocab::FileChange], blobs: &mut HashSet<String>) {
+    for c in changes {
+        blobs.extend(c.before.iter().cloned());
+        blobs.extend(c.after.iter().cloned());
     }
 }

@@ -83,20 +83,23 @@ fn cycles(
             .filter_map(|d| index.get(d).copied())
             .find(|&d| d != i && stuck(d))
     };
-    let mut visited = vec![false; stages.len()];
+    // Which walk reached each stage, and where on that walk's path.
+    let mut reached: Vec<Option<(usize, usize)>> = vec![None; stages.len()];
     let mut found = Vec::new();
     for start in (0..stages.len()).filter(|&i| stuck(i)) {
         let mut path: Vec<usize> = Vec::new();
         let mut at = Some(start);
         while let Some(i) = at {
-            if let Some(pos) = path.iter().position(|&p| p == i) {
-                found.push(path[pos..].to_vec());
-                break;
+            match reached[i] {
+                // Back on this walk's own path: the rest of it is a cycle.
+                Some((walk, pos)) if walk == start => {
+                    found.push(path[pos..].to_vec());
+                    break;
+                }
+                Some(_) => break,
+                None => {}
             }
-            if visited[i] {
-                break;
-            }
-            visited[i] = true;
+            reached[i] = Some((start, path.len()));
             path.push(i);
             at = next(i);
         }

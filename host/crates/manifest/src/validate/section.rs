@@ -41,7 +41,9 @@ impl Checker<'_> {
             );
             return None;
         };
-        let mut table = table.clone();
+        // Borrowed until a key is set aside: a section without problems is
+        // cloned once, to be read, as before.
+        let mut table = std::borrow::Cow::Borrowed(table);
         let mut failed = false;
         let missing: Vec<&str> = T::REQUIRED
             .iter()
@@ -71,7 +73,7 @@ impl Checker<'_> {
                     ),
                 );
                 let name = name.get_ref().to_string();
-                table.remove(name.as_str());
+                table.to_mut().remove(name.as_str());
             }
         }
         for key in T::FLAT_LISTS {
@@ -93,11 +95,11 @@ impl Checker<'_> {
                     ),
                 );
                 let name = name.get_ref().to_string();
-                table.remove(name.as_str());
+                table.to_mut().remove(name.as_str());
             }
         }
         for _ in 0..MAX_PROBLEMS {
-            let attempt = Spanned::new(value.span(), DeValue::Table(table.clone()));
+            let attempt = Spanned::new(value.span(), DeValue::Table(table.as_ref().clone()));
             match T::deserialize(ValueDeserializer::from(attempt)) {
                 Ok(v) => return (!failed).then_some(v),
                 // Reported above, once for all of them.
@@ -113,7 +115,7 @@ impl Checker<'_> {
                     );
                     // Set aside the key the problem is in, and read on.
                     let key = key_at(&table, &span)?;
-                    table.remove(key.as_str());
+                    table.to_mut().remove(key.as_str());
                 }
             }
         }
@@ -156,18 +158,24 @@ pub(super) fn plain(message: &str) -> String {
     let mut rest = message;
     // "struct NameSection with 4 elements" and "enum Name" say a table or
     // a choice of words; "sequence" and "map" are a list and a table.
-    while let Some(at) = rest.find("struct ").or_else(|| rest.find("enum ")) {
+    loop {
+        let found = [
+            ("struct ", "a table"),
+            ("enum ", "one of the allowed values"),
+        ]
+        .into_iter()
+        .filter_map(|(rust, words)| rest.find(rust).map(|at| (at, rust, words)))
+        .min_by_key(|(at, ..)| *at);
+        let Some((at, rust, words)) = found else {
+            break;
+        };
         out.push_str(&rest[..at]);
-        let after = &rest[at..];
-        let word_end = after[after.find(' ').unwrap_or(0) + 1..]
+        out.push_str(words);
+        let name = &rest[at + rust.len()..];
+        let name_len = name
             .find(|c: char| !c.is_alphanumeric() && c != '_')
-            .map_or(after.len(), |i| i + after.find(' ').unwrap_or(0) + 1);
-        out.push_str(if after.starts_with("struct") {
-            "a table"
-        } else {
-            "one of the allowed values"
-        });
-        rest = &after[word_end..];
+            .unwrap_or(name.len());
+        rest = &name[name_len..];
         if let Some(tail) = rest.strip_prefix(" with ")
             && let Some(end) = tail.find(" elements")
         {
