@@ -101,17 +101,20 @@ fn a_second_load_comes_from_the_compiled_component_cache() {
         assert!(o.status.success(), "{}", stderr(&o));
         stdout(&o)
     };
-    assert!(run().contains("Compiled in"), "first load compiles");
-    assert!(run().contains("Hit in"), "second load is a cache hit");
+    assert!(run().contains(", compiled in "), "first load compiles");
+    assert!(
+        run().contains("loaded from the compile cache in"),
+        "second load is a cache hit"
+    );
     // A damaged cache entry is replaced, never trusted.
     for entry in std::fs::read_dir(&cache).unwrap() {
         std::fs::write(entry.unwrap().path(), b"garbage").unwrap();
     }
     assert!(
-        run().contains("Compiled in"),
+        run().contains(", compiled in "),
         "a corrupt entry is recompiled"
     );
-    assert!(run().contains("Hit in"));
+    assert!(run().contains("loaded from the compile cache in"));
 }
 
 #[test]

@@ -125,3 +125,90 @@ fn a_failed_stage_shows_why_and_conflicting_flags_are_refused() {
     assert_eq!(o.status.code(), Some(10));
     assert!(stderr(&o).contains("asked to fail"), "{}", stderr(&o));
 }
+
+#[test]
+fn a_plugin_that_does_not_load_or_build_is_reported_at_its_manifest_line() {
+    let scratch = Scratch::new("located-load");
+    let state = scratch.path("state");
+    scratch.write("not.wasm", "this is not a component");
+    let declared = scratch.write(
+        "declared.toml",
+        "[pipeline]\nname = \"p\"\ntask = \"t\"\n\n[plugins.x]\nwasm = \"not.wasm\"\n\n[[stage]]\nid = \"a\"\nplugin = \"x\"\n",
+    );
+    for command in ["validate", "run"] {
+        let o = host_with(&state, &[command, declared.to_str().unwrap()]);
+        assert_eq!(o.status.code(), Some(10), "{}", stderr(&o));
+        let err = stderr(&o);
+        assert!(
+            err.contains("declared.toml:6:8: plugin 'x': ")
+                && err.contains("is not a WebAssembly file")
+                && err.contains("6 | wasm = \"not.wasm\""),
+            "{command}: {err}"
+        );
+    }
+    // Named by its path in a stage: the stage's `plugin` line.
+    let by_path = scratch.write(
+        "by-path.toml",
+        "[pipeline]\nname = \"p\"\ntask = \"t\"\n\n[[stage]]\nid = \"a\"\nplugin = \"not.wasm\"\n",
+    );
+    let o = host_with(&state, &["validate", by_path.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(10));
+    assert!(
+        stderr(&o).contains("by-path.toml:7:10: plugin 'not.wasm': "),
+        "{}",
+        stderr(&o)
+    );
+    // A failed build: its `build` line.
+    let failing = scratch.write(
+        "failing.toml",
+        "[pipeline]\nname = \"p\"\ntask = \"t\"\n\n[plugins.x]\nwasm = \"out.wasm\"\nbuild = [\"false\"]\n\n[[stage]]\nid = \"a\"\nplugin = \"x\"\n",
+    );
+    let o = host_with(&state, &["build", failing.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(10));
+    assert!(
+        stderr(&o).contains("failing.toml:7:9: plugin 'x': build command `false` failed"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!state.exists(), "refused commands wrote state");
+}
+
+#[test]
+fn host_dev_of_a_file_that_does_not_exist_exits_at_once() {
+    let scratch = Scratch::new("dev-missing");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_host"))
+        .args(["--state-dir", scratch.path("state").to_str().unwrap()])
+        .args([
+            "dev",
+            scratch.path("nope.toml").to_str().unwrap(),
+            "--runs",
+            "1",
+        ])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // A minute is far more than it needs; before, it waited forever.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("host dev kept waiting for a file that does not exist");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(status.code(), Some(10));
+    assert!(
+        stderr(&o).contains("nope.toml: cannot read pipeline file: No such file"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(
+        !stderr(&o).contains("waiting for a valid"),
+        "{}",
+        stderr(&o)
+    );
+}

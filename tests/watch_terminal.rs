@@ -120,23 +120,103 @@ fn logs_are_filtered_by_rust_log_and_written_as_json_lines() {
     );
 }
 
-#[test]
-fn a_terminal_shows_a_live_board_of_running_stages() {
-    let (scratch, manifest) = setup("term-tty", 8, 250);
-    // `script` runs the host on a pseudo-terminal and copies what it wrote.
+/// `host run` on a pseudo-terminal (`script` copies what it wrote: stdout
+/// and stderr together).
+fn on_a_terminal(
+    scratch: &Scratch,
+    manifest: &std::path::Path,
+    flags: &[&str],
+    env: &[(&str, &str)],
+) -> Output {
     let command = format!(
-        "{} --cache-dir {} --state-dir {} run {}",
+        "{} --cache-dir {} --state-dir {} run {} {}",
         env!("CARGO_BIN_EXE_host"),
         cache_dir().display(),
         scratch.path("state").display(),
+        flags.join(" "),
         manifest.display()
     );
-    let out = Command::new("script")
-        .args(["-q", "-e", "-c", &command, "/dev/null"])
+    let mut cmd = Command::new("script");
+    cmd.args(["-q", "-e", "-c", &command, "/dev/null"])
         .env_remove("RUST_LOG")
-        .env("COLUMNS", "120")
+        .env_remove("NO_COLOR")
+        .env_remove("CLICOLOR_FORCE")
+        .env("TERM", "xterm")
+        .env("COLUMNS", "120");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("util-linux script runs")
+}
+
+/// The escapes that set a colour (the board's cursor moves are not colour).
+fn coloured(text: &str) -> bool {
+    text.contains("\x1b[0m")
+}
+
+#[test]
+fn colour_follows_the_terminal_no_color_and_the_color_flag() {
+    let (scratch, manifest) = setup("term-colour", 2, 20);
+    let out = on_a_terminal(&scratch, &manifest, &["--new"], &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(
+        text.contains("\x1b[32m  ok slow "),
+        "a finished stage in green: {text:?}"
+    );
+    assert!(
+        text.contains("\x1b[32msucceeded\x1b[0m: 2 succeeded"),
+        "{text:?}"
+    );
+    assert!(
+        text.contains("\x1b[2m") || text.contains("\x1b[3m"),
+        "log lines coloured too: {text:?}"
+    );
+
+    for (flags, env) in [
+        (vec!["--new"], vec![("NO_COLOR", "1")]),
+        (vec!["--new"], vec![("TERM", "dumb")]),
+        (vec!["--new", "--color", "never"], vec![]),
+    ] {
+        let out = on_a_terminal(&scratch, &manifest, &flags, &env);
+        assert!(out.status.success(), "{}", stderr(&out));
+        let text = stdout(&out);
+        assert!(!coloured(&text), "{flags:?} {env:?}: {text:?}");
+        assert!(text.contains("  ok slow "), "{text:?}");
+    }
+
+    // Into a pipe: plain, unless asked; NO_COLOR does not outvote the flag.
+    let m = manifest.to_str().unwrap();
+    let plain = host_run(&scratch, &["run", "--new", m], None);
+    assert!(!coloured(&stdout(&plain)), "{}", stdout(&plain));
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_host"));
+    let forced = cmd
+        .args(["--cache-dir", cache_dir().to_str().unwrap()])
+        .args(["--state-dir", scratch.path("state").to_str().unwrap()])
+        .args(["run", "--new", "--color=always", m])
+        .env("NO_COLOR", "1")
         .output()
-        .expect("util-linux script runs");
+        .unwrap();
+    assert!(forced.status.success());
+    assert!(coloured(&stdout(&forced)), "{}", stdout(&forced));
+    // A refused command's `error:` follows the flag too.
+    let refused = Command::new(env!("CARGO_BIN_EXE_host"))
+        .args(["--color", "always", "validate", "nope.toml"])
+        .output()
+        .unwrap();
+    assert_eq!(refused.status.code(), Some(10));
+    assert!(
+        stderr(&refused).starts_with("\x1b[1;31merror:\x1b[0m nope.toml"),
+        "{}",
+        stderr(&refused)
+    );
+}
+
+#[test]
+fn a_terminal_shows_a_live_board_of_running_stages() {
+    let (scratch, manifest) = setup("term-tty", 8, 250);
+    // Colour is another test's subject: here the words.
+    let out = on_a_terminal(&scratch, &manifest, &["--new"], &[("NO_COLOR", "1")]);
     assert!(out.status.success(), "{}", stderr(&out));
     let text = stdout(&out);
     assert!(

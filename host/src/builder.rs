@@ -38,6 +38,30 @@ pub enum BuildError {
     },
 }
 
+impl BuildError {
+    /// The plugin whose build failed.
+    pub fn plugin(&self) -> &str {
+        match self {
+            BuildError::Spawn { plugin, .. }
+            | BuildError::Failed { plugin, .. }
+            | BuildError::NoOutput { plugin, .. }
+            | BuildError::NotBuildable { plugin, .. }
+            | BuildError::NotBuilt { plugin, .. } => plugin,
+        }
+    }
+
+    /// The key of `[plugins.NAME]` at fault: the command, or the component
+    /// that is missing.
+    pub fn key(&self) -> &'static str {
+        match self {
+            BuildError::Spawn { .. } | BuildError::Failed { .. } => "build",
+            BuildError::NoOutput { .. }
+            | BuildError::NotBuildable { .. }
+            | BuildError::NotBuilt { .. } => "wasm",
+        }
+    }
+}
+
 /// When to run a plugin's build command.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BuildPolicy {

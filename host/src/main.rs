@@ -3,13 +3,14 @@
 
 mod commands;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 #[cfg(feature = "bench")]
 use commands::bench;
 use commands::{
     Exit, Globals, cancel, changes, dev, gates, gc, inspect, plugin, results, run, serve, verify,
 };
 use host::runtime::ComponentCache;
+use host::style::{self, ColorChoice};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -32,12 +33,22 @@ struct Cli {
     /// How log lines (host and plugin) are written to stderr; RUST_LOG filters them.
     #[arg(long, global = true, value_enum, default_value = "text")]
     log_format: LogFormat,
+    /// When to colour output; NO_COLOR and CLICOLOR_FORCE are honoured under auto.
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        default_value = "auto",
+        value_name = "WHEN"
+    )]
+    color: ColorChoice,
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum LogFormat {
+    /// Plain lines for a person.
     Text,
     /// One JSON object per line, with run, stage and attempt as fields.
     Json,
@@ -92,8 +103,42 @@ enum Command {
     Gc(gc::GcArgs),
 }
 
+/// `--color WHEN` or `--color=WHEN` as the user wrote it, read before clap
+/// parses so that clap's own help and errors follow it too (an unknown
+/// value is left for clap to refuse).
+fn color_flag(args: &[std::ffi::OsString]) -> ColorChoice {
+    let mut choice = ColorChoice::Auto;
+    let mut words = args.iter().skip(1).map(|a| a.to_str().unwrap_or(""));
+    while let Some(word) = words.next() {
+        let value = match word {
+            "--" => break,
+            "--color" => words.next().unwrap_or(""),
+            w => match w.strip_prefix("--color=") {
+                Some(v) => v,
+                None => continue,
+            },
+        };
+        if let Ok(c) = ColorChoice::from_str(value, false) {
+            choice = c;
+        }
+    }
+    choice
+}
+
 fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let choice = color_flag(&args);
+    style::init(choice);
+    let clap_color = if style::enabled(style::Stream::Stderr) {
+        clap::ColorChoice::Always
+    } else {
+        clap::ColorChoice::Never
+    };
+    let parsed = Cli::command()
+        .color(clap_color)
+        .try_get_matches_from(&args)
+        .and_then(|m| Cli::from_arg_matches(&m));
+    let cli = match parsed {
         Ok(cli) => cli,
         Err(e) => {
             let _ = e.print();
@@ -154,10 +199,9 @@ fn init_tracing(format: LogFormat, quiet: bool) {
     use tracing_subscriber::EnvFilter;
     let default = if quiet { "error" } else { "warn,plugin=info" };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
-    use std::io::IsTerminal;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_ansi(std::io::stderr().is_terminal())
+        .with_ansi(style::enabled(style::Stream::Stderr))
         .with_writer(TerminalWriter);
     let _ = match format {
         LogFormat::Text => builder.without_time().try_init(),
@@ -196,5 +240,64 @@ async fn dispatch(cli: Cli) -> commands::Outcome {
         Command::Export(args) => inspect::export(&globals, args),
         Command::Verify(args) => verify::verify(&globals, args),
         Command::Gc(args) => gc::gc(&globals, args),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every argument of every subcommand, with no description.
+    fn undescribed(cmd: &clap::Command, path: &str, out: &mut Vec<String>) {
+        for arg in cmd.get_arguments() {
+            if arg.get_help().is_none() && arg.get_long_help().is_none() {
+                out.push(format!("{path} {}", arg.get_id()));
+            }
+            if !arg.get_action().takes_values() {
+                continue;
+            }
+            for value in arg.get_possible_values() {
+                if value.get_help().is_none() {
+                    out.push(format!("{path} {}={}", arg.get_id(), value.get_name()));
+                }
+            }
+        }
+        for sub in cmd.get_subcommands() {
+            if sub.get_about().is_none() {
+                out.push(format!("{path} {} (the command itself)", sub.get_name()));
+            }
+            undescribed(sub, &format!("{path} {}", sub.get_name()), out);
+        }
+    }
+
+    #[test]
+    fn every_command_and_argument_has_a_description() {
+        let mut missing = Vec::new();
+        undescribed(&Cli::command(), "host", &mut missing);
+        assert!(missing.is_empty(), "no description: {missing:#?}");
+    }
+
+    #[test]
+    fn the_colour_flag_is_read_before_parsing() {
+        let args =
+            |words: &[&str]| -> Vec<std::ffi::OsString> { words.iter().map(Into::into).collect() };
+        assert_eq!(color_flag(&args(&["host", "runs"])), ColorChoice::Auto);
+        assert_eq!(
+            color_flag(&args(&["host", "--color", "never", "runs"])),
+            ColorChoice::Never
+        );
+        assert_eq!(
+            color_flag(&args(&["host", "runs", "--color=always"])),
+            ColorChoice::Always
+        );
+        // After `--` it is an argument, not the flag.
+        assert_eq!(
+            color_flag(&args(&["host", "run", "--", "--color=never"])),
+            ColorChoice::Auto
+        );
+        assert_eq!(
+            color_flag(&args(&["host", "--color", "purple"])),
+            ColorChoice::Auto
+        );
     }
 }

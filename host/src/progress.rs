@@ -6,7 +6,7 @@
 //! through [`Board`]'s lock, or the redraw would overwrite it: the event
 //! lines do, and so does the tracing output ([`TerminalWriter`]).
 
-use crate::report::event_line;
+use crate::report::shown_event_line;
 use host_vocab::events::{RunEvent, RunObserver};
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -217,7 +217,7 @@ impl RunObserver for TerminalObserver {
         b.apply(event);
         let mut out = std::io::stdout().lock();
         b.clear(&mut out);
-        if let Some(line) = event_line(event) {
+        if let Some(line) = shown_event_line(event) {
             let _ = writeln!(out, "{line}");
         }
         b.draw(&mut out);

@@ -1,6 +1,7 @@
 //! What the user sees in the terminal: the plan, live progress, the summary.
 
 use crate::scheduler::{RunOutcome, RunSummary, StageStatus};
+use crate::style::{self, Paint, Stream};
 use host_manifest::{Pipeline, display_duration};
 use host_vocab::ModelCall;
 use host_vocab::events::{RunEvent, RunObserver};
@@ -128,6 +129,20 @@ pub fn event_line(event: &RunEvent) -> Option<String> {
     Some(line)
 }
 
+/// What the terminal shows for an event: its line, with the plugins' words
+/// made printable (shown, never obeyed by the terminal), coloured by what
+/// happened when stdout gets colour.
+pub fn shown_event_line(event: &RunEvent) -> Option<String> {
+    let line = host_vocab::printable_lines(&event_line(event)?).into_owned();
+    let paint = match event {
+        RunEvent::StageFinished(r) if r.status == StageStatus::Succeeded => Paint::Good,
+        RunEvent::StageFinished(_) => Paint::Bad,
+        RunEvent::StageRetrying { .. } => Paint::Notice,
+        _ => return Some(line),
+    };
+    Some(style::paint(&line, paint, Stream::Stdout))
+}
+
 impl RunObserver for ConsoleObserver {
     fn on_event(&self, event: &RunEvent) {
         let line = match self.mode {
@@ -138,10 +153,8 @@ impl RunObserver for ConsoleObserver {
                 RunEvent::StageLog { .. } => return,
                 _ => serde_json::to_string(event).unwrap_or_default(),
             },
-            // Names, summaries and failures are the plugins' words: shown,
-            // never obeyed by the terminal.
-            OutputMode::Lines | OutputMode::Live => match event_line(event) {
-                Some(line) => host_vocab::printable_lines(&line).into_owned(),
+            OutputMode::Lines | OutputMode::Live => match shown_event_line(event) {
+                Some(line) => line,
                 None => return,
             },
         };
@@ -185,10 +198,18 @@ pub fn print_summary(summary: &RunSummary) {
         };
         let note: String = note.lines().next().unwrap_or("").chars().take(90).collect();
         let note = host_vocab::printable(&note);
+        let status = match s.status {
+            StageStatus::Succeeded => {
+                style::paint(&format!("{status:<11}"), Paint::Good, Stream::Stdout)
+            }
+            StageStatus::Failed => {
+                style::paint(&format!("{status:<11}"), Paint::Bad, Stream::Stdout)
+            }
+            _ => format!("{status:<11}"),
+        };
         println!(
-            "{:<20} {:<11} {:>3} {:>4} {:>8} {:>7} {:>9}  {:<16} {note}",
+            "{:<20} {status} {:>3} {:>4} {:>8} {:>7} {:>9}  {:<16} {note}",
             s.id,
-            status,
             s.attempts,
             s.iteration,
             secs(s.elapsed),
@@ -209,6 +230,15 @@ pub fn print_summary(summary: &RunSummary) {
         RunOutcome::DeadlineExceeded => "PAST ITS DEADLINE",
         RunOutcome::Finished => "FAILED",
     };
+    let verdict = style::paint(
+        verdict,
+        if summary.succeeded() {
+            Paint::Good
+        } else {
+            Paint::Bad
+        },
+        Stream::Stdout,
+    );
     println!(
         "\nrun {} {verdict}: {} succeeded, {} failed, {} skipped in {} ({} tokens, ${:.4})",
         summary.run_id,
@@ -219,6 +249,27 @@ pub fn print_summary(summary: &RunSummary) {
         tokens,
         cost
     );
+}
+
+/// A command as a shell would take it: words with spaces or quotes in
+/// single quotes, so the line can be pasted to try the gate by hand.
+fn shell_words(words: &[String]) -> String {
+    let plain = |w: &str| {
+        !w.is_empty()
+            && w.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c))
+    };
+    words
+        .iter()
+        .map(|w| {
+            if plain(w) {
+                w.clone()
+            } else {
+                format!("'{}'", w.replace('\'', "'\\''"))
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// The resolved plan, for `host run --dry-run`.
@@ -236,7 +287,7 @@ pub fn print_plan(p: &Pipeline) {
         println!("models:");
         for m in p.models.values() {
             println!(
-                "  {:<12} {:?} model '{}' at {} (key: {}, timeout {}, {} retries)",
+                "  {:<12} {} model '{}' at {} (key: {}, timeout {}, retries {})",
                 m.alias,
                 m.provider,
                 m.model,
@@ -256,13 +307,21 @@ pub fn print_plan(p: &Pipeline) {
         println!("gates:");
         for g in p.gates.values() {
             println!(
-                "  {:<12} {:?} in ./{} (timeout {}, env {:?}, passes on exit {:?})",
+                "  {:<12} {} in ./{} (timeout {}, env {}, passes on exit {})",
                 g.name,
-                g.command,
+                host_vocab::printable(&shell_words(&g.command)),
                 g.dir.display(),
                 display_duration(g.timeout),
-                g.env,
+                if g.env.is_empty() {
+                    "none".to_string()
+                } else {
+                    g.env.join(", ")
+                },
                 g.pass_exit_codes
+                    .iter()
+                    .map(i32::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
             );
         }
     }
@@ -418,6 +477,21 @@ pub fn print_model_totals<'a>(calls: impl Iterator<Item = &'a ModelCall>) {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
+    #[test]
+    fn gate_commands_print_as_a_shell_takes_them() {
+        let words = |w: &[&str]| w.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            shell_words(&words(&["cargo", "test", "-q"])),
+            "cargo test -q"
+        );
+        assert_eq!(
+            shell_words(&words(&["sh", "-c", "echo 'hi' there", ""])),
+            r"sh -c 'echo '\''hi'\'' there' ''"
+        );
+    }
+
     #[test]
     fn formats_utc() {
         assert_eq!(super::utc(0), "1970-01-01 00:00:00");

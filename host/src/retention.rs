@@ -36,7 +36,7 @@ pub fn remove_runs(store: &Store, ids: &[String], dry_run: bool) -> Result<Remov
             if let Err(e) = std::fs::remove_dir_all(&dir)
                 && e.kind() != std::io::ErrorKind::NotFound
             {
-                eprintln!("warning: cannot remove {}: {e}", dir.display());
+                crate::style::eprint(format!("warning: cannot remove {}: {e}", dir.display()));
             }
         }
     }

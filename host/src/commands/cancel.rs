@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 #[derive(clap::Args)]
 pub struct CancelArgs {
+    /// The run to stop (see `host runs`).
     run_id: String,
     /// How long to wait for the run to stop.
     #[arg(long, default_value = "30s", value_parser = parse_duration)]
@@ -58,6 +59,9 @@ pub async fn cancel(globals: &Globals, args: CancelArgs) -> Outcome {
     }
     Err(Failure::Message(
         Exit::HostError,
-        format!("run {run_id} is still stopping after {wait:?}"),
+        format!(
+            "run {run_id} is still stopping after {:.1}s",
+            wait.as_secs_f64()
+        ),
     ))
 }

@@ -13,6 +13,7 @@ use std::sync::Arc;
 
 #[derive(clap::Args)]
 pub struct DiffArgs {
+    /// The run (see `host runs`).
     run_id: String,
     /// Only this stage's changes (else the whole run's, folded per file).
     stage: Option<String>,
@@ -23,6 +24,7 @@ pub struct DiffArgs {
 
 #[derive(clap::Args)]
 pub struct ApplyArgs {
+    /// The run whose changes to write (see `host runs`).
     run_id: String,
     /// Write even files changed since the run began (their changes are lost).
     #[arg(long)]

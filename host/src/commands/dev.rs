@@ -13,7 +13,7 @@ use host::builder::{self, BuildPolicy};
 use host::capabilities::{LoadedPlugin, Runtime};
 use host::lifecycle::manifest_key;
 use host::manifest::{self, Pipeline};
-use host::session::Session;
+use host::session::{Session, at_plugin, located_build_error};
 use host::store::{RunOptions, Store};
 use notify::{RecursiveMode, Watcher};
 use std::collections::{BTreeSet, HashMap};
@@ -24,6 +24,7 @@ use tokio::sync::mpsc;
 
 #[derive(clap::Args)]
 pub struct DevArgs {
+    /// The pipeline file (watched, with its plugins).
     pipeline: PathBuf,
     /// Stop after this many runs.
     #[arg(long, value_name = "N")]
@@ -54,6 +55,24 @@ struct Changes {
 impl Changes {
     fn is_empty(&self) -> bool {
         !self.manifest && self.sources.is_empty() && self.components.is_empty()
+    }
+}
+
+/// In sentences: "changed: the manifest; the sources of plugin 'a'
+/// (rebuilding it); the component of plugin 'b' (reloading it)".
+impl std::fmt::Display for Changes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut parts = Vec::new();
+        if self.manifest {
+            parts.push("the manifest".to_string());
+        }
+        for name in &self.sources {
+            parts.push(format!("the sources of plugin '{name}' (rebuilding it)"));
+        }
+        for name in self.components.difference(&self.sources) {
+            parts.push(format!("the component of plugin '{name}' (reloading it)"));
+        }
+        write!(f, "changed: {}", parts.join("; "))
     }
 }
 
@@ -124,7 +143,7 @@ fn rewatch(
             RecursiveMode::NonRecursive
         };
         if let Err(e) = watcher.watch(path, mode) {
-            eprintln!("warning: cannot watch {}: {e}", path.display());
+            host::style::eprint(format!("warning: cannot watch {}: {e}", path.display()));
         }
     }
     *watched = wanted;
@@ -167,19 +186,22 @@ async fn load_plugins(
             Ok(p) => {
                 plugins.insert(spec.name.clone(), Arc::new(p));
             }
-            Err(e) => match previous.get(&spec.name) {
-                Some(old) => {
-                    eprintln!(
-                        "error: {e}\n  keeping the previous version of plugin '{}'",
-                        spec.name
-                    );
-                    plugins.insert(spec.name.clone(), old.clone());
+            Err(e) => {
+                let at = at_plugin(pipeline, &spec.name, "wasm", e.to_string());
+                match previous.get(&spec.name) {
+                    Some(old) => {
+                        host::style::eprint(format!(
+                            "error: {at}\n  keeping the previous version of plugin '{}'",
+                            spec.name
+                        ));
+                        plugins.insert(spec.name.clone(), old.clone());
+                    }
+                    None => {
+                        host::style::eprint(format!("error: {at}"));
+                        complete = false;
+                    }
                 }
-                None => {
-                    eprintln!("error: {e}");
-                    complete = false;
-                }
-            },
+            }
         }
     }
     complete.then_some(plugins)
@@ -213,11 +235,18 @@ pub async fn dev(globals: &Globals, args: DevArgs) -> Outcome {
     loop {
         let step = Instant::now();
         if changes.manifest {
-            let text = std::fs::read_to_string(&args.pipeline).unwrap_or_default();
-            match manifest::parse(&args.pipeline, text.clone()) {
-                Ok(p) => good = Some((p, text)),
+            let read = manifest::read_manifest(&args.pipeline)
+                .and_then(|text| manifest::parse(&args.pipeline, text.clone()).map(|p| (p, text)));
+            match read {
+                Ok(ok) => good = Some(ok),
+                // Nothing to wait for: a mistyped path never becomes valid
+                // by itself (an invalid file is the one being edited).
+                Err(d) if runs == 0 && good.is_none() && !args.pipeline.is_file() => {
+                    host::style::eprint(&d);
+                    return Err(Failure::Reported(Exit::InvalidInput));
+                }
                 Err(d) => {
-                    eprintln!("{d}");
+                    host::style::eprint(&d);
                     if good.is_some() {
                         eprintln!("the manifest does not validate: keeping the last good version");
                     }
@@ -242,14 +271,17 @@ pub async fn dev(globals: &Globals, args: DevArgs) -> Outcome {
         let mut ok = true;
         let first = runs == 0;
         if first && let Err(e) = builder::build_plugins(&pipeline, BuildPolicy::IfMissing) {
-            eprintln!("error: {e}");
+            host::style::eprint(located_build_error(&pipeline, e));
             ok = false;
         }
         for name in &changes.sources {
             if let Some(spec) = pipeline.plugins.get(name).filter(|s| s.build.is_some()) {
                 match builder::build_plugin(spec) {
                     Ok(took) => eprintln!("rebuilt plugin '{name}' in {:.2}s", took.as_secs_f64()),
-                    Err(e) => eprintln!("error: {e}\n  keeping the previous version"),
+                    Err(e) => host::style::eprint(format!(
+                        "{}\n  keeping the previous version",
+                        located_build_error(&pipeline, e)
+                    )),
                 }
             }
         }
@@ -318,9 +350,28 @@ pub async fn dev(globals: &Globals, args: DevArgs) -> Outcome {
             };
             changes = classify(&paths, &args.pipeline, good.as_ref().map(|g| &g.0));
             if !changes.is_empty() {
-                eprintln!("dev: changed: {changes:?}");
+                eprintln!("dev: {changes}");
                 break;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn changes_are_told_in_words() {
+        let changes = Changes {
+            manifest: true,
+            sources: ["a".to_string()].into(),
+            components: ["a".to_string(), "b".to_string()].into(),
+        };
+        assert_eq!(
+            changes.to_string(),
+            "changed: the manifest; the sources of plugin 'a' (rebuilding it); \
+             the component of plugin 'b' (reloading it)"
+        );
     }
 }

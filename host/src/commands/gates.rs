@@ -7,10 +7,12 @@ use std::path::PathBuf;
 
 #[derive(clap::Args)]
 pub struct GatesArgs {
+    /// The pipeline file whose gates to run.
     pipeline: PathBuf,
     /// Print each gate's output, not only that of failed gates.
     #[arg(long)]
     output: bool,
+    /// Print the results as one JSON object.
     #[arg(long)]
     json: bool,
 }

@@ -12,43 +12,54 @@ fn duration_ms(run: &RunRecord) -> Option<u64> {
 
 #[derive(clap::Args)]
 pub struct RunsArgs {
+    /// Print the runs as a JSON array.
     #[arg(long)]
     json: bool,
 }
 
 #[derive(clap::Args)]
 pub struct StatusArgs {
+    /// The run (see `host runs`).
     run_id: String,
+    /// Print the run and its stages as one JSON object.
     #[arg(long)]
     json: bool,
 }
 
 #[derive(clap::Args)]
 pub struct ShowArgs {
+    /// The run (see `host runs`).
     run_id: String,
+    /// The stage whose outputs to print (see `host status RUN_ID`).
     stage: String,
     /// Write this artifact's bytes to stdout.
     #[arg(long, value_name = "NAME")]
     artifact: Option<String>,
+    /// Print the stage record as one JSON object.
     #[arg(long)]
     json: bool,
 }
 
 #[derive(clap::Args)]
 pub struct EventsArgs {
+    /// The run (see `host runs`).
     run_id: String,
+    /// Print the events as JSON lines.
     #[arg(long)]
     json: bool,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
 enum ExportFormat {
+    /// One JSON object per line: the run, then its stages and events.
     Jsonl,
 }
 
 #[derive(clap::Args)]
 pub struct ExportArgs {
+    /// The run to export (see `host runs`).
     run_id: String,
+    /// The output format: one JSON object per line.
     #[arg(long, value_enum, default_value = "jsonl")]
     format: ExportFormat,
 }

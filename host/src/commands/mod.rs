@@ -71,7 +71,7 @@ impl Failure {
         match self {
             Failure::Reported(exit) => exit,
             Failure::Message(exit, text) => {
-                eprintln!("{text}");
+                eprintln!("{}", host::style::stderr_message(&text));
                 exit
             }
         }
@@ -107,7 +107,7 @@ impl From<SessionError> for Failure {
     fn from(e: SessionError) -> Self {
         let exit = match e {
             SessionError::Runtime(_) => Exit::HostError,
-            SessionError::Build(_) | SessionError::Load(_) => Exit::InvalidInput,
+            SessionError::Build { .. } | SessionError::Load(_) => Exit::InvalidInput,
         };
         Failure::Message(exit, e.to_string())
     }

@@ -19,7 +19,9 @@ pub enum PluginAction {
 
 #[derive(clap::Args)]
 pub struct CheckArgs {
+    /// The component file (.wasm) to check.
     wasm: PathBuf,
+    /// Print the report as one JSON object.
     #[arg(long)]
     json: bool,
 }
@@ -28,6 +30,7 @@ pub struct CheckArgs {
 pub struct NewArgs {
     /// The plugin's name (lower-case letters, digits, '-', '_').
     name: String,
+    /// The language of the new plugin.
     #[arg(long, value_enum)]
     lang: Lang,
     /// Where to create it (default: ./NAME); must be missing or empty.

@@ -52,6 +52,7 @@ fn rows_of(store: &Store, run: &RunRecord) -> Result<Vec<(String, Row)>, Failure
 pub struct ResultsArgs {
     #[command(subcommand)]
     action: Option<ResultsAction>,
+    /// Print the results as JSON lines.
     #[arg(long)]
     json: bool,
 }
@@ -64,7 +65,9 @@ enum ResultsAction {
 
 #[derive(clap::Args)]
 struct CompareArgs {
+    /// The run of an LSL pipeline (see `host runs`).
     run_id: String,
+    /// How to print the comparison.
     #[arg(long, value_enum, default_value = "text")]
     format: Format,
     /// The prompt stage to compare from.
@@ -127,7 +130,9 @@ fn list(globals: &Globals, json: bool) -> Outcome {
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
 enum Format {
+    /// Aligned columns for the terminal.
     Text,
+    /// A Markdown table, to paste into a report.
     Markdown,
 }
 

@@ -44,9 +44,9 @@ pub struct RunArgs {
     /// Work on DIR instead of the manifest's workspace.
     #[arg(long, value_name = "DIR")]
     workspace: Option<PathBuf>,
-    /// When the run's changes are written to the workspace: on-success (the
-    /// default) or never (then `host diff RUN_ID`, `host apply RUN_ID`).
-    #[arg(long, value_name = "WHEN", value_parser = ["on-success", "never"])]
+    /// When the run's changes are written to the workspace (default: the
+    /// manifest's `apply`, else on-success).
+    #[arg(long, value_name = "WHEN", value_parser = apply_values())]
     apply: Option<String>,
 }
 
@@ -73,8 +73,18 @@ impl RunArgs {
     }
 }
 
+fn apply_values() -> clap::builder::PossibleValuesParser {
+    use clap::builder::PossibleValue;
+    clap::builder::PossibleValuesParser::new([
+        PossibleValue::new("on-success").help("When the run succeeds"),
+        PossibleValue::new("never")
+            .help("Keep them in the run: see `host diff RUN_ID`, write with `host apply RUN_ID`"),
+    ])
+}
+
 #[derive(clap::Args)]
 pub struct ResumeArgs {
+    /// The run to resume (see `host runs`).
     run_id: String,
     #[command(flatten)]
     execution: Execution,
@@ -104,6 +114,7 @@ struct Execution {
 
 #[derive(clap::Args)]
 pub struct ValidateArgs {
+    /// The pipeline file.
     pipeline: PathBuf,
     /// Never run build commands: a missing component is an error.
     #[arg(long)]
@@ -112,6 +123,7 @@ pub struct ValidateArgs {
 
 #[derive(clap::Args)]
 pub struct BuildArgs {
+    /// The pipeline file.
     pipeline: PathBuf,
 }
 
@@ -128,13 +140,16 @@ pub async fn validate(globals: &Globals, args: ValidateArgs) -> Outcome {
     plugins.sort_by(|a, b| a.name.cmp(&b.name));
     for p in plugins {
         println!(
-            "plugin '{}': {} {} (orchestrator:stage@{}, {} KiB, {:?} in {:.0} ms): {}",
+            "plugin '{}': {} {} (orchestrator:stage@{}, {} KiB, {} in {:.0} ms): {}",
             p.name,
             p.info.name,
             p.info.version,
             p.wit_version,
             p.size / 1024,
-            p.cache,
+            match p.cache {
+                host::runtime::CacheOutcome::Hit => "loaded from the compile cache",
+                host::runtime::CacheOutcome::Compiled => "compiled",
+            },
             p.load_time.as_secs_f64() * 1000.0,
             p.info.description
         );
@@ -163,7 +178,8 @@ pub async fn validate(globals: &Globals, args: ValidateArgs) -> Outcome {
 
 pub fn build(args: BuildArgs) -> Outcome {
     let p = load_manifest(&args.pipeline)?;
-    let built = builder::build_plugins(&p, BuildPolicy::Always).map_err(Failure::invalid)?;
+    let built = builder::build_plugins(&p, BuildPolicy::Always)
+        .map_err(|e| host::session::located_build_error(&p, e))?;
     for (name, took) in built {
         println!("built {name} in {:.1}s", took.as_secs_f64());
     }
@@ -279,7 +295,7 @@ async fn resume_with(
     let session = open_session(globals, &pipeline, choices.build.policy()).await?;
     let resumed = match lifecycle::take_over(&store, &record) {
         Err(e @ host::store::StoreError::AlreadySucceeded(_)) => {
-            eprintln!("{e}");
+            host::style::eprint(&e);
             return Ok(Exit::Success);
         }
         other => other?,
@@ -378,7 +394,7 @@ fn keep_retention(pipeline: &Pipeline, store: &Store) {
                 host::vocab::first_few(c.runs.iter().cloned(), ", ")
             );
         }
-        Err(e) => eprintln!("warning: [pipeline] retention: {e}"),
+        Err(e) => host::style::eprint(format!("warning: [pipeline] retention: {e}")),
     }
 }
 

@@ -678,7 +678,10 @@ impl Scheduler {
                 }
                 () = past_deadline => {
                     let limit = pipeline.deadline.unwrap_or_default();
-                    state.stop(&mut tasks, format!("the run's deadline of {limit:?} passed")).await?;
+                    state.stop(&mut tasks, format!(
+                        "the run's deadline of {} passed",
+                        host_manifest::display_duration(limit)
+                    )).await?;
                     state.outcome = RunOutcome::DeadlineExceeded;
                     break;
                 }

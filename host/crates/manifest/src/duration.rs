@@ -50,6 +50,7 @@ impl std::fmt::Display for HumanDuration {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let ms = self.0.as_millis();
         match ms {
+            0 => write!(f, "0s"),
             ms if ms % 3_600_000 == 0 => write!(f, "{}h", ms / 3_600_000),
             ms if ms % 60_000 == 0 => write!(f, "{}m", ms / 60_000),
             ms if ms % 1000 == 0 => write!(f, "{}s", ms / 1000),

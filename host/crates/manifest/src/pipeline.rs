@@ -87,6 +87,14 @@ impl ProviderKind {
         }
     }
 
+    /// The name a manifest gives it.
+    pub fn name(self) -> &'static str {
+        match self {
+            ProviderKind::OpenAi => "openai",
+            ProviderKind::Anthropic => "anthropic",
+        }
+    }
+
     /// The provider's own API, when `base_url` is not given.
     pub fn default_base_url(self) -> &'static str {
         match self {
@@ -342,6 +350,12 @@ pub struct StageSpec {
     pub max_changed_files: u64,
     pub max_changed_bytes: u64,
     pub config: serde_json::Value,
+}
+
+impl std::fmt::Display for ProviderKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
 }
 
 pub fn display_duration(d: Duration) -> String {

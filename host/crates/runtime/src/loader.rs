@@ -71,6 +71,21 @@ pub enum LoadError {
     },
 }
 
+impl LoadError {
+    /// The plugin (its name in the manifest) that did not load.
+    pub fn plugin(&self) -> &str {
+        match self {
+            LoadError::Read { name, .. }
+            | LoadError::NotWasm { name, .. }
+            | LoadError::CoreModule { name, .. }
+            | LoadError::Invalid { name, .. }
+            | LoadError::Policy { name, .. }
+            | LoadError::Link { name, .. }
+            | LoadError::Info { name, .. } => name,
+        }
+    }
+}
+
 fn list(violations: &[PolicyViolation]) -> String {
     violations.iter().map(|v| format!("\n  - {v}")).collect()
 }

@@ -666,7 +666,7 @@ impl ModelsGrant {
                 Err(self.refuse(&alias, session.as_deref(), e))
             }
             Err(e) => {
-                tracing::warn!(stage = %self.stage_id, alias = %alias, "model call failed: {e:?}");
+                tracing::warn!(stage = %self.stage_id, alias = %alias, "model call failed: {}", error_text(&e));
                 self.keep(key, record, committed);
                 Err(e)
             }
