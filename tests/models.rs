@@ -205,6 +205,52 @@ fn rate_limits_and_server_errors_are_retried() {
 }
 
 #[test]
+fn a_rate_limit_is_waited_out_while_the_stage_has_time_and_named_when_it_has_not() {
+    let once = |reply: Reply| {
+        let reply = std::sync::Mutex::new(Some(reply));
+        ModelServer::start(move |_| {
+            reply
+                .lock()
+                .unwrap()
+                .take()
+                .unwrap_or_else(|| Reply::text("fine"))
+        })
+    };
+    // Two seconds fit in the stage's 30: waited out, then answered.
+    let server = once(Reply::raw(429, r#"{"error":"slow down"}"#).header("retry-after", "2"));
+    let s = Setup::new("rate-limit-waited");
+    let m = model("openai", &server.url, "");
+    let manifest = s.manifest("p.toml", &m, "", &caller("talk", 1, "timeout = \"30s\""));
+    let (out, summary) = s.run(&manifest, &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(server.requests().len(), 2);
+    let talk = stage(&summary, "talk");
+    assert_eq!(talk["model_calls"][0]["retries"], 1);
+    assert!(
+        talk["elapsed"].as_u64().unwrap() >= 2000,
+        "the server's wait was honoured: {talk}"
+    );
+
+    // Twenty seconds do not fit in the stage's 5: the call fails at once as
+    // a rate limit (before, the stage ran into its timeout, which said
+    // nothing of the 429).
+    let server = once(Reply::raw(429, r#"{"error":"slow down"}"#).header("retry-after", "20"));
+    let s = Setup::new("rate-limit-outlasts");
+    let m = model("anthropic", &server.url, "");
+    let manifest = s.manifest("p.toml", &m, "", &caller("talk", 1, "timeout = \"5s\""));
+    let (out, summary) = s.run(&manifest, &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let f = failure(&summary, "talk");
+    assert!(
+        f.contains("rate limited (HTTP 429): the server asks to wait 20s, longer than the")
+            && f.contains("s left of the stage's timeout"),
+        "{f}"
+    );
+    assert!(!f.contains("timed out"), "{f}");
+    assert_eq!(server.requests().len(), 1);
+}
+
+#[test]
 fn timeouts_garbage_and_auth_failures_are_typed_errors() {
     for provider in PROVIDERS {
         let cases: Vec<(&str, Reply, &str)> = vec![
@@ -231,7 +277,7 @@ fn timeouts_garbage_and_auth_failures_are_typed_errors() {
             (
                 "rate-limited-for-an-hour",
                 Reply::raw(429, r#"{"error":"come back later"}"#).header("retry-after", "3600"),
-                "the server asks to wait 3600s, longer than the 30s the host waits",
+                "the server asks to wait 3600s, longer than the 59",
             ),
             (
                 "huge",

@@ -531,6 +531,7 @@ pub(crate) fn attempt_scope(
         workspace: None,
         kind: host_vocab::AttemptKind::First,
         files_guard: None,
+        deadline: std::time::Instant::now() + stage.timeout,
         live: LIVE.get_or_init(|| {
             std::sync::Arc::new(host_runtime::live::AttemptLive::detached("bench"))
         }),

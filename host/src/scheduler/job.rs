@@ -235,6 +235,7 @@ impl StageJob {
                     .ok()
                     .and_then(Option::as_ref)
                     .and_then(|p| self.files.guard(p)),
+                deadline: std::time::Instant::now() + self.stage.timeout,
                 kind: AttemptKind::of(
                     tries,
                     self.attempts_before,

@@ -43,6 +43,7 @@ pub fn scope<'a>(
         workspace: pipeline.workspace.as_deref(),
         kind: host_vocab::AttemptKind::First,
         files_guard: None,
+        deadline: std::time::Instant::now() + std::time::Duration::from_secs(600),
     }
 }
 

@@ -55,6 +55,9 @@ pub struct AttemptScope<'a> {
     /// Checks the attempt's files before a process of the host's (a gate)
     /// works in them; `None`: nothing to check (no private copy).
     pub files_guard: Option<Arc<dyn FilesGuard>>,
+    /// When the attempt's timeout ends it: what waits inside the attempt
+    /// (a provider's Retry-After) is measured against it.
+    pub deadline: std::time::Instant,
 }
 
 /// What keeps a process the host starts for a stage (a gate) inside the

@@ -152,6 +152,7 @@ impl ModelsCapability {
             store: Some(self.store.clone()),
             max_calls: stage.max_model_calls,
             live: Some(scope.live.clone()),
+            deadline: Some(scope.deadline),
             ..ModelsGrant::empty(&stage.id)
         }
     }
@@ -233,6 +234,8 @@ pub struct ModelsGrant {
     ledger: Option<Arc<Ledger>>,
     exchanges: Option<Arc<Exchanges>>,
     store: Option<Arc<Store>>,
+    /// When the attempt's timeout ends it (`None` outside an attempt).
+    deadline: Option<Instant>,
     /// The attempt's calls, identical refusals folded into one.
     calls: Vec<ModelCall>,
     /// Where each of `calls` is recorded.
@@ -309,6 +312,7 @@ impl ModelsGrant {
             max_calls: MAX_CALLS_PER_ATTEMPT,
             session_appends: BTreeMap::new(),
             live: None,
+            deadline: None,
         }
     }
 
@@ -529,7 +533,7 @@ impl ModelsGrant {
             Some(s) => s.clone().acquire_owned().await.ok(),
             None => None,
         };
-        let attempted = endpoint.provider.complete(sending).await;
+        let attempted = endpoint.provider.complete(sending, self.deadline).await;
         let actual = match &attempted.result {
             Ok(r) => Usage {
                 tokens: u64::from(r.input_tokens) + u64::from(r.output_tokens),

@@ -6,6 +6,7 @@ use super::retry::RetryPolicy;
 use super::{ChatRequest, ChatResponse, Provider, ProviderError, ProviderFuture, Role, excerpt};
 use host_manifest::ModelSpec;
 use serde::Deserialize;
+use std::time::Instant;
 
 /// The API version this client speaks.
 const API_VERSION: &str = "2023-06-01";
@@ -98,8 +99,16 @@ impl Provider for AnthropicProvider {
         &self.model
     }
 
-    fn complete<'a>(&'a self, request: &'a ChatRequest) -> ProviderFuture<'a> {
-        Box::pin(async move { self.http.post(&self.body(request), parse_message).await })
+    fn complete<'a>(
+        &'a self,
+        request: &'a ChatRequest,
+        deadline: Option<Instant>,
+    ) -> ProviderFuture<'a> {
+        Box::pin(async move {
+            self.http
+                .post(&self.body(request), parse_message, deadline)
+                .await
+        })
     }
 }
 

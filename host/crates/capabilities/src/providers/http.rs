@@ -4,8 +4,8 @@
 //! headers and parses its answer.
 
 use super::retry::{RetryPolicy, parse_retry_after};
-use super::{ChatResponse, ProviderError, excerpt};
-use std::time::Duration;
+use super::{ChatResponse, ProviderError, WaitLimit, excerpt};
+use std::time::{Duration, Instant};
 
 /// How the API key goes on the wire.
 #[derive(Debug, Clone, Copy)]
@@ -151,7 +151,12 @@ impl HttpEndpoint {
     }
 
     /// POSTs `body`, retrying transient failures per the policy.
-    pub async fn post(&self, body: &serde_json::Value, parse: Parser) -> Attempted {
+    pub async fn post(
+        &self,
+        body: &serde_json::Value,
+        parse: Parser,
+        deadline: Option<Instant>,
+    ) -> Attempted {
         let key = match self.key() {
             Ok(k) => k,
             Err(e) => {
@@ -176,16 +181,13 @@ impl HttpEndpoint {
                         retries,
                     };
                 }
-                // Waiting longer would only end in the stage's timeout,
-                // which would not say why: fail now, saying so.
+                // A wait that would outlast the attempt would only end in
+                // its timeout, which would not say why: fail now, saying so.
                 Attempt::Retry(ProviderError::RateLimited { .. }, Some(after))
-                    if after > self.retry.max_delay =>
+                    if let Some(limit) = self.wait_limit(after, deadline) =>
                 {
                     return Attempted {
-                        result: Err(ProviderError::RateLimitedFor {
-                            wait: after,
-                            most: self.retry.max_delay,
-                        }),
+                        result: Err(ProviderError::RateLimitedFor { wait: after, limit }),
                         retries,
                     };
                 }
@@ -203,10 +205,38 @@ impl HttpEndpoint {
                         };
                     }
                     retries += 1;
-                    let delay = self.retry.delay(retries, after);
+                    let delay = match (after, deadline) {
+                        // The server's wait, in full: it fits (checked above).
+                        (Some(after), Some(_)) => after,
+                        _ => self.retry.delay(retries, after),
+                    };
+                    if deadline.is_some_and(|d| Instant::now() + delay >= d) {
+                        // The backoff would outlast the attempt: the error
+                        // says more than the timeout would.
+                        return Attempted {
+                            result: Err(e),
+                            retries: retries - 1,
+                        };
+                    }
                     tracing::debug!(url = %self.url, retry = retries, ?delay, "model call failed, retrying: {e}");
                     tokio::time::sleep(delay).await;
                 }
+            }
+        }
+    }
+}
+
+impl HttpEndpoint {
+    /// `Some(limit)` when a server's `after` is longer than the call may
+    /// wait: what is left before `deadline`, else the host's own cap.
+    fn wait_limit(&self, after: Duration, deadline: Option<Instant>) -> Option<WaitLimit> {
+        match deadline {
+            Some(d) => {
+                let left = d.saturating_duration_since(Instant::now());
+                (after >= left).then_some(WaitLimit::StageTimeout(left))
+            }
+            None => {
+                (after > self.retry.max_delay).then_some(WaitLimit::HostCap(self.retry.max_delay))
             }
         }
     }

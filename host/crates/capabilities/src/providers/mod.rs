@@ -13,7 +13,7 @@ pub use retry::RetryPolicy;
 
 use std::future::Future;
 use std::pin::Pin;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 pub use host_vocab::{ChatMessage, Role};
 
@@ -45,13 +45,13 @@ pub enum ProviderError {
     Timeout(Duration),
     #[error("rate limited (HTTP 429) after {retries} retries")]
     RateLimited { retries: u32 },
-    /// The server asked to wait longer than the host waits for one retry.
+    /// The server asked to wait longer than the call may wait.
     #[error(
-        "rate limited (HTTP 429): the server asks to wait {}s, longer than the {}s the host waits before a retry",
+        "rate limited (HTTP 429): the server asks to wait {}s, longer than {}",
         .wait.as_secs(),
-        .most.as_secs()
+        .limit
     )]
-    RateLimitedFor { wait: Duration, most: Duration },
+    RateLimitedFor { wait: Duration, limit: WaitLimit },
     #[error("server error HTTP {status}: {body}")]
     Server { status: u16, body: String },
     #[error("authentication failed (HTTP {status}): check the key in ${key_env}")]
@@ -62,6 +62,28 @@ pub enum ProviderError {
     Malformed(String),
     #[error("API key variable ${0} is not set")]
     MissingKey(String),
+}
+
+/// How long a call may wait before a retry, and why.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WaitLimit {
+    /// What is left of the attempt's timeout.
+    StageTimeout(Duration),
+    /// The host's own cap, when no deadline is known.
+    HostCap(Duration),
+}
+
+impl std::fmt::Display for WaitLimit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            WaitLimit::StageTimeout(left) => {
+                write!(f, "the {}s left of the stage's timeout", left.as_secs())
+            }
+            WaitLimit::HostCap(most) => {
+                write!(f, "the {}s the host waits before a retry", most.as_secs())
+            }
+        }
+    }
 }
 
 impl ProviderError {
@@ -85,7 +107,13 @@ pub trait Provider: Send + Sync {
     /// The provider's name of the model, for records and errors.
     fn model(&self) -> &str;
 
-    fn complete<'a>(&'a self, request: &'a ChatRequest) -> ProviderFuture<'a>;
+    /// Answers `request`; waits for retries only while they can end before
+    /// `deadline` (the attempt's timeout), if one is given.
+    fn complete<'a>(
+        &'a self,
+        request: &'a ChatRequest,
+        deadline: Option<Instant>,
+    ) -> ProviderFuture<'a>;
 }
 
 /// Keeps the head and the tail of a long error body.

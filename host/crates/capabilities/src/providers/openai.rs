@@ -6,6 +6,7 @@ use super::retry::RetryPolicy;
 use super::{ChatRequest, ChatResponse, Provider, ProviderError, ProviderFuture, excerpt};
 use host_manifest::ModelSpec;
 use serde::Deserialize;
+use std::time::Instant;
 
 pub struct OpenAiProvider {
     http: HttpEndpoint,
@@ -84,8 +85,16 @@ impl Provider for OpenAiProvider {
         &self.model
     }
 
-    fn complete<'a>(&'a self, request: &'a ChatRequest) -> ProviderFuture<'a> {
-        Box::pin(async move { self.http.post(&self.body(request), parse_completion).await })
+    fn complete<'a>(
+        &'a self,
+        request: &'a ChatRequest,
+        deadline: Option<Instant>,
+    ) -> ProviderFuture<'a> {
+        Box::pin(async move {
+            self.http
+                .post(&self.body(request), parse_completion, deadline)
+                .await
+        })
     }
 }
 
