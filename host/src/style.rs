@@ -104,11 +104,14 @@ pub fn paint(text: &str, paint: Paint, stream: Stream) -> String {
     }
 }
 
-/// Colours the `error:` and `warning:` that begin lines of a message for
-/// stderr (diagnostics, a command's failure).
+/// A message for stderr (diagnostics, a command's failure): what it quotes
+/// of the user's input or a plugin's output made printable, so the terminal
+/// shows it and never obeys it; then the `error:` and `warning:` that begin
+/// its lines coloured.
 pub fn stderr_message(text: &str) -> String {
+    let text = host_vocab::printable_lines(text);
     if !enabled(Stream::Stderr) {
-        return text.to_string();
+        return text.into_owned();
     }
     text.split_inclusive('\n')
         .map(|line| {
@@ -171,5 +174,9 @@ mod tests {
         // Nothing decided in unit tests: plain text.
         assert_eq!(paint("ok", Paint::Good, Stream::Stdout), "ok");
         assert_eq!(stderr_message("error: x\n  y"), "error: x\n  y");
+        assert_eq!(
+            stderr_message("error: --set 'a.b=\u{1b}[2J'"),
+            "error: --set 'a.b=\\x1b[2J'"
+        );
     }
 }

@@ -48,11 +48,12 @@ impl Diagnostic {
 
 impl fmt::Display for Diagnostic {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Messages quote the file's own values: shown, never obeyed by the
+        // terminal (a `\r` in a stage id would rewrite the line).
+        let message = host_vocab::printable_lines(&self.message);
         match self.location {
-            Some((line, col)) => {
-                write!(f, "{}:{line}:{col}: {}", self.file.display(), self.message)?
-            }
-            None => write!(f, "{}: {}", self.file.display(), self.message)?,
+            Some((line, col)) => write!(f, "{}:{line}:{col}: {message}", self.file.display())?,
+            None => write!(f, "{}: {message}", self.file.display())?,
         }
         if let (Some((line, col)), Some(text)) = (self.location, &self.source_line) {
             let (text, col) = snippet(text, col);
