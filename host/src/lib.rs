@@ -15,6 +15,7 @@ pub mod scaffold;
 pub mod scheduler;
 pub mod serve;
 pub mod session;
+pub mod state_index;
 pub mod style;
 pub mod workspace;
 

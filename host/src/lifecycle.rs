@@ -54,25 +54,33 @@ pub fn manifest_key(path: &Path) -> String {
 }
 
 /// The latest run of this manifest that did not finish and whose process is
-/// gone, if its manifest text is unchanged: what `host run` continues.
+/// gone, if its manifest text is unchanged and it was told to do the same
+/// work (task, overrides, workspace): what `host run` continues.
 pub fn unfinished_run(
     store: &Store,
     key: &str,
     text: &str,
+    options: &RunOptions,
 ) -> Result<Option<RunRecord>, StoreError> {
     // The store reads a run whose process is gone as interrupted.
     Ok(store.runs()?.into_iter().rev().find(|r| {
-        r.manifest_path == key && r.manifest_text == text && r.status == RunStatus::Interrupted
+        r.manifest_path == key
+            && r.manifest_text == text
+            && r.status == RunStatus::Interrupted
+            && r.options.same_work(options)
     }))
 }
 
-/// The pipeline with `--model`, `--set` and `--workspace` applied, in that
-/// order; the first that cannot apply is the error.
+/// The pipeline with `--task`, `--model`, `--set` and `--workspace`
+/// applied, in that order; the first that cannot apply is the error.
 pub fn with_overrides(
     mut pipeline: Pipeline,
     options: &RunOptions,
 ) -> Result<Pipeline, LifecycleError> {
     let fail = |e: &dyn std::fmt::Display| LifecycleError::Override(e.to_string());
+    if let Some(task) = &options.task {
+        manifest::apply_task_override(&mut pipeline, task).map_err(|e| fail(&e))?;
+    }
     for spec in &options.model_overrides {
         manifest::apply_model_override(&mut pipeline, spec).map_err(|e| fail(&e))?;
     }
@@ -366,24 +374,81 @@ mod tests {
     #[test]
     fn host_run_continues_only_an_unfinished_run_of_the_same_text() {
         let f = fixture();
-        assert!(unfinished_run(&f.store, &f.key, TEXT).unwrap().is_none());
+        assert!(
+            unfinished_run(&f.store, &f.key, TEXT, &RunOptions::default())
+                .unwrap()
+                .is_none()
+        );
         let record = new_run(&f);
         // Owned by this live process: not taken over.
-        assert!(unfinished_run(&f.store, &f.key, TEXT).unwrap().is_none());
+        assert!(
+            unfinished_run(&f.store, &f.key, TEXT, &RunOptions::default())
+                .unwrap()
+                .is_none()
+        );
         f.store
             .run_finished(&record.id, RunStatus::Interrupted)
             .unwrap();
-        let found = unfinished_run(&f.store, &f.key, TEXT).unwrap().unwrap();
+        let found = unfinished_run(&f.store, &f.key, TEXT, &RunOptions::default())
+            .unwrap()
+            .unwrap();
         assert_eq!(found.id, record.id);
         assert!(
-            unfinished_run(&f.store, &f.key, "changed")
+            unfinished_run(&f.store, &f.key, "changed", &RunOptions::default())
                 .unwrap()
                 .is_none()
         );
         assert!(
-            unfinished_run(&f.store, "/elsewhere.toml", TEXT)
+            unfinished_run(&f.store, "/elsewhere.toml", TEXT, &RunOptions::default())
                 .unwrap()
                 .is_none()
+        );
+        // Told another task (or another --set): a new run, not this one.
+        let other_task = RunOptions {
+            task: Some("something else".into()),
+            ..RunOptions::default()
+        };
+        assert!(
+            unfinished_run(&f.store, &f.key, TEXT, &other_task)
+                .unwrap()
+                .is_none()
+        );
+        let fresher = RunOptions {
+            fresh: true,
+            ..RunOptions::default()
+        };
+        assert!(
+            unfinished_run(&f.store, &f.key, TEXT, &fresher)
+                .unwrap()
+                .is_some(),
+            "--fresh changes how, not what"
+        );
+    }
+
+    #[test]
+    fn a_task_override_replaces_the_manifests_task_within_its_bound() {
+        let f = fixture();
+        let with = |task: &str| {
+            with_overrides(
+                f.pipeline.clone(),
+                &RunOptions {
+                    task: Some(task.into()),
+                    ..RunOptions::default()
+                },
+            )
+        };
+        assert_eq!(
+            with("Add a health endpoint").unwrap().task,
+            "Add a health endpoint"
+        );
+        let empty = with("  ").unwrap_err().to_string();
+        assert!(empty.contains("--task: the task is empty"), "{empty}");
+        let big = "x".repeat(host_vocab::limits::MAX_TASK_BYTES as usize + 1);
+        assert!(
+            with(&big)
+                .unwrap_err()
+                .to_string()
+                .contains("at most 4 MiB")
         );
     }
 

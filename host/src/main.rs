@@ -7,7 +7,8 @@ use clap::{CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 #[cfg(feature = "bench")]
 use commands::bench;
 use commands::{
-    Exit, Globals, cancel, changes, dev, gates, gc, inspect, plugin, results, run, serve, verify,
+    Exit, Globals, cancel, changes, dev, gates, gc, inspect, plugin, results, run, serve, shell,
+    verify,
 };
 use host::runtime::ComponentCache;
 use host::style::{self, ColorChoice};
@@ -101,6 +102,10 @@ enum Command {
     Verify(verify::VerifyArgs),
     /// Remove finished runs no longer needed (by id, beyond --keep N, or --older-than AGE) and compact the database.
     Gc(gc::GcArgs),
+    /// Print the completion script for a shell (bash, zsh, fish, elvish, powershell).
+    Completions(shell::CompletionsArgs),
+    /// Print the manual page (roff), or write one per command with --dir.
+    Man(shell::ManArgs),
 }
 
 /// `--color WHEN` or `--color=WHEN` as the user wrote it, read before clap
@@ -129,10 +134,12 @@ fn main() -> ExitCode {
     let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
     let choice = color_flag(&args);
     style::init(choice);
-    let clap_color = if style::enabled(style::Stream::Stderr) {
-        clap::ColorChoice::Always
-    } else {
-        clap::ColorChoice::Never
+    // clap's own auto reads the same variables, per stream (help goes to
+    // stdout, errors to stderr).
+    let clap_color = match choice {
+        ColorChoice::Auto => clap::ColorChoice::Auto,
+        ColorChoice::Always => clap::ColorChoice::Always,
+        ColorChoice::Never => clap::ColorChoice::Never,
     };
     let parsed = Cli::command()
         .color(clap_color)
@@ -240,6 +247,8 @@ async fn dispatch(cli: Cli) -> commands::Outcome {
         Command::Export(args) => inspect::export(&globals, args),
         Command::Verify(args) => verify::verify(&globals, args),
         Command::Gc(args) => gc::gc(&globals, args),
+        Command::Completions(args) => shell::completions(args, Cli::command()),
+        Command::Man(args) => shell::man(args, Cli::command()),
     }
 }
 

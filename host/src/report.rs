@@ -251,6 +251,15 @@ pub fn print_summary(summary: &RunSummary) {
     );
 }
 
+/// "no retries", "1 retry", "3 retries".
+fn retries(n: u64) -> String {
+    match n {
+        0 => "no retries".to_string(),
+        1 => "1 retry".to_string(),
+        n => format!("{n} retries"),
+    }
+}
+
 /// A command as a shell would take it: words with spaces or quotes in
 /// single quotes, so the line can be pasted to try the gate by hand.
 fn shell_words(words: &[String]) -> String {
@@ -287,7 +296,7 @@ pub fn print_plan(p: &Pipeline) {
         println!("models:");
         for m in p.models.values() {
             println!(
-                "  {:<12} {} model '{}' at {} (key: {}, timeout {}, retries {})",
+                "  {:<12} {} model '{}' at {} (key: {}, timeout {}, {})",
                 m.alias,
                 m.provider,
                 m.model,
@@ -296,7 +305,7 @@ pub fn print_plan(p: &Pipeline) {
                     .as_deref()
                     .map_or("none".to_string(), |v| format!("${v}")),
                 display_duration(m.timeout),
-                m.max_retries
+                retries(m.max_retries.into())
             );
         }
     }
@@ -358,7 +367,7 @@ pub fn print_plan(p: &Pipeline) {
         }
         if let Some(l) = &s.loop_back {
             println!(
-                "       loop: back to {} when the decision is '{}', at most {} time(s)",
+                "       loop: back to {} when the decision is '{}', at most {} more pass(es)",
                 l.to, l.on, l.max
             );
         }
@@ -368,18 +377,21 @@ pub fn print_plan(p: &Pipeline) {
         if let Some(g) = &s.group {
             println!("       group: {g}");
         }
-        let models = if s.models.is_empty() {
-            "none".to_string()
-        } else {
-            s.models.join(", ")
+        let listed = |what: &str, names: &[String]| {
+            if names.is_empty() {
+                format!("no {what}")
+            } else {
+                format!("{what} [{}]", names.join(", "))
+            }
         };
         println!(
-            "       grants: models [{models}], gates [{}], workspace {}   limits: timeout {}, memory {}MiB, retries {}",
-            s.gates.join(", "),
+            "       grants: {}, {}, workspace {}   limits: timeout {}, memory {}MiB, {}",
+            listed("models", &s.models),
+            listed("gates", &s.gates),
             s.workspace.as_str(),
             display_duration(s.timeout),
             s.memory_limit >> 20,
-            s.retries
+            retries(s.retries.into())
         );
         if s.config.as_object().is_some_and(|o| !o.is_empty()) {
             println!("       config: {}", s.config);

@@ -17,8 +17,7 @@ pub struct CancelArgs {
 
 pub async fn cancel(globals: &Globals, args: CancelArgs) -> Outcome {
     let (run_id, wait) = (args.run_id.as_str(), args.wait);
-    let store = globals.existing_store()?;
-    let run = store.run(run_id)?;
+    let (store, run) = globals.run_store(run_id)?;
     // Read through the store, a run whose process is gone is interrupted.
     if run.status != RunStatus::Running {
         return Err(Failure::Message(

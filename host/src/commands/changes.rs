@@ -35,8 +35,7 @@ pub struct ApplyArgs {
 }
 
 pub fn diff(globals: &Globals, args: DiffArgs) -> Outcome {
-    let store = globals.existing_store()?;
-    let run = store.run(&args.run_id)?;
+    let (store, run) = globals.run_store(&args.run_id)?;
     if let Some(stage) = &args.stage
         && !store.stages(&run)?.iter().any(|s| &s.stage == stage)
     {
@@ -68,8 +67,7 @@ pub fn diff(globals: &Globals, args: DiffArgs) -> Outcome {
 }
 
 pub fn apply(globals: &Globals, args: ApplyArgs) -> Outcome {
-    let store = globals.existing_store()?;
-    let run = store.run(&args.run_id)?;
+    let (store, run) = globals.run_store(&args.run_id)?;
     if run.status == RunStatus::Running {
         return Err(Failure::invalid(format!(
             "run {} is still running: apply its changes when it has finished",

@@ -120,9 +120,7 @@ pub fn runs(globals: &Globals, args: RunsArgs) -> Outcome {
 }
 
 fn open_run(globals: &Globals, run_id: &str) -> Result<(Store, RunRecord), Failure> {
-    let store = globals.existing_store()?;
-    let run = store.run(run_id)?;
-    Ok((store, run))
+    globals.run_store(run_id)
 }
 
 pub fn status(globals: &Globals, args: StatusArgs) -> Outcome {

@@ -13,6 +13,7 @@ pub mod plugin;
 pub mod results;
 pub mod run;
 pub mod serve;
+pub mod shell;
 pub mod verify;
 
 use host::builder::BuildPolicy;
@@ -20,7 +21,8 @@ use host::lifecycle::LifecycleError;
 use host::manifest;
 use host::report::OutputMode;
 use host::session::SessionError;
-use host::store::{Store, StoreError, default_state_dir};
+use host::state_index;
+use host::store::{RunRecord, Store, StoreError, default_state_dir};
 use std::path::{Path, PathBuf};
 
 /// Exit codes, documented in docs/cli.md.
@@ -130,9 +132,61 @@ impl Globals {
     }
 
     /// The store runs are recorded in, created if it is not there yet: for
-    /// the commands that start runs.
+    /// the commands that start runs. The directory is remembered, so that
+    /// the ids of its runs work from anywhere.
     pub fn open_store(&self, pipeline: Option<&manifest::Pipeline>) -> Result<Store, Failure> {
-        Ok(Store::open(&self.state_dir(pipeline))?)
+        let dir = self.state_dir(pipeline);
+        let store = Store::open(&dir)?;
+        if let Err(e) = state_index::remember(&default_state_dir(), &dir) {
+            tracing::debug!("cannot remember state directory {}: {e}", dir.display());
+        }
+        Ok(store)
+    }
+
+    /// The store that holds run `run_id`, and its record: this command's
+    /// state directory, else (unless `--state-dir` named one) every other
+    /// state directory this user's runs were made in.
+    pub fn run_store(&self, run_id: &str) -> Result<(Store, RunRecord), Failure> {
+        let here = self.store_if_any(None)?;
+        let here_exists = here.is_some();
+        if let Some(store) = here {
+            match store.run(run_id) {
+                Ok(run) => return Ok((store, run)),
+                Err(StoreError::UnknownRun(_)) if self.state_dir.is_none() => {}
+                Err(e) => return Err(e.into()),
+            }
+        } else if self.state_dir.is_some() {
+            return Err(Failure::invalid(self.no_store_here(None)));
+        }
+        let first = self.state_dir(None);
+        let mut searched = vec![first.clone()];
+        for dir in state_index::known(&default_state_dir()) {
+            if searched.contains(&dir) || !dir.join(host::store::DB_FILE).is_file() {
+                continue;
+            }
+            searched.push(dir.clone());
+            // A directory that cannot be read is not where the run is.
+            let Ok(store) = Store::open(&dir) else {
+                continue;
+            };
+            if let Ok(run) = store.run(run_id) {
+                eprintln!("note: run {run_id} is recorded in {}", dir.display());
+                return Ok((store, run));
+            }
+        }
+        let others = searched.len() - 1;
+        if others == 0 && !here_exists {
+            return Err(Failure::invalid(self.no_store_here(None)));
+        }
+        Err(Failure::invalid(format!(
+            "no run '{run_id}' in state directory {}{} (see `host runs`, or --state-dir DIR)",
+            first.display(),
+            match others {
+                0 => String::new(),
+                1 => " nor in the 1 other state directory runs were made in".to_string(),
+                n => format!(" nor in the {n} other state directories runs were made in"),
+            }
+        )))
     }
 
     /// The store of a state directory that already holds one, or `None`:

@@ -143,8 +143,7 @@ fn compare(
     hardened: &str,
     format: Format,
 ) -> Outcome {
-    let store = globals.existing_store()?;
-    let run = store.run(run_id)?;
+    let (store, run) = globals.run_store(run_id)?;
     let rows = rows_of(&store, &run)?;
     if rows.is_empty() {
         return Err(Failure::invalid(format!(

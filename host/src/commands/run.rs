@@ -44,6 +44,12 @@ pub struct RunArgs {
     /// Work on DIR instead of the manifest's workspace.
     #[arg(long, value_name = "DIR")]
     workspace: Option<PathBuf>,
+    /// This run's task instead of the manifest's (recorded; kept by resume).
+    #[arg(long, value_name = "TEXT", conflicts_with = "task_file")]
+    task: Option<String>,
+    /// This run's task, read from FILE (its text is recorded, not the path).
+    #[arg(long, value_name = "FILE")]
+    task_file: Option<PathBuf>,
     /// When the run's changes are written to the workspace (default: the
     /// manifest's `apply`, else on-success).
     #[arg(long, value_name = "WHEN", value_parser = apply_values())]
@@ -56,8 +62,15 @@ impl RunArgs {
     }
 
     /// What a resumed run must keep of this command line.
-    fn options(&self) -> RunOptions {
-        RunOptions {
+    fn options(&self) -> Result<RunOptions, Failure> {
+        let task = match (&self.task, &self.task_file) {
+            (Some(text), _) => Some(text.clone()),
+            (None, Some(file)) => {
+                Some(host::manifest::read_task_file(file).map_err(Failure::invalid)?)
+            }
+            (None, None) => None,
+        };
+        Ok(RunOptions {
             model_overrides: self.models.clone(),
             record: self.record,
             replay_from: self.replay.clone(),
@@ -69,7 +82,8 @@ impl RunArgs {
                 .map(|dir| std::path::absolute(dir).unwrap_or_else(|_| dir.clone())),
             fresh: self.execution.fresh,
             apply: self.apply.clone(),
-        }
+            task,
+        })
     }
 }
 
@@ -187,7 +201,7 @@ pub fn build(args: BuildArgs) -> Outcome {
 }
 
 pub async fn run(globals: &Globals, args: RunArgs) -> Outcome {
-    let options = args.options();
+    let options = args.options()?;
     let output = args.execution.output.mode();
     let pipeline = lifecycle::with_overrides(load_manifest(&args.pipeline)?, &options)?;
     if args.dry_run {
@@ -215,7 +229,7 @@ pub async fn run(globals: &Globals, args: RunArgs) -> Outcome {
     }
     if !args.new
         && let Some(store) = &existing
-        && let Some(previous) = lifecycle::unfinished_run(store, &key, &text)?
+        && let Some(previous) = lifecycle::unfinished_run(store, &key, &text, &options)?
     {
         eprintln!(
             "resuming unfinished run {} of this pipeline (use --new to start a new run)",
@@ -276,8 +290,8 @@ pub async fn start_new_run(
 }
 
 pub async fn resume(globals: &Globals, args: ResumeArgs) -> Outcome {
-    let store = Arc::new(globals.existing_store()?);
-    resume_with(globals, store, &args.run_id, args.execution).await
+    let (store, _) = globals.run_store(&args.run_id)?;
+    resume_with(globals, Arc::new(store), &args.run_id, args.execution).await
 }
 
 async fn resume_with(

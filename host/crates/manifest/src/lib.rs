@@ -17,7 +17,8 @@ pub mod when;
 pub use diagnostic::{Diagnostic, Diagnostics, Source};
 pub use duration::{Age, HumanDuration};
 pub use overrides::{
-    OverrideError, SetError, apply_config_override, apply_model_override, apply_workspace_override,
+    OverrideError, SetError, apply_config_override, apply_model_override, apply_task_override,
+    apply_workspace_override, read_task_file,
 };
 pub use pipeline::*;
 pub use validate::is_valid_name;

@@ -33,6 +33,60 @@ pub enum SetError {
     UnknownStage { spec: String, stage: String },
     #[error("--workspace {0}: not a directory")]
     Workspace(String),
+    #[error("{flag}: {why}")]
+    Task { flag: &'static str, why: String },
+}
+
+/// `--task-file F`: its text, read with the same bound as a manifest's
+/// `task_file` (every stage is handed the task).
+pub fn read_task_file(path: &std::path::Path) -> Result<String, SetError> {
+    use std::io::Read;
+    let fail = |why: String| SetError::Task {
+        flag: "--task-file",
+        why: format!("{}: {why}", path.display()),
+    };
+    let limit = host_vocab::limits::MAX_TASK_BYTES;
+    let file = std::fs::File::open(path).map_err(|e| fail(format!("cannot read it: {e}")))?;
+    let mut bytes = Vec::new();
+    file.take(limit + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| fail(format!("cannot read it: {e}")))?;
+    if bytes.len() as u64 > limit {
+        return Err(fail(format!(
+            "larger than {} MiB; a task may be at most that",
+            limit >> 20
+        )));
+    }
+    String::from_utf8(bytes).map_err(|e| {
+        fail(format!(
+            "not UTF-8 text: byte {} is not valid here",
+            e.utf8_error().valid_up_to()
+        ))
+    })
+}
+
+/// `--task TEXT` (or a task file's text): this run's task instead of the
+/// manifest's.
+pub fn apply_task_override(pipeline: &mut Pipeline, task: &str) -> Result<(), SetError> {
+    let limit = host_vocab::limits::MAX_TASK_BYTES;
+    let fail = |why: String| SetError::Task {
+        flag: "--task",
+        why,
+    };
+    if task.trim().is_empty() {
+        return Err(fail(
+            "the task is empty: say what the pipeline should do".into(),
+        ));
+    }
+    if task.len() as u64 > limit {
+        return Err(fail(format!(
+            "the task is {} bytes; a task may be at most {} MiB",
+            task.len(),
+            limit >> 20
+        )));
+    }
+    pipeline.task = task.to_string();
+    Ok(())
 }
 
 /// `--set STAGE.KEY=VALUE`: sets one key of a stage's config. VALUE is read

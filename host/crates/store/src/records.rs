@@ -110,6 +110,25 @@ pub struct RunOptions {
     /// `--apply on-success|never`: overrides `[pipeline] apply`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub apply: Option<String>,
+    /// `--task TEXT` or the text of `--task-file F`: replaces the
+    /// manifest's task (the text, not the file: a resumed run keeps it
+    /// however the file changes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task: Option<String>,
+}
+
+impl RunOptions {
+    /// Whether a run started with `other` does the same work as one with
+    /// these options: the same task, overrides, workspace and model source.
+    /// (`--fresh` and `--apply` change how it runs, not what it does.)
+    pub fn same_work(&self, other: &RunOptions) -> bool {
+        self.model_overrides == other.model_overrides
+            && self.config_overrides == other.config_overrides
+            && self.workspace == other.workspace
+            && self.task == other.task
+            && self.record == other.record
+            && self.replay_from == other.replay_from
+    }
 }
 
 /// A reference to an artifact stored once, by content.
