@@ -442,3 +442,55 @@ fn a_tiny_real_model_ends_the_pipeline_in_a_defined_state() {
     );
     assert_eq!(status(&sum, "execution"), "succeeded");
 }
+
+/// The `[gates.*]` blocks examples/ai-coding/README.md offers per language,
+/// each put in place of the example's own gates: the manifest they make must
+/// validate with every plugin loaded and every grant matching its plugin's
+/// needs (no warning either), so the guide cannot drift from the pipeline.
+#[test]
+fn the_guides_gates_for_python_rust_and_javascript_make_valid_pipelines() {
+    let root = workspace_root();
+    let guide = std::fs::read_to_string(root.join("examples/ai-coding/README.md")).unwrap();
+    let example = std::fs::read_to_string(root.join("examples/ai-coding/pipeline.toml")).unwrap();
+    let (before, rest) = example
+        .split_once("[gates.compile]")
+        .expect("the example declares [gates.compile]");
+    let after = &rest[rest.find("[plugins.").expect("plugins follow the gates")..];
+    // The example's own paths, relative to examples/ai-coding, made absolute.
+    let here = root.join("examples/ai-coding");
+    let absolute = |text: &str| {
+        text.replace("\"../../", &format!("\"{}/", root.display()))
+            .replace("\"../..\"", &format!("\"{}\"", root.display()))
+            .replace("\"task.md\"", &format!("\"{}/task.md\"", here.display()))
+            .replace("\"project\"", &format!("\"{}/project\"", here.display()))
+    };
+    let mut blocks = Vec::new();
+    let mut lines = guide.lines();
+    while let Some(line) = lines.next() {
+        if line.trim() == "```toml" {
+            let block: Vec<&str> = lines.by_ref().take_while(|l| l.trim() != "```").collect();
+            blocks.push(block.join("\n"));
+        }
+    }
+    assert_eq!(blocks.len(), 3, "one gates block per language in the guide");
+    let dir = tempfile::tempdir().unwrap();
+    for (n, block) in blocks.iter().enumerate() {
+        assert!(
+            block.contains("[gates.compile]") && block.contains("[gates.tests]"),
+            "block {n} must declare the two gates verification runs:\n{block}"
+        );
+        let manifest = dir.path().join(format!("app-{n}.toml"));
+        std::fs::write(&manifest, absolute(&format!("{before}{block}\n\n{after}"))).unwrap();
+        let out = host(&["validate", manifest.to_str().unwrap()]);
+        assert!(
+            out.status.success(),
+            "block {n} does not validate:\n{block}\n{}",
+            stderr(&out)
+        );
+        assert!(
+            !stderr(&out).contains("warning"),
+            "block {n} validates with warnings:\n{}",
+            stderr(&out)
+        );
+    }
+}

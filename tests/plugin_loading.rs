@@ -99,13 +99,26 @@ fn a_second_load_comes_from_the_compiled_component_cache() {
             .output()
             .unwrap();
         assert!(o.status.success(), "{}", stderr(&o));
-        stdout(&o)
+        (stdout(&o), stderr(&o))
     };
-    assert!(run().contains(", compiled in "), "first load compiles");
+    let (report, said) = run();
+    assert!(report.contains(", compiled in "), "first load compiles");
+    // The wait is said while it happens, in words.
     assert!(
-        run().contains("loaded from the compile cache in"),
+        said.contains("compiling hello.wasm (plugin 'hello', ")
+            && said.contains(" MiB) for this machine; later loads take milliseconds"),
+        "{said}"
+    );
+    let (report, said) = run();
+    assert!(
+        report.contains("loaded from the compile cache in"),
         "second load is a cache hit"
     );
+    assert!(
+        !said.contains("compiling"),
+        "a cache hit says nothing: {said}"
+    );
+    let run = || run().0;
     // A damaged cache entry is replaced, never trusted.
     for entry in std::fs::read_dir(&cache).unwrap() {
         std::fs::write(entry.unwrap().path(), b"garbage").unwrap();

@@ -183,15 +183,43 @@ config = {{ model = "small", instruction = "Pass it on." }}
 
     let calls_before = model.requests().len();
     let out_dir = scratch.path("out");
+    let state = scratch.path("state");
     let out = host(&[
         "run",
         "--json",
         "--fresh",
+        "--state-dir",
+        state.to_str().unwrap(),
         manifest.to_str().unwrap(),
         "--out",
         out_dir.to_str().unwrap(),
     ]);
     assert!(out.status.success(), "{}", stderr(&out));
+    // What each language printed (println!, print(), console.log) is on the
+    // terminal as it happens and in its attempt's log afterwards.
+    assert_eq!(
+        stderr(&out).matches("asking small about").count(),
+        3,
+        "each template's printed line reaches the terminal:\n{}",
+        stderr(&out)
+    );
+    let run_id = summary(&out)["run_id"].as_str().unwrap().to_string();
+    for id in ["rust", "python", "js"] {
+        let log = host(&[
+            "--state-dir",
+            state.to_str().unwrap(),
+            "show",
+            &run_id,
+            id,
+            "--log",
+        ]);
+        assert!(log.status.success(), "{}", stderr(&log));
+        let log = stdout(&log);
+        assert!(
+            log.contains("info [stdout] asking small about") && log.contains(" inputs"),
+            "{id}:\n{log}"
+        );
+    }
     let summary = summary(&out);
     for id in ["greet", "rust", "python", "js"] {
         assert_eq!(

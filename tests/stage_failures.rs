@@ -471,3 +471,89 @@ config = {{ behaviour = "succeed" }}
         assert_eq!(o.status.code(), Some(0), "{args:?}: {}", stderr(&o));
     }
 }
+
+/// What a plugin prints is its attempt's log: stdout at info, stderr at
+/// warn, each stream within the stage's max_log_lines, the last line kept
+/// even without its newline, and a trapped plugin's stderr kept too.
+#[test]
+fn printed_lines_are_the_attempts_log_within_its_cap() {
+    let scratch = Scratch::new("printed");
+    let manifest = scratch.write(
+        "pipeline.toml",
+        &format!(
+            r#"
+[pipeline]
+name = "printed"
+task = "print"
+
+[plugins.faulty]
+wasm = "{}"
+
+[[stage]]
+id = "chatty"
+plugin = "faulty"
+max_log_lines = 5
+config = {{ behaviour = {{ print = {{ stdout = 8, stderr = 2 }} }} }}
+
+[[stage]]
+id = "dies"
+plugin = "faulty"
+config = {{ behaviour = {{ print = {{ stdout = 1, stderr = 1, panic = true }} }} }}
+"#,
+            plugin("faulty").display()
+        ),
+    );
+    let state = scratch.path("state");
+    let state = state.to_str().unwrap();
+    let out = host(&[
+        "--state-dir",
+        state,
+        "run",
+        "--json",
+        manifest.to_str().unwrap(),
+    ]);
+    let summary = summary(&out);
+    assert_eq!(
+        stage(&summary, "chatty")["status"],
+        "succeeded",
+        "{summary}"
+    );
+    assert_eq!(stage(&summary, "dies")["status"], "failed", "{summary}");
+    // On the terminal as they happen (stdout info, stderr warn).
+    let said = stderr(&out);
+    assert!(said.contains("INFO") && said.contains("out 5"), "{said}");
+    assert!(said.contains("WARN") && said.contains("err 2"), "{said}");
+    assert!(!said.contains("out 6"), "past the cap: {said}");
+
+    let run = summary["run_id"].as_str().unwrap();
+    let log = host(&["--state-dir", state, "show", run, "chatty", "--log"]);
+    assert!(log.status.success(), "{}", stderr(&log));
+    let log = stdout(&log);
+    let lines: Vec<&str> = log.lines().collect();
+    assert_eq!(
+        lines,
+        [
+            "--- attempt 1",
+            " warn [stderr] err 1",
+            " warn [stderr] err 2",
+            " info [stdout] out 1",
+            " info [stdout] out 2",
+            " info [stdout] out 3",
+            " info [stdout] out 4",
+            " info [stdout] out 5",
+            " info [stdout] [3 more stdout lines dropped: the stage's max_log_lines is 5]",
+        ],
+        "{log}"
+    );
+
+    // A plugin that prints and then traps: its lines are in its log, and its
+    // stderr (the panic message) in its failure.
+    let log = stdout(&host(&["--state-dir", state, "show", run, "dies", "--log"]));
+    assert!(log.contains(" info [stdout] out 1"), "{log}");
+    assert!(log.contains(" warn [stderr] err 1"), "{log}");
+    assert!(log.contains("asked to panic after printing"), "{log}");
+    assert!(
+        failure_text(&summary, "dies").contains("asked to panic after printing"),
+        "{summary}"
+    );
+}

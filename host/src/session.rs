@@ -6,7 +6,7 @@ use crate::scheduler::Scheduler;
 use host_capabilities::models::ExchangeMode;
 use host_capabilities::{Capabilities, LoadedPlugin, Runtime};
 use host_manifest::{Diagnostic, Pipeline, Source, locate};
-use host_runtime::LoadError;
+use host_runtime::{Compiling, LoadError};
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -45,6 +45,30 @@ pub fn at_plugin(pipeline: &Pipeline, plugin: &str, key: &str, message: String) 
     }
 }
 
+/// Said on stderr before a compile the cache cannot spare: the first load of
+/// a component takes seconds (tens for a large one), later ones milliseconds.
+pub fn say_compiling(compiling: &Compiling) {
+    eprintln!("{}", compiling_message(compiling));
+}
+
+fn compiling_message(c: &Compiling) -> String {
+    let file = c.path.file_name().map_or_else(
+        || c.path.display().to_string(),
+        |f| f.to_string_lossy().into_owned(),
+    );
+    let size = c.size as f64 / f64::from(1 << 20);
+    let later = if c.cached_after {
+        "later loads take milliseconds"
+    } else {
+        "the compile cache is off (--no-cache), so every load compiles again"
+    };
+    let plugin = c
+        .plugin
+        .as_ref()
+        .map_or_else(String::new, |p| format!("plugin '{p}', "));
+    format!("compiling {file} ({plugin}{size:.1} MiB) for this machine; {later}")
+}
+
 /// A build failure at the plugin's line.
 pub fn located_build_error(pipeline: &Pipeline, error: builder::BuildError) -> SessionError {
     let at = at_plugin(pipeline, error.plugin(), error.key(), error.to_string());
@@ -66,7 +90,8 @@ impl Session {
         builder::build_plugins(pipeline, options.build)
             .map_err(|e| located_build_error(pipeline, e))?;
         let runtime = Runtime::new(options.cache_dir.clone())
-            .map_err(|e| SessionError::Runtime(format!("{e:#}")))?;
+            .map_err(|e| SessionError::Runtime(format!("{e:#}")))?
+            .on_compile(say_compiling);
         let mut plugins = HashMap::new();
         let mut errors = Vec::new();
         for spec in builder::used_plugins(pipeline) {
@@ -104,5 +129,28 @@ impl Session {
             capabilities: Arc::new(capabilities),
             plugins: self.plugins.clone(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_compile_message_names_the_file_its_size_and_what_comes_next() {
+        let mut c = Compiling {
+            plugin: Some("keywords".into()),
+            path: PathBuf::from("/x/target/keywords.wasm"),
+            size: 18 * (1 << 20) + (1 << 19),
+            cached_after: true,
+        };
+        assert_eq!(
+            compiling_message(&c),
+            "compiling keywords.wasm (plugin 'keywords', 18.5 MiB) for this machine; later loads take milliseconds"
+        );
+        c.plugin = None;
+        c.cached_after = false;
+        assert!(compiling_message(&c).starts_with("compiling keywords.wasm (18.5 MiB) for"));
+        assert!(compiling_message(&c).ends_with("so every load compiles again"));
     }
 }

@@ -216,7 +216,8 @@ pub async fn dev(globals: &Globals, args: DevArgs) -> Outcome {
     .map_err(|e| Failure::host(format!("cannot watch files: {e}")))?;
     let runtime = Arc::new(
         Runtime::new(globals.cache_dir.clone())
-            .map_err(|e| Failure::host(format!("cannot start the runtime: {e:#}")))?,
+            .map_err(|e| Failure::host(format!("cannot start the runtime: {e:#}")))?
+            .on_compile(host::session::say_compiling),
     );
     let mut watched = BTreeSet::new();
     let mut good: Option<(Pipeline, String)> = None;

@@ -38,6 +38,10 @@ pub struct ShowArgs {
     /// Print the stage record as one JSON object.
     #[arg(long)]
     json: bool,
+    /// Print what the stage logged and printed (stdout, stderr), attempt by
+    /// attempt, instead of its outputs.
+    #[arg(long, conflicts_with_all = ["artifact", "json"])]
+    log: bool,
 }
 
 #[derive(clap::Args)]
@@ -195,6 +199,10 @@ pub fn show(globals: &Globals, args: ShowArgs) -> Outcome {
             "run '{run_id}' has no stage '{stage_id}'"
         )));
     };
+    if args.log {
+        print_log(&store, run_id, &stage)?;
+        return Ok(Exit::Success);
+    }
     let Some(output) = &stage.output else {
         // Why there is none: the failure, the skip, or where it stands.
         let why = match (&stage.failure, &stage.skip_reason) {
@@ -274,6 +282,49 @@ pub fn show(globals: &Globals, args: ShowArgs) -> Outcome {
 }
 
 /// The gates a stage ran and the workspace files it changed.
+/// The stage's attempt logs in its current loop pass, oldest first: the
+/// live log files beside the database (`host serve` follows the same ones).
+fn print_log(store: &Store, run_id: &str, stage: &StageRecord) -> Result<(), Failure> {
+    use host::runtime::live::{log_path, read_log};
+    let state_dir = store.path().parent().unwrap_or(std::path::Path::new("."));
+    let mut any = false;
+    for attempt in 1..=stage.attempts {
+        let path = log_path(state_dir, run_id, &stage.stage, stage.iteration, attempt);
+        let (lines, _) = read_log(&path, 0)
+            .map_err(|e| Failure::host(format!("cannot read {}: {e}", path.display())))?;
+        if lines.is_empty() {
+            continue;
+        }
+        any = true;
+        println!("--- attempt {attempt}");
+        for line in lines {
+            let from = line
+                .stream
+                .map_or(String::new(), |s| format!(" [{}]", s.name()));
+            let progress = line
+                .progress
+                .map_or(String::new(), |(done, total)| format!(" ({done}/{total})"));
+            println!(
+                "{:>5}{from}{progress} {}",
+                line.level.name(),
+                printable(&line.message)
+            );
+        }
+    }
+    if !any {
+        println!(
+            "stage '{}' logged and printed nothing{}",
+            stage.stage,
+            if stage.attempts == 0 {
+                " (it has not run)"
+            } else {
+                ""
+            }
+        );
+    }
+    Ok(())
+}
+
 fn print_activity(stage: &StageRecord) {
     for g in &stage.gate_runs {
         println!(

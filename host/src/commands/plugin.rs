@@ -51,7 +51,8 @@ pub async fn plugin(globals: &Globals, action: PluginAction) -> Outcome {
 async fn check(globals: &Globals, args: CheckArgs) -> Outcome {
     let (path, json) = (args.wasm.as_path(), args.json);
     let runtime = Runtime::new(globals.cache_dir.clone())
-        .map_err(|e| Failure::host(format!("cannot start the runtime: {e:#}")))?;
+        .map_err(|e| Failure::host(format!("cannot start the runtime: {e:#}")))?
+        .on_compile(host::session::say_compiling);
     let report = runtime.inspect(path).await.map_err(Failure::invalid)?;
     let compatible = report.info.is_ok();
     if json {

@@ -7,6 +7,7 @@ use crate::workspace::{RunFiles, failure_of};
 use host_capabilities::{AttemptSpec, Capabilities, LoadedPlugin, Runtime};
 use host_manifest::{StageSpec, WorkspaceAccess};
 use host_runtime::AttemptScope;
+use host_runtime::PrintedTo;
 use host_runtime::live::{AttemptId, AttemptLive};
 use host_store::{Store, StoreError};
 use host_vocab::StageInput;
@@ -259,6 +260,10 @@ impl StageJob {
                 heartbeat: self.stage.heartbeat,
                 max_output: self.stage.max_output,
                 memory_limit: self.stage.memory_limit,
+                printed: Some(PrintedTo {
+                    live: live.clone(),
+                    max_lines: self.stage.max_log_lines,
+                }),
             };
             // Whatever the host logs while the attempt runs carries its ids.
             // Target "plugin", so the default filter (plugin=info) keeps it.

@@ -47,6 +47,8 @@ export const runner = {
       { role: 'system', content: String(config.instruction) },
       { role: 'user', content: buildPrompt(input.task, inputs) },
     ];
+    // console.log is a line of this attempt's log (host show RUN STAGE --log).
+    console.log(`asking ${config.model} about ${inputs.length} inputs`);
     let completion;
     try {
       completion = complete(String(config.model), messages, {

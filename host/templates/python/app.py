@@ -61,6 +61,8 @@ class Runner(exports.Runner):
             models.Message(role=models.Role.USER, content=build_prompt(input.task, inputs)),
         ]
         params = models.Params(max_tokens=int(config["max_tokens"]), temperature=None, stop=[])
+        # print() is a line of this attempt's log (host show RUN STAGE --log).
+        print(f"asking {config['model']} about {len(inputs)} inputs")
         try:
             completion = models.complete(str(config["model"]), messages, params)
         except Err as e:

@@ -145,26 +145,16 @@ impl Host for LogGrant {
             },
             msg,
         );
-        let (run, stage, attempt) = (&self.run_id, &self.stage_id, self.attempt);
         // On the terminal, a newline or an escape code in a message is
-        // shown, not obeyed: it cannot fake a line of the host's.
+        // shown, not obeyed: it cannot fake a line of the host's. The run,
+        // stage and attempt are the attempt's span's, not repeated here.
         let msg = host_vocab::printable(msg);
         match level {
-            Level::Trace => {
-                tracing::trace!(target: "plugin", run = %run, stage = %stage, attempt, "{msg}")
-            }
-            Level::Debug => {
-                tracing::debug!(target: "plugin", run = %run, stage = %stage, attempt, "{msg}")
-            }
-            Level::Info => {
-                tracing::info!(target: "plugin", run = %run, stage = %stage, attempt, "{msg}")
-            }
-            Level::Warn => {
-                tracing::warn!(target: "plugin", run = %run, stage = %stage, attempt, "{msg}")
-            }
-            Level::Error => {
-                tracing::error!(target: "plugin", run = %run, stage = %stage, attempt, "{msg}")
-            }
+            Level::Trace => tracing::trace!(target: "plugin", "{msg}"),
+            Level::Debug => tracing::debug!(target: "plugin", "{msg}"),
+            Level::Info => tracing::info!(target: "plugin", "{msg}"),
+            Level::Warn => tracing::warn!(target: "plugin", "{msg}"),
+            Level::Error => tracing::error!(target: "plugin", "{msg}"),
         }
         Ok(())
     }
@@ -176,8 +166,8 @@ impl Host for LogGrant {
         self.live.progress(done, total, clip(&message));
         // Debug, not info: progress has its own display (the terminal's
         // progress bar, the live log), a line per report would drown it.
-        tracing::debug!(target: "plugin", run = %self.run_id, stage = %self.stage_id, attempt = self.attempt,
-            done, total, "progress {done}/{total}: {}", host_vocab::printable(clip(&message)));
+        tracing::debug!(target: "plugin", done, total, "progress {done}/{total}: {}",
+            host_vocab::printable(clip(&message)));
         Ok(())
     }
 }

@@ -4,6 +4,7 @@
 use super::capability::GrantSet;
 use super::engine::{Limits, ticks};
 use super::loader::LoadedPlugin;
+use super::state::PrintedTo;
 use super::world::{PluginInfo, PluginPre};
 use super::{Runtime, StageState};
 use crate::bindings::StageError;
@@ -31,6 +32,9 @@ pub struct AttemptSpec<G> {
     pub memory_limit: u64,
     /// Largest total of artifact bytes, returned and streamed.
     pub max_output: usize,
+    /// Where what the plugin prints goes (`None`: captured for a trap's
+    /// report only).
+    pub printed: Option<PrintedTo>,
 }
 
 /// Extra wall-clock time past the epoch deadline before the host gives up on
@@ -44,7 +48,7 @@ impl<G: GrantSet> Runtime<G> {
         spec: AttemptSpec<G>,
     ) -> AttemptReport {
         let started = Instant::now();
-        let state = match StageState::new(spec.grants, spec.memory_limit) {
+        let state = match StageState::new(spec.grants, spec.memory_limit, spec.printed.as_ref()) {
             Ok(state) => state,
             Err(e) => {
                 return AttemptReport {
@@ -91,6 +95,7 @@ impl<G: GrantSet> Runtime<G> {
             instance.call_run(&mut store, &input).await.map_err(Ok)
         };
         let result = tokio::time::timeout(spec.timeout + HOST_CALL_GRACE, call).await;
+        store.data().finish_printing();
         let outcome = match result {
             Err(_) => Err(StageFailure::Timeout(spec.timeout)),
             Ok(Err(Err(failure))) => Err(failure),
@@ -126,7 +131,7 @@ impl<G: GrantSet> Runtime<G> {
     /// Calls `info()` in a throwaway instance with no grants and a short deadline.
     pub(super) async fn call_info(&self, pre: &PluginPre<G>) -> Result<PluginInfo, String> {
         let timeout = Duration::from_secs(5);
-        let mut store = Store::new(&self.engine, StageState::new(G::deny(), 64 << 20)?);
+        let mut store = Store::new(&self.engine, StageState::new(G::deny(), 64 << 20, None)?);
         store.limiter(|s| &mut s.limiter);
         store.set_epoch_deadline(ticks(timeout));
         store.epoch_deadline_trap();

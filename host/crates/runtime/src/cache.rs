@@ -57,13 +57,21 @@ impl ComponentCache {
         Some(base.join("orchestrator-host"))
     }
 
+    /// Whether compiled components are kept for the next load.
+    pub fn is_enabled(&self) -> bool {
+        self.dir.is_some()
+    }
+
     /// A component from `bytes` (whose blake3 is `hash`), from the cache when
     /// possible. A damaged cache entry is replaced, never trusted.
+    /// `before_compiling` is called once when the cache cannot answer, before
+    /// the compile starts (it takes seconds for a large component).
     pub fn load(
         &self,
         engine: &Engine,
         bytes: &[u8],
         hash: &str,
+        before_compiling: impl FnOnce(),
     ) -> wasmtime::Result<(Component, CacheOutcome)> {
         let entry = self
             .dir
@@ -82,6 +90,7 @@ impl ComponentCache {
                 }
             }
         }
+        before_compiling();
         let component = Component::new(engine, bytes)?;
         if let Some(entry) = &entry
             && let Err(e) = store_atomically(entry, &component)

@@ -30,7 +30,7 @@ pub use engine::Limits;
 pub use host_vocab::StageFailure;
 pub use host_vocab::limits::{MAX_CONCURRENT_INSTANCES, MAX_LOG_LINES, MAX_OUTPUT_BYTES};
 pub use loader::{ImportReport, InfoReport, Inspection, LoadError, LoadedPlugin};
-pub use state::StageState;
+pub use state::{PrintedTo, StageState};
 pub use world::{PluginInfo, WitLine};
 
 use std::path::PathBuf;
@@ -46,6 +46,8 @@ pub struct Runtime<G: 'static> {
     cache: Arc<ComponentCache>,
     /// This host's own interfaces a plugin may import.
     interfaces: Vec<&'static str>,
+    /// Told before a component is compiled (not when the cache answers).
+    compile_notice: Option<CompileNotice>,
     _ticker: engine::EpochTicker,
 }
 
@@ -80,7 +82,29 @@ impl<G: GrantSet> Runtime<G> {
             linker,
             cache,
             interfaces,
+            compile_notice: None,
             _ticker: ticker,
         })
     }
+
+    /// Calls `notice` before each compile the cache cannot spare: the one
+    /// slow load a user waits for, worth saying so while it happens.
+    pub fn on_compile(mut self, notice: impl Fn(&Compiling) + Send + Sync + 'static) -> Self {
+        self.compile_notice = Some(Arc::new(notice));
+        self
+    }
 }
+
+/// What is about to be compiled, for [`Runtime::on_compile`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Compiling {
+    /// The plugin's name in its pipeline (`None`: a component inspected alone).
+    pub plugin: Option<String>,
+    pub path: PathBuf,
+    /// The component's size in bytes.
+    pub size: u64,
+    /// Whether the result is kept, so later loads skip the compile.
+    pub cached_after: bool,
+}
+
+type CompileNotice = Arc<dyn Fn(&Compiling) + Send + Sync>;

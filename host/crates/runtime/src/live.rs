@@ -8,7 +8,7 @@
 //! lose the tail. That is the right trade for a log, and it keeps a plugin
 //! that logs in a tight loop from costing a database commit per line.
 
-pub use host_vocab::{LogLevel, LogLine};
+pub use host_vocab::{LogLevel, LogLine, PrintStream};
 use host_vocab::{ModelCall, RunEvent, RunObserver, now_ms};
 use std::fs::File;
 use std::io::{BufRead, BufReader, Seek, SeekFrom, Write};
@@ -153,6 +153,7 @@ impl AttemptLive {
             level,
             message: message.to_string(),
             progress: None,
+            stream: None,
         });
         self.observer.on_event(&RunEvent::StageLog {
             stage: self.stage.clone(),
@@ -162,12 +163,43 @@ impl AttemptLive {
         });
     }
 
+    /// A line the plugin printed on `stream`: logged at the stream's level,
+    /// in the file (with the stream named), to the observer, and on the
+    /// terminal through tracing (inside the attempt's span, which names the
+    /// run, stage and attempt).
+    pub fn printed(&self, stream: PrintStream, message: &str) {
+        let level = stream.level();
+        self.append(&LogLine {
+            at_ms: now_ms(),
+            level,
+            message: message.to_string(),
+            progress: None,
+            stream: Some(stream),
+        });
+        self.observer.on_event(&RunEvent::StageLog {
+            stage: self.stage.clone(),
+            attempt: self.attempt,
+            level,
+            message: message.to_string(),
+        });
+        let shown = host_vocab::printable(message);
+        match stream {
+            PrintStream::Stdout => {
+                tracing::info!(target: "plugin", stream = stream.name(), "{shown}")
+            }
+            PrintStream::Stderr => {
+                tracing::warn!(target: "plugin", stream = stream.name(), "{shown}")
+            }
+        }
+    }
+
     pub fn progress(&self, done: u64, total: u64, message: &str) {
         self.append(&LogLine {
             at_ms: now_ms(),
             level: LogLevel::Info,
             message: message.to_string(),
             progress: Some((done, total)),
+            stream: None,
         });
         self.observer.on_event(&RunEvent::StageProgress {
             stage: self.stage.clone(),

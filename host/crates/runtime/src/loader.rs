@@ -1,11 +1,11 @@
 //! Loading a plugin: read, recognise, compile (or fetch from cache), check
 //! its imports and exports against the host's policy, link, and ask `info()`.
 
-use super::Runtime;
 use super::cache::CacheOutcome;
 use super::capability::GrantSet;
 use super::policy::{self, PolicyViolation};
 use super::world::{PluginInfo, PluginPre, WitLine};
+use super::{Compiling, Runtime};
 use crate::needs::Needs;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -115,6 +115,10 @@ fn sniff(name: &str, path: &Path, bytes: &[u8]) -> Result<(), LoadError> {
     Ok(())
 }
 
+/// The name a component goes by in [`Runtime::inspect`]: it is no plugin of
+/// any pipeline.
+const INSPECTED: &str = "(checked)";
+
 impl<G: GrantSet> Runtime<G> {
     /// Reads, checks and compiles (or takes from the cache) the component at
     /// `path`, on a blocking thread; also returns its blake3 and size.
@@ -134,13 +138,28 @@ impl<G: GrantSet> Runtime<G> {
         let hash = blake3::hash(&bytes).to_hex().to_string();
         let size = bytes.len() as u64;
         let (engine, cache, h) = (self.engine.clone(), self.cache.clone(), hash.clone());
-        let compiled = tokio::task::spawn_blocking(move || cache.load(&engine, &bytes, &h))
-            .await
-            .map_err(|e| LoadError::Invalid {
-                name: name.into(),
-                path: path.into(),
-                reason: format!("compiler thread failed: {e}"),
-            })?;
+        let notice = self.compile_notice.clone().map(|notice| {
+            let compiling = Compiling {
+                plugin: (name != INSPECTED).then(|| name.to_string()),
+                path: path.to_path_buf(),
+                size,
+                cached_after: self.cache.is_enabled(),
+            };
+            move || notice(&compiling)
+        });
+        let compiled = tokio::task::spawn_blocking(move || {
+            cache.load(&engine, &bytes, &h, || {
+                if let Some(notice) = notice {
+                    notice()
+                }
+            })
+        })
+        .await
+        .map_err(|e| LoadError::Invalid {
+            name: name.into(),
+            path: path.into(),
+            reason: format!("compiler thread failed: {e}"),
+        })?;
         let (component, outcome) = compiled.map_err(|e| LoadError::Invalid {
             name: name.into(),
             path: path.into(),
@@ -277,7 +296,7 @@ impl<G: GrantSet> Runtime<G> {
 
     /// Reports what a component is and whether this host can run it.
     pub async fn inspect(&self, path: &Path) -> Result<Inspection, LoadError> {
-        let name = "(checked)";
+        let name = INSPECTED;
         let (component, _, hash, size) = self.compile(name, path).await?;
         let ty = component.component_type();
         let imports: Vec<ImportReport> = ty

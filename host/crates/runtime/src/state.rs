@@ -3,7 +3,9 @@
 
 use super::capability::{GrantSet, HasGrant, Holds};
 use super::limits::MemoryLimiter;
-use super::output_capture::CapturedOutput;
+use super::live::{AttemptLive, PrintStream};
+use super::output_capture::{CapturedOutput, PrintedLines};
+use std::sync::Arc;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
@@ -25,9 +27,17 @@ impl<G: GrantSet> StageState<G> {
     /// A state with no file system, no environment, no arguments, no network:
     /// a plugin gets exactly what its grants add. Fails when a grant cannot
     /// be set up (the workspace cannot be opened).
-    pub fn new(grants: G, memory_limit: u64) -> Result<Self, String> {
-        let stdout = CapturedOutput::new(64 << 10);
-        let stderr = CapturedOutput::new(64 << 10);
+    /// With `printed`, what the plugin prints is also its attempt's log.
+    pub fn new(grants: G, memory_limit: u64, printed: Option<&PrintedTo>) -> Result<Self, String> {
+        let lines = |stream| {
+            printed.map(|p| PrintedLines {
+                live: p.live.clone(),
+                stream,
+                max_lines: p.max_lines,
+            })
+        };
+        let stdout = CapturedOutput::new(64 << 10).with_lines(lines(PrintStream::Stdout));
+        let stderr = CapturedOutput::new(64 << 10).with_lines(lines(PrintStream::Stderr));
         let mut builder = WasiCtx::builder();
         builder.stdout(stdout.clone()).stderr(stderr.clone());
         grants.configure(&mut builder)?;
@@ -44,7 +54,20 @@ impl<G: GrantSet> StageState<G> {
     }
 }
 
+/// Where an attempt's printed lines go, and how many of each stream it keeps.
+#[derive(Clone)]
+pub struct PrintedTo {
+    pub live: Arc<AttemptLive>,
+    pub max_lines: u64,
+}
+
 impl<G> StageState<G> {
+    /// Logs what is left of the printed lines: the attempt is over.
+    pub fn finish_printing(&self) {
+        self.stdout.finish();
+        self.stderr.finish();
+    }
+
     /// A call into one of the host's interfaces: the plugin is alive.
     pub fn beat(&mut self) {
         self.silent_ticks = 0;

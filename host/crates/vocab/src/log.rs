@@ -13,6 +13,45 @@ pub enum LogLevel {
     Error,
 }
 
+impl LogLevel {
+    pub fn name(self) -> &'static str {
+        match self {
+            LogLevel::Trace => "trace",
+            LogLevel::Debug => "debug",
+            LogLevel::Info => "info",
+            LogLevel::Warn => "warn",
+            LogLevel::Error => "error",
+        }
+    }
+}
+
+/// Which of its standard streams a plugin printed a line on (`print()`,
+/// `console.log`, `println!`, `eprintln!`): kept as its log, with the stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PrintStream {
+    Stdout,
+    Stderr,
+}
+
+impl PrintStream {
+    pub fn name(self) -> &'static str {
+        match self {
+            PrintStream::Stdout => "stdout",
+            PrintStream::Stderr => "stderr",
+        }
+    }
+
+    /// The level its lines are logged at: stderr is where errors and
+    /// tracebacks go.
+    pub fn level(self) -> LogLevel {
+        match self {
+            PrintStream::Stdout => LogLevel::Info,
+            PrintStream::Stderr => LogLevel::Warn,
+        }
+    }
+}
+
 /// One line of an attempt's log file.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LogLine {
@@ -22,4 +61,7 @@ pub struct LogLine {
     /// Set for a progress report: units done and the total.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub progress: Option<(u64, u64)>,
+    /// Set for a line the plugin printed rather than logged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stream: Option<PrintStream>,
 }

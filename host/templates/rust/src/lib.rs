@@ -74,6 +74,8 @@ impl Stage for Plugin {
             Message::user(build_prompt(input.task(), &inputs)),
         ];
         let params = Params::default().max_tokens(config.max_tokens);
+        // println! is a line of this attempt's log (host show RUN STAGE --log).
+        println!("asking {} about {} inputs", config.model, inputs.len());
         let completion = models::complete(&config.model, &messages, &params)?;
         let account = serde_json::json!({
             "alias": config.model,

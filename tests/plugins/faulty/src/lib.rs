@@ -50,6 +50,14 @@ enum Behaviour {
     Spawn { jobs: serde_json::Value },
     /// Sleep (a WASI call, so no heartbeat is missed), then succeed.
     Sleep { ms: u64 },
+    /// Print numbered lines to stdout and stderr (the last stdout line with
+    /// no newline), then succeed, or panic when asked.
+    Print {
+        stdout: u32,
+        stderr: u32,
+        #[serde(default)]
+        panic: bool,
+    },
     /// Report every environment variable and argument the plugin can see.
     Env,
     /// Burn CPU: `rounds` rounds of integer mixing; the result is a metric.
@@ -342,6 +350,27 @@ impl Stage for Faulty {
             .metric("iteration", f64::from(input.iteration()))
             .text("kind.txt", attempt_kind())),
             Behaviour::Spawn { jobs } => Output::new("spawning").json("spawn.json", &jobs),
+            Behaviour::Print {
+                stdout,
+                stderr,
+                panic,
+            } => {
+                use std::io::Write;
+                for n in 1..=stderr {
+                    eprintln!("err {n}");
+                }
+                let mut out = std::io::stdout().lock();
+                for n in 1..=stdout {
+                    let end = if n == stdout { "" } else { "\n" };
+                    let _ = write!(out, "out {n}{end}");
+                }
+                let _ = out.flush();
+                drop(out);
+                if panic {
+                    panic!("asked to panic after printing");
+                }
+                Ok(Output::new(format!("printed {stdout} + {stderr} lines")))
+            }
             Behaviour::Sleep { ms } => {
                 std::thread::sleep(std::time::Duration::from_millis(ms));
                 Ok(Output::new(format!("slept {ms} ms")))
