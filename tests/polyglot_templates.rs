@@ -120,6 +120,47 @@ fn template_plugins_in_three_languages_run_in_one_pipeline() {
         );
     }
 
+    // Each template alone, as its README shows: an upstream artifact from a
+    // file, the alias pointed at the echo model; the output is printed.
+    let notes = scratch.write("notes.md", "NOTES-b41c about the garden");
+    for (dir, name) in [(&rs, "tpl-rs"), (&py, "tpl-py"), (&js, "tpl-js")] {
+        let wasm = dir.join(format!("{name}.wasm"));
+        let state = scratch.path(&format!("alone-{name}"));
+        let out = host(&[
+            "--state-dir",
+            state.to_str().unwrap(),
+            "plugin",
+            "run",
+            wasm.to_str().unwrap(),
+            "--task",
+            "Summarise the notes",
+            "--input",
+            &format!("draft={}", notes.display()),
+            "--model",
+            &format!("small=openai:echo@{}", model.url),
+        ]);
+        assert!(out.status.success(), "{name}: {}", stderr(&out));
+        let printed = stdout(&out);
+        // The echo of what the plugin asked: the task and the file's text,
+        // under the input's name, in the artifact the output shows.
+        assert!(
+            printed.contains(&format!("--- {name}.md (text/markdown"))
+                && printed.contains("ECHO<")
+                && printed.contains("NOTES-b41c about the garden")
+                && printed.contains("Summarise the notes"),
+            "{name}:\n{printed}"
+        );
+        assert!(
+            printed.contains("--- draft/notes.md ---"),
+            "{name}:\n{printed}"
+        );
+        assert!(
+            stderr(&out).contains("asking small about 1 inputs"),
+            "{name}: {}",
+            stderr(&out)
+        );
+    }
+
     // One pipeline: hello (a repository plugin, Rust) -> the Rust template
     // -> the Python template -> the JavaScript template.
     let marker = "MARKER-7f3a";

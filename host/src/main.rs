@@ -194,6 +194,9 @@ impl Command {
             Command::Run(a) => a.is_quiet(),
             Command::Resume(a) => a.is_quiet(),
             Command::Dev(a) => a.is_quiet(),
+            Command::Plugin {
+                action: commands::plugin::PluginAction::Run(a),
+            } => a.is_quiet(),
             _ => false,
         }
     }

@@ -44,6 +44,19 @@ pub struct ShowArgs {
     log: bool,
 }
 
+impl ShowArgs {
+    /// What `host show RUN_ID STAGE` prints: the stage's outputs.
+    pub fn outputs(run_id: &str, stage: &str) -> Self {
+        ShowArgs {
+            run_id: run_id.to_string(),
+            stage: stage.to_string(),
+            artifact: None,
+            json: false,
+            log: false,
+        }
+    }
+}
+
 #[derive(clap::Args)]
 pub struct EventsArgs {
     /// The run (see `host runs`).

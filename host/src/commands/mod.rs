@@ -10,6 +10,7 @@ pub mod gc;
 pub mod grants;
 pub mod inspect;
 pub mod plugin;
+pub mod plugin_run;
 pub mod results;
 pub mod run;
 pub mod serve;

@@ -15,6 +15,10 @@ pub enum PluginAction {
     /// Create a ready-to-build plugin project: sources, build script, test,
     /// README and a pipeline.toml that runs it.
     New(NewArgs),
+    /// Run one plugin outside any pipeline: task, config, upstream inputs
+    /// from files, model aliases and a workspace from flags; the run is
+    /// recorded like any other (`host show RUN_ID STAGE --log`).
+    Run(Box<super::plugin_run::PluginRunArgs>),
 }
 
 #[derive(clap::Args)]
@@ -45,6 +49,7 @@ pub async fn plugin(globals: &Globals, action: PluginAction) -> Outcome {
     match action {
         PluginAction::Check(args) => check(globals, args).await,
         PluginAction::New(args) => new(args),
+        PluginAction::Run(args) => super::plugin_run::run(globals, *args).await,
     }
 }
 

@@ -340,7 +340,7 @@ async fn resume_with(
     .await
 }
 
-async fn open_session(
+pub(super) async fn open_session(
     globals: &Globals,
     pipeline: &Pipeline,
     build: BuildPolicy,
@@ -352,7 +352,7 @@ async fn open_session(
     Ok(Session::open(pipeline, &options).await?)
 }
 
-async fn execute(
+pub(super) async fn execute(
     pipeline: &Pipeline,
     session: &Session,
     store: Arc<Store>,

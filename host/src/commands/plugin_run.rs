@@ -1,0 +1,359 @@
+//! `host plugin run FILE.wasm`: one plugin, outside any pipeline of the
+//! user's. The flags become a small pipeline (the plugin's stage, with an
+//! upstream stage per `--input` whose output is given, not computed), which
+//! runs like any other: in the state directory, with its record, log and
+//! exit code, so `host show RUN STAGE --log`, `host status` and `host diff`
+//! work on it afterwards.
+
+use super::inspect::ShowArgs;
+use super::run::{execute, open_session};
+use super::{Failure, Globals, Outcome, OutputFlags};
+use host::builder::BuildPolicy;
+use host::lifecycle;
+use host::manifest::Pipeline;
+use host::report::OutputMode;
+use host::scheduler::RunContext;
+use host::store::{RunOptions, Store};
+use host::vocab::{Activity, Artifact, StageOutput, StageResult};
+use host::workspace::RunFiles;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// The name of the pipeline such runs belong to (`host runs` shows it).
+const PIPELINE_NAME: &str = "plugin-run";
+/// The plugin's name in that pipeline when its file name is not one.
+const PLUGIN: &str = "plugin";
+
+/// The plugin's name: its file's stem, when that is a valid name.
+fn plugin_name(wasm: &Path) -> String {
+    wasm.file_stem()
+        .and_then(|s| s.to_str())
+        .filter(|s| host::manifest::is_valid_name(s))
+        .unwrap_or(PLUGIN)
+        .to_string()
+}
+
+#[derive(clap::Args)]
+pub struct PluginRunArgs {
+    /// The component to run.
+    wasm: PathBuf,
+    /// The stage id the plugin sees (and `host show` takes).
+    #[arg(long, default_value = "stage", value_name = "ID")]
+    stage: String,
+    /// The task the plugin is given.
+    #[arg(long, value_name = "TEXT", conflicts_with = "task_file")]
+    task: Option<String>,
+    /// The task, read from FILE.
+    #[arg(long, value_name = "FILE")]
+    task_file: Option<PathBuf>,
+    /// The stage's config, as a JSON object.
+    #[arg(long, value_name = "JSON")]
+    config: Option<String>,
+    /// Set one config key: KEY=VALUE (VALUE as JSON when it parses, else text; repeatable).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    sets: Vec<String>,
+    /// An upstream stage's output: NAME=PATH, a file (one artifact) or a
+    /// directory (each file in it an artifact); repeatable, in order.
+    #[arg(long = "input", value_name = "NAME=PATH")]
+    inputs: Vec<String>,
+    /// Grant a model alias: ALIAS=PROVIDER:MODEL[@BASE_URL] (repeatable).
+    #[arg(long = "model", value_name = "ALIAS=PROVIDER:MODEL[@URL]")]
+    models: Vec<String>,
+    /// Grant this directory as the workspace (changes are kept in the run:
+    /// `host diff RUN_ID`, then `host apply RUN_ID`).
+    #[arg(long, value_name = "DIR")]
+    workspace: Option<PathBuf>,
+    /// The workspace grant's access.
+    #[arg(long, value_name = "ACCESS", default_value = "read-only", value_parser = access_values(), requires = "workspace")]
+    access: String,
+    /// Longest the attempt may run (e.g. 30s, 5m).
+    #[arg(long, value_name = "DURATION", default_value = "5m")]
+    timeout: String,
+    #[command(flatten)]
+    output: OutputFlags,
+    /// Write the output's artifacts as DIR/STAGE/NAME.
+    #[arg(long, value_name = "DIR")]
+    out: Option<PathBuf>,
+}
+
+fn access_values() -> clap::builder::PossibleValuesParser {
+    use clap::builder::PossibleValue;
+    clap::builder::PossibleValuesParser::new([
+        PossibleValue::new("read-only").help("The plugin reads the directory"),
+        PossibleValue::new("read-write")
+            .help("It may change it too (in the run's copy: `host diff`, `host apply`)"),
+    ])
+}
+
+impl PluginRunArgs {
+    pub fn is_quiet(&self) -> bool {
+        self.output.quiet
+    }
+}
+
+/// One `--input NAME=PATH`: the given output of an upstream stage.
+struct Given {
+    name: String,
+    output: StageOutput,
+}
+
+fn media_type(path: &Path) -> &'static str {
+    match path.extension().and_then(|e| e.to_str()) {
+        Some("json") => "application/json",
+        Some("md") => "text/markdown",
+        Some("txt" | "log" | "csv" | "toml" | "yaml" | "yml" | "py" | "rs" | "js") => "text/plain",
+        Some("html") => "text/html",
+        _ => "application/octet-stream",
+    }
+}
+
+fn artifact(path: &Path) -> Result<Artifact, Failure> {
+    let bytes = std::fs::read(path)
+        .map_err(|e| Failure::invalid(format!("--input: cannot read {}: {e}", path.display())))?;
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    Ok(Artifact {
+        name,
+        media_type: media_type(path).to_string(),
+        bytes,
+    })
+}
+
+fn given(spec: &str) -> Result<Given, Failure> {
+    let Some((name, path)) = spec.split_once('=') else {
+        return Err(Failure::invalid(format!(
+            "--input {spec:?}: expected NAME=PATH, e.g. --input draft=notes.md"
+        )));
+    };
+    let path = Path::new(path);
+    let artifacts = if path.is_dir() {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(path)
+            .map_err(|e| Failure::invalid(format!("--input: cannot read {}: {e}", path.display())))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.is_file())
+            .collect();
+        files.sort();
+        files
+            .iter()
+            .map(|p| artifact(p))
+            .collect::<Result<_, _>>()?
+    } else {
+        vec![artifact(path)?]
+    };
+    Ok(Given {
+        name: name.to_string(),
+        output: StageOutput {
+            summary: format!("given by --input {name}={}", path.display()),
+            artifacts,
+            metrics: Vec::new(),
+            decision: None,
+        },
+    })
+}
+
+/// The pipeline the flags describe, as manifest text (what the run records).
+fn manifest_text(args: &PluginRunArgs, wasm: &Path, given: &[Given]) -> Result<String, Failure> {
+    use toml::{Table, Value};
+    let aliases: Vec<&str> = args
+        .models
+        .iter()
+        .map(|m| m.split_once('=').map_or(m.as_str(), |(alias, _)| alias))
+        .collect();
+    let mut pipeline = Table::new();
+    pipeline.insert("name".into(), PIPELINE_NAME.into());
+    // The task is set by the run's options (so it is recorded as given);
+    // the manifest needs one of its own.
+    pipeline.insert("task".into(), "(no task given)".into());
+    if let Some(dir) = &args.workspace {
+        let dir = std::path::absolute(dir).unwrap_or_else(|_| dir.clone());
+        pipeline.insert("workspace".into(), dir.display().to_string().into());
+        pipeline.insert("apply".into(), "never".into());
+    }
+    let mut doc = Table::new();
+    doc.insert("pipeline".into(), Value::Table(pipeline));
+    let mut models = Table::new();
+    for alias in &aliases {
+        // Where it points comes from `--model`, applied as an override.
+        let mut m = Table::new();
+        m.insert("provider".into(), "openai".into());
+        m.insert("model".into(), "set-by-model-flag".into());
+        models.insert(alias.to_string(), Value::Table(m));
+    }
+    if !models.is_empty() {
+        doc.insert("models".into(), Value::Table(models));
+    }
+    let name = plugin_name(wasm);
+    let mut plugin = Table::new();
+    plugin.insert("wasm".into(), wasm.display().to_string().into());
+    let mut plugins = Table::new();
+    plugins.insert(name.clone(), Value::Table(plugin));
+    doc.insert("plugins".into(), Value::Table(plugins));
+
+    let mut stages = Vec::new();
+    for g in given {
+        let mut s = Table::new();
+        s.insert("id".into(), g.name.clone().into());
+        s.insert("plugin".into(), name.clone().into());
+        stages.push(Value::Table(s));
+    }
+    let mut stage = Table::new();
+    stage.insert("id".into(), args.stage.clone().into());
+    stage.insert("plugin".into(), name.into());
+    if !given.is_empty() {
+        let after: Vec<Value> = given.iter().map(|g| g.name.clone().into()).collect();
+        stage.insert("after".into(), Value::Array(after));
+    }
+    if !aliases.is_empty() {
+        let models: Vec<Value> = aliases.iter().map(|a| (*a).into()).collect();
+        stage.insert("models".into(), Value::Array(models));
+    }
+    if args.workspace.is_some() {
+        stage.insert("workspace".into(), args.access.clone().into());
+    }
+    stage.insert("timeout".into(), args.timeout.clone().into());
+    stage.insert("retries".into(), 0.into());
+    if let Some(config) = &args.config {
+        let json: serde_json::Value = serde_json::from_str(config)
+            .map_err(|e| Failure::invalid(format!("--config is not JSON: {e}")))?;
+        if !json.is_object() {
+            return Err(Failure::invalid("--config must be a JSON object"));
+        }
+        let value = Value::try_from(json)
+            .map_err(|e| Failure::invalid(format!("--config cannot be a TOML table: {e}")))?;
+        stage.insert("config".into(), value);
+    }
+    stages.push(Value::Table(stage));
+    doc.insert("stage".into(), Value::Array(stages));
+    toml::to_string(&doc).map_err(|e| Failure::host(format!("cannot write the manifest: {e}")))
+}
+
+pub async fn run(globals: &Globals, args: PluginRunArgs) -> Outcome {
+    let wasm = std::path::absolute(&args.wasm).unwrap_or_else(|_| args.wasm.clone());
+    if !wasm.is_file() {
+        return Err(Failure::invalid(format!(
+            "{}: no such component",
+            wasm.display()
+        )));
+    }
+    // The flags the manifest checker would otherwise report at lines of a
+    // file nobody wrote.
+    let names = std::iter::once(("--stage", args.stage.as_str())).chain(
+        args.inputs
+            .iter()
+            .map(|i| ("--input", i.split_once('=').map_or(i.as_str(), |(n, _)| n))),
+    );
+    let mut seen = std::collections::HashSet::new();
+    for (flag, name) in names {
+        if !host::manifest::is_valid_name(name) {
+            return Err(Failure::invalid(format!(
+                "{flag} {name:?}: a stage name is letters, digits, '-' and '_'"
+            )));
+        }
+        if !seen.insert(name) {
+            return Err(Failure::invalid(format!(
+                "{flag} {name:?}: the name is taken (by --stage or another --input)"
+            )));
+        }
+    }
+    host::manifest::HumanDuration::parse(&args.timeout)
+        .map_err(|e| Failure::invalid(format!("--timeout {:?}: {e}", args.timeout)))?;
+    let given: Vec<Given> = args
+        .inputs
+        .iter()
+        .map(|s| given(s))
+        .collect::<Result<_, _>>()?;
+    let text = manifest_text(&args, &wasm, &given)?;
+    // Its diagnostics name the flags' pipeline; relative paths in it are
+    // none (every path is made absolute above).
+    let key = format!("host plugin run {}", wasm.display());
+    let pipeline = host::manifest::parse(Path::new(&key), text.clone())
+        .map_err(|d| Failure::Message(super::Exit::InvalidInput, d.to_string()))?;
+    let task = match (&args.task, &args.task_file) {
+        (Some(text), _) => Some(text.clone()),
+        (None, Some(file)) => Some(host::manifest::read_task_file(file).map_err(Failure::invalid)?),
+        (None, None) => None,
+    };
+    let options = RunOptions {
+        model_overrides: args.models.clone(),
+        config_overrides: args
+            .sets
+            .iter()
+            .map(|s| format!("{}.{s}", args.stage))
+            .collect(),
+        fresh: true,
+        task,
+        ..RunOptions::default()
+    };
+    let pipeline = lifecycle::with_overrides(pipeline, &options)?;
+    let session = open_session(globals, &pipeline, BuildPolicy::Never).await?;
+    let store = Arc::new(globals.open_store(Some(&pipeline))?);
+    start(
+        &pipeline, &session, store, key, text, &options, given, &args, globals,
+    )
+    .await
+}
+
+/// Records the run and its given inputs as succeeded stages (so the record
+/// is whole: a resumed run keeps them), then runs the plugin's stage.
+#[allow(clippy::too_many_arguments)]
+async fn start(
+    pipeline: &Pipeline,
+    session: &host::session::Session,
+    store: Arc<Store>,
+    key: String,
+    text: String,
+    options: &RunOptions,
+    given: Vec<Given>,
+    args: &PluginRunArgs,
+    globals: &Globals,
+) -> Outcome {
+    let record = lifecycle::create_run(&store, pipeline, key, text, options)?;
+    let mut done = HashMap::new();
+    for g in given {
+        store.stage_started(&record.id, &g.name, 1, None)?;
+        let stored =
+            store.stage_succeeded(&record.id, &g.name, 1, &g.output, &[], &Activity::default())?;
+        let result = StageResult::restored(
+            &g.name,
+            1,
+            g.output,
+            stored.content_hash.clone(),
+            "given by --input".to_string(),
+        );
+        done.insert(g.name, result);
+    }
+    let ctx = RunContext {
+        run_id: record.id,
+        fresh: true,
+        done,
+        progress: HashMap::new(),
+        cancel: None,
+        files: RunFiles::None,
+    };
+    let run_id = ctx.run_id.clone();
+    let mode = lifecycle::exchange_mode(options);
+    let exit = execute(
+        pipeline,
+        session,
+        store,
+        ctx,
+        mode,
+        args.out.as_deref(),
+        args.output.mode(),
+    )
+    .await?;
+    // What the plugin returned, as `host show` prints it: the point of
+    // running one plugin is to read its output.
+    if args.output.mode() != OutputMode::Json {
+        println!();
+        super::inspect::show(globals, ShowArgs::outputs(&run_id, &args.stage))?;
+        println!(
+            "\n(the run is recorded: host show {run_id} {} --log, host status {run_id})",
+            args.stage
+        );
+    }
+    Ok(exit)
+}
