@@ -230,3 +230,63 @@ fn plugin_check_says_what_a_component_is_and_whether_it_runs() {
     );
     assert!(text.contains("compatible: no"), "{text}");
 }
+
+/// Components built against a changed orchestrator:stage@0.2.1
+/// (tests/fixtures/skewed/build.sh): each difference is named in WIT terms,
+/// with what to rebuild against, never called a trap, by `plugin check` and
+/// by a run, which refuses the plugin at its line before anything runs.
+#[test]
+fn a_contract_mismatch_names_the_record_or_function_and_what_to_build_against() {
+    let cases = [
+        (
+            "skewed-info.wasm",
+            "`runner.info`: result `plugin-info` has field(s) `homepage` this host's does not",
+        ),
+        (
+            "skewed-input.wasm",
+            "`runner.run`: parameter `input` `stage-input` has field(s) `deadline-ms` this host's does not",
+        ),
+        (
+            "skewed-import.wasm",
+            "`models.remaining-budget`: imported, but this host's orchestrator:stage@0.2.1 has no such function",
+        ),
+    ];
+    let scratch = Scratch::new("skewed");
+    for (file, expected) in cases {
+        let wasm = workspace_root().join("tests/fixtures").join(file);
+        let out = host(&["plugin", "check", wasm.to_str().unwrap()]);
+        assert_eq!(out.status.code(), Some(10), "{file}: {}", stdout(&out));
+        let text = stdout(&out);
+        assert!(text.contains("compatible: no"), "{file}: {text}");
+        assert!(text.contains(expected), "{file}: {text}");
+        assert!(
+            text.contains("rebuild it against orchestrator:stage@0.2.1"),
+            "{file}: {text}"
+        );
+        assert!(!text.contains("trapped"), "{file}: {text}");
+        assert!(!text.contains("(checked)"), "{file}: {text}");
+
+        let manifest = pipeline_with_plugins(&scratch, &[("skewed", &wasm)]);
+        let state = scratch.path(&format!("state-{file}"));
+        let out = host(&[
+            "--state-dir",
+            state.to_str().unwrap(),
+            "run",
+            manifest.to_str().unwrap(),
+        ]);
+        assert_eq!(out.status.code(), Some(10), "{file}: {}", stderr(&out));
+        let err = stderr(&out);
+        assert!(
+            err.contains("plugin 'skewed'") && err.contains(expected),
+            "{file}: {err}"
+        );
+        assert!(
+            err.contains("pipeline.toml:"),
+            "located in the manifest: {err}"
+        );
+        assert!(
+            !state.join("state.redb").exists(),
+            "nothing written: {file}"
+        );
+    }
+}

@@ -7,6 +7,7 @@
 
 pub mod bindings;
 pub mod capability;
+pub mod contract;
 mod convert;
 pub mod live;
 pub mod needs;

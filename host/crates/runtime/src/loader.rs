@@ -3,6 +3,7 @@
 
 use super::cache::CacheOutcome;
 use super::capability::GrantSet;
+use super::contract::{self, Mismatch};
 use super::policy::{self, PolicyViolation};
 use super::world::{PluginInfo, PluginPre, WitLine};
 use super::{Compiling, Runtime};
@@ -63,6 +64,16 @@ pub enum LoadError {
         path: PathBuf,
         reason: String,
     },
+    #[error(
+        "plugin '{name}' ({path}) does not match this host's contract:{}\n  {}",
+        list(.mismatches),
+        contract::advice()
+    )]
+    Contract {
+        name: String,
+        path: PathBuf,
+        mismatches: Vec<Mismatch>,
+    },
     #[error("plugin '{name}' ({path}): info() failed: {reason}")]
     Info {
         name: String,
@@ -81,13 +92,14 @@ impl LoadError {
             | LoadError::Invalid { name, .. }
             | LoadError::Policy { name, .. }
             | LoadError::Link { name, .. }
+            | LoadError::Contract { name, .. }
             | LoadError::Info { name, .. } => name,
         }
     }
 }
 
-fn list(violations: &[PolicyViolation]) -> String {
-    violations.iter().map(|v| format!("\n  - {v}")).collect()
+fn list(items: &[impl std::fmt::Display]) -> String {
+    items.iter().map(|v| format!("\n  - {v}")).collect()
 }
 
 /// Recognises the binary before handing it to the compiler, so the user
@@ -199,6 +211,16 @@ impl<G: GrantSet> Runtime<G> {
         let wit_version = runner
             .split_once('@')
             .map_or_else(String::new, |(_, v)| v.to_string());
+        // Before linking: the linker and the bindings would say "expected
+        // record of 4 fields, found 5", not which record or what to do.
+        let mismatches = contract::mismatches(&self.engine, &ty);
+        if !mismatches.is_empty() {
+            return Err(LoadError::Contract {
+                name: name.into(),
+                path: path.into(),
+                mismatches,
+            });
+        }
 
         let instance_pre =
             self.linker
@@ -326,7 +348,19 @@ impl<G: GrantSet> Runtime<G> {
                 description: plugin.info.description,
                 capabilities: plugin.info.capabilities,
             }),
-            Err(e) => Err(e.to_string()),
+            // Said of the file, not of a plugin of some pipeline.
+            Err(e) => {
+                let text = e.to_string();
+                let named = format!("plugin '{INSPECTED}' ({}) ", path.display());
+                let text = text
+                    .strip_prefix(&named)
+                    .or_else(|| {
+                        text.strip_prefix(&format!("plugin '{INSPECTED}' ({}): ", path.display()))
+                    })
+                    .or_else(|| text.strip_prefix(&format!("plugin '{INSPECTED}': ")))
+                    .map_or_else(|| text.clone(), str::to_string);
+                Err(text)
+            }
         };
         Ok(Inspection {
             path: path.to_path_buf(),
