@@ -2,12 +2,17 @@
 //! holding it in the plugin's memory. It joins the stage's output when the
 //! attempt succeeds.
 
-use crate::bindings::orchestrator::stage::artifacts as wit;
+// In a component the host's own functions; anywhere else (a plugin's
+// `cargo test`) the test host installed on the thread (crate::testing).
+#[cfg(target_arch = "wasm32")]
+use crate::bindings::orchestrator::stage::artifacts as host;
+#[cfg(not(target_arch = "wasm32"))]
+use crate::testing::artifacts as host;
 use serde::Serialize;
 
 /// Appends `bytes` to the streamed artifact `name`.
 pub fn append(name: &str, media_type: &str, bytes: &[u8]) -> Result<(), crate::StageError> {
-    wit::append(name, media_type, bytes)
+    host::append(name, media_type, bytes)
         .map_err(|e| crate::StageError::fatal(format!("streaming '{name}': {e}")))
 }
 

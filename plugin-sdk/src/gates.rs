@@ -5,6 +5,12 @@
 //! [`WORKSPACE`] with ordinary `std::fs` calls.
 
 use crate::bindings::orchestrator::stage::gates as wit;
+// In a component the host's own functions; anywhere else (a plugin's
+// `cargo test`) the test host installed on the thread (crate::testing).
+#[cfg(target_arch = "wasm32")]
+use crate::bindings::orchestrator::stage::gates as host;
+#[cfg(not(target_arch = "wasm32"))]
+use crate::testing::gates as host;
 use std::path::Path;
 
 pub use wit::GateResult;
@@ -45,7 +51,7 @@ impl From<GateError> for crate::StageError {
 
 /// Runs the granted gate `name` and waits for it.
 pub fn run(name: &str) -> Result<GateResult, GateError> {
-    wit::run(name).map_err(GateError::from)
+    host::run(name).map_err(GateError::from)
 }
 
 /// Runs each gate in order, all of them even after a failure (a verifier

@@ -1,7 +1,12 @@
 //! Durable checkpoints, private to this stage in this run: what a long stage
 //! saves here survives a crash and is there when the run is resumed.
 
-use crate::bindings::orchestrator::stage::kv as wit;
+// In a component the host's own functions; anywhere else (a plugin's
+// `cargo test`) the test host installed on the thread (crate::testing).
+#[cfg(target_arch = "wasm32")]
+use crate::bindings::orchestrator::stage::kv as host;
+#[cfg(not(target_arch = "wasm32"))]
+use crate::testing::kv as host;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -31,18 +36,18 @@ impl From<KvError> for crate::StageError {
 }
 
 pub fn get(key: &str) -> Option<Vec<u8>> {
-    wit::get(key)
+    host::get(key)
 }
 
 pub fn set(key: &str, value: &[u8]) -> Result<(), KvError> {
-    wit::set(key, value).map_err(|reason| KvError::Refused {
+    host::set(key, value).map_err(|reason| KvError::Refused {
         key: key.to_string(),
         reason,
     })
 }
 
 pub fn delete(key: &str) {
-    wit::delete(key)
+    host::delete(key)
 }
 
 /// Reads a JSON checkpoint saved with [`save`].

@@ -32,6 +32,8 @@ pub mod kv;
 pub mod log;
 pub mod models;
 pub mod output;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod testing;
 
 #[doc(hidden)]
 pub mod bindings {

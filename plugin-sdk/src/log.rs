@@ -1,28 +1,34 @@
 //! Logging into the host's run record (and the user's terminal).
 
-use crate::bindings::orchestrator::stage::log::{self as wit, Level};
+use crate::bindings::orchestrator::stage::log::Level;
+// In a component the host's own functions; anywhere else (a plugin's
+// `cargo test`) the test host installed on the thread (crate::testing).
+#[cfg(target_arch = "wasm32")]
+use crate::bindings::orchestrator::stage::log as host;
+#[cfg(not(target_arch = "wasm32"))]
+use crate::testing::log as host;
 
 pub fn trace(message: &str) {
-    wit::log(Level::Trace, message);
+    host::log(Level::Trace, message);
 }
 
 pub fn debug(message: &str) {
-    wit::log(Level::Debug, message);
+    host::log(Level::Debug, message);
 }
 
 pub fn info(message: &str) {
-    wit::log(Level::Info, message);
+    host::log(Level::Info, message);
 }
 
 pub fn warn(message: &str) {
-    wit::log(Level::Warn, message);
+    host::log(Level::Warn, message);
 }
 
 pub fn error(message: &str) {
-    wit::log(Level::Error, message);
+    host::log(Level::Error, message);
 }
 
 /// Reports that `done` of `total` units of work are finished.
 pub fn progress(done: u64, total: u64, message: &str) {
-    wit::progress(done, total, message);
+    host::progress(done, total, message);
 }

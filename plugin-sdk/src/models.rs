@@ -1,6 +1,12 @@
 //! Chat completions through the host, by model alias.
 
 use crate::bindings::orchestrator::stage::models as wit;
+// In a component the host's own functions; anywhere else (a plugin's
+// `cargo test`) the test host installed on the thread (crate::testing).
+#[cfg(target_arch = "wasm32")]
+use crate::bindings::orchestrator::stage::models as host;
+#[cfg(not(target_arch = "wasm32"))]
+use crate::testing::models as host;
 
 pub use wit::{Completion, ModelError, Params, Role};
 
@@ -72,7 +78,7 @@ pub fn complete(
     messages: &[Message],
     params: &Params,
 ) -> Result<Completion, ModelError> {
-    wit::complete(alias, messages, params)
+    host::complete(alias, messages, params)
 }
 
 /// Asks the model behind `alias` one question, with an optional system prompt,
@@ -100,7 +106,7 @@ pub fn converse(
     messages: &[Message],
     params: &Params,
 ) -> Result<Completion, ModelError> {
-    wit::converse(alias, session, messages, params)
+    host::converse(alias, session, messages, params)
 }
 
 /// [`ask`], inside the conversation session `session`.
@@ -128,5 +134,5 @@ impl Request {
 /// Sends every request at once (the host runs them concurrently) and returns
 /// the results in request order.
 pub fn complete_all(requests: &[Request]) -> Vec<Result<Completion, ModelError>> {
-    wit::complete_all(requests)
+    host::complete_all(requests)
 }

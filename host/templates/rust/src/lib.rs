@@ -132,4 +132,39 @@ mod tests {
         assert!(prompt.starts_with("Task:\nthe task\n"));
         assert!(prompt.contains("--- greet/greeting.txt ---\nHello there"));
     }
+
+    /// `run()` end to end, natively: the SDK's test host answers the model
+    /// call and records it (plugin_sdk::testing has a double for every host
+    /// interface: models, log, kv, gates, artifacts, attempt).
+    #[test]
+    fn run_asks_the_model_about_the_task_and_returns_its_answer() {
+        let host = plugin_sdk::testing::TestHost::new()
+            .answer("small", "A short summary.")
+            .install();
+        let input = Input::for_test("s", "Summarise the notes", serde_json::json!({}));
+        let output = Plugin::run(input).expect("run succeeds");
+        let calls = host.calls();
+        assert_eq!(calls.len(), 1);
+        assert_eq!(calls[0].alias, "small");
+        assert!(calls[0].prompt().contains("Summarise the notes"));
+        let answer = output
+            .artifacts()
+            .iter()
+            .find(|a| a.name == "{{name}}.md")
+            .and_then(|a| a.as_text());
+        assert_eq!(answer, Some("A short summary."));
+    }
+
+    /// A model that fails makes the stage fail, with the reason.
+    #[test]
+    fn a_failed_model_call_fails_the_stage() {
+        let _host = plugin_sdk::testing::TestHost::new()
+            .fail(
+                "small",
+                plugin_sdk::models::ModelError::Unavailable("down".into()),
+            )
+            .install();
+        let input = Input::for_test("s", "Summarise", serde_json::json!({}));
+        assert!(Plugin::run(input).is_err());
+    }
 }
