@@ -121,3 +121,59 @@ fn bad_flags_are_refused_before_anything_is_written() {
         assert!(!state.exists(), "{args:?} wrote {}", state.display());
     }
 }
+
+#[test]
+fn gates_and_sessions_are_granted_from_flags() {
+    let scratch = Scratch::new("plugin-run-gates");
+    let state = scratch.path("state");
+    let ws = scratch.path("ws");
+    std::fs::create_dir_all(&ws).unwrap();
+    std::fs::write(ws.join("marker.txt"), "here").unwrap();
+    let faulty = plugin("faulty");
+    let out = host(&[
+        "--state-dir",
+        state.to_str().unwrap(),
+        "plugin",
+        "run",
+        faulty.to_str().unwrap(),
+        "--workspace",
+        ws.to_str().unwrap(),
+        "--gate",
+        "ok=cat marker.txt",
+        "--gate",
+        r#"bad=["sh", "-c", "echo broken; exit 3"]"#,
+        "--session",
+        "plan",
+        "--config",
+        r#"{"behaviour": {"run-gates": {"names": ["ok", "bad"]}}}"#,
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let printed = stdout(&out);
+    assert!(printed.contains("summary: 1/2 gates passed"), "{printed}");
+    // The gates ran in the workspace: the file is there, the exit code kept.
+    assert!(printed.contains(r#""output": "here""#), "{printed}");
+    assert!(printed.contains(r#""exit_code": 3"#), "{printed}");
+    assert!(printed.contains("gate bad FAILED"), "{printed}");
+
+    // A gate needs a workspace to run in, and a command.
+    let out = host(&[
+        "plugin",
+        "run",
+        faulty.to_str().unwrap(),
+        "--gate",
+        "ok=true",
+    ]);
+    assert_eq!(out.status.code(), Some(10), "{}", stderr(&out));
+    assert!(stderr(&out).contains("--workspace"), "{}", stderr(&out));
+    let out = host(&[
+        "plugin",
+        "run",
+        faulty.to_str().unwrap(),
+        "--workspace",
+        ws.to_str().unwrap(),
+        "--gate",
+        "empty=",
+    ]);
+    assert_eq!(out.status.code(), Some(10), "{}", stderr(&out));
+    assert!(stderr(&out).contains("--gate empty: the command is empty"));
+}

@@ -60,6 +60,13 @@ pub struct PluginRunArgs {
     /// Grant a model alias: ALIAS=PROVIDER:MODEL[@BASE_URL] (repeatable).
     #[arg(long = "model", value_name = "ALIAS=PROVIDER:MODEL[@URL]")]
     models: Vec<String>,
+    /// Grant a conversation session by name (repeatable).
+    #[arg(long = "session", value_name = "NAME")]
+    sessions: Vec<String>,
+    /// Grant a gate: NAME=COMMAND, run in the workspace; COMMAND is split on
+    /// spaces, or a JSON array of words (repeatable; needs --workspace).
+    #[arg(long = "gate", value_name = "NAME=COMMAND", requires = "workspace")]
+    gates: Vec<String>,
     /// Grant this directory as the workspace (changes are kept in the run:
     /// `host diff RUN_ID`, then `host apply RUN_ID`).
     #[arg(long, value_name = "DIR")]
@@ -154,6 +161,30 @@ fn given(spec: &str) -> Result<Given, Failure> {
     })
 }
 
+/// `--gate NAME=COMMAND`: the gate's name and its words.
+fn gate(spec: &str) -> Result<(String, Vec<String>), Failure> {
+    let Some((name, command)) = spec.split_once('=') else {
+        return Err(Failure::invalid(format!(
+            "--gate {spec:?}: expected NAME=COMMAND, e.g. --gate 'tests=python3 -m unittest'"
+        )));
+    };
+    let words: Vec<String> = if command.trim_start().starts_with('[') {
+        serde_json::from_str(command).map_err(|e| {
+            Failure::invalid(format!(
+                "--gate {name}: the command is not a JSON array of strings: {e}"
+            ))
+        })?
+    } else {
+        command.split_whitespace().map(str::to_string).collect()
+    };
+    if words.is_empty() {
+        return Err(Failure::invalid(format!(
+            "--gate {name}: the command is empty"
+        )));
+    }
+    Ok((name.to_string(), words))
+}
+
 /// The pipeline the flags describe, as manifest text (what the run records).
 fn manifest_text(args: &PluginRunArgs, wasm: &Path, given: &[Given]) -> Result<String, Failure> {
     use toml::{Table, Value};
@@ -185,6 +216,26 @@ fn manifest_text(args: &PluginRunArgs, wasm: &Path, given: &[Given]) -> Result<S
     if !models.is_empty() {
         doc.insert("models".into(), Value::Table(models));
     }
+    let mut gates = Table::new();
+    let mut gate_names = Vec::new();
+    for spec in &args.gates {
+        let (name, words) = gate(spec)?;
+        let mut g = Table::new();
+        g.insert(
+            "command".into(),
+            Value::Array(words.into_iter().map(Value::from).collect()),
+        );
+        // What a gate of a user's pipeline usually needs to find its tools.
+        g.insert(
+            "env".into(),
+            Value::Array(vec!["PATH".into(), "HOME".into()]),
+        );
+        gates.insert(name.clone(), Value::Table(g));
+        gate_names.push(Value::from(name));
+    }
+    if !gates.is_empty() {
+        doc.insert("gates".into(), Value::Table(gates));
+    }
     let name = plugin_name(wasm);
     let mut plugin = Table::new();
     plugin.insert("wasm".into(), wasm.display().to_string().into());
@@ -209,6 +260,13 @@ fn manifest_text(args: &PluginRunArgs, wasm: &Path, given: &[Given]) -> Result<S
     if !aliases.is_empty() {
         let models: Vec<Value> = aliases.iter().map(|a| (*a).into()).collect();
         stage.insert("models".into(), Value::Array(models));
+    }
+    if !args.sessions.is_empty() {
+        let sessions: Vec<Value> = args.sessions.iter().map(|s| s.clone().into()).collect();
+        stage.insert("sessions".into(), Value::Array(sessions));
+    }
+    if !gate_names.is_empty() {
+        stage.insert("gates".into(), Value::Array(gate_names));
     }
     if args.workspace.is_some() {
         stage.insert("workspace".into(), args.access.clone().into());
