@@ -81,33 +81,35 @@ fn plugins_built_against_0_1_x_still_load_and_run_beside_0_2_ones() {
 }
 
 #[test]
-fn a_plugin_built_against_0_2_0_runs_on_a_0_2_1_host() {
-    // hello as built before `attempt` was added (0.2.1): a patch adds, so
-    // its imports and its runner still match.
-    let old = workspace_root().join("tests/fixtures/hello-wit-0.2.0.wasm");
-    let check = host(&["plugin", "check", old.to_str().unwrap()]);
-    assert!(check.status.success(), "{}", stderr(&check));
-    assert!(
-        stdout(&check).contains("built against: orchestrator:stage@0.2.0"),
-        "{}",
-        stdout(&check)
-    );
-    let scratch = Scratch::new("wit-0.2.0");
-    let server = ModelServer::start(|_| Reply::text("{\"mood\": \"calm\"}"));
-    let manifest = scratch.write(
-        "pipeline.toml",
-        &format!(
-            "[pipeline]\nname = \"patch\"\ntask = \"t\"\n\n[plugins.old]\nwasm = \"{}\"\n\n\
-             [models.m]\nprovider = \"openai\"\nbase_url = \"{}\"\nmodel = \"scripted\"\n\n\
-             [[stage]]\nid = \"a\"\nplugin = \"old\"\nmodels = [\"m\"]\nconfig = {{ model = \"m\" }}\n",
-            old.display(),
-            server.url
-        ),
-    );
-    let out = host(&["run", "--json", manifest.to_str().unwrap()]);
-    assert!(out.status.success(), "{}", stderr(&out));
-    assert_eq!(stage(&summary(&out), "a")["status"], "succeeded");
-    assert_eq!(server.requests().len(), 1);
+fn plugins_built_against_earlier_0_2_patches_run_on_this_host() {
+    // hello as built before `attempt` (0.2.1) and `kv.keys` (0.2.2) were
+    // added: a patch adds, so its imports and its runner still match.
+    for version in ["0.2.0", "0.2.1"] {
+        let old = workspace_root().join(format!("tests/fixtures/hello-wit-{version}.wasm"));
+        let check = host(&["plugin", "check", old.to_str().unwrap()]);
+        assert!(check.status.success(), "{}", stdout(&check));
+        assert!(
+            stdout(&check).contains(&format!("built against: orchestrator:stage@{version}")),
+            "{}",
+            stdout(&check)
+        );
+        let scratch = Scratch::new(&format!("wit-{version}"));
+        let server = ModelServer::start(|_| Reply::text("{\"mood\": \"calm\"}"));
+        let manifest = scratch.write(
+            "pipeline.toml",
+            &format!(
+                "[pipeline]\nname = \"patch\"\ntask = \"t\"\n\n[plugins.old]\nwasm = \"{}\"\n\n\
+                 [models.m]\nprovider = \"openai\"\nbase_url = \"{}\"\nmodel = \"scripted\"\n\n\
+                 [[stage]]\nid = \"a\"\nplugin = \"old\"\nmodels = [\"m\"]\nconfig = {{ model = \"m\" }}\n",
+                old.display(),
+                server.url
+            ),
+        );
+        let out = host(&["run", "--json", manifest.to_str().unwrap()]);
+        assert!(out.status.success(), "{version}: {}", stderr(&out));
+        assert_eq!(stage(&summary(&out), "a")["status"], "succeeded");
+        assert_eq!(server.requests().len(), 1);
+    }
 }
 
 #[test]
@@ -116,7 +118,7 @@ fn plugin_check_prints_declared_capabilities() {
     assert!(out.status.success(), "{}", stderr(&out));
     let text = stdout(&out);
     assert!(
-        text.contains("built against: orchestrator:stage@0.2.1"),
+        text.contains("built against: orchestrator:stage@0.2.2"),
         "{text}"
     );
     assert!(text.contains("models: config `model`"), "{text}");

@@ -177,3 +177,22 @@ fn gates_and_sessions_are_granted_from_flags() {
     assert_eq!(out.status.code(), Some(10), "{}", stderr(&out));
     assert!(stderr(&out).contains("--gate empty: the command is empty"));
 }
+
+#[test]
+fn a_plugin_lists_its_checkpoint_keys() {
+    let scratch = Scratch::new("plugin-run-kv");
+    let state = scratch.path("state");
+    let out = host(&[
+        "--state-dir",
+        state.to_str().unwrap(),
+        "plugin",
+        "run",
+        plugin("faulty").to_str().unwrap(),
+        "--config",
+        r#"{"behaviour": {"kv-keys": {"set": ["page-2", "page-1", "other"], "prefix": "page-"}}}"#,
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let printed = stdout(&out);
+    assert!(printed.contains("summary: 2 keys"), "{printed}");
+    assert!(printed.contains("\"page-1\",\n  \"page-2\""), "{printed}");
+}

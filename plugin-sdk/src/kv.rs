@@ -46,6 +46,12 @@ pub fn set(key: &str, value: &[u8]) -> Result<(), KvError> {
     })
 }
 
+/// The keys of this stage's checkpoints that start with `prefix` ("" for
+/// all), in byte order (host 0.2.2 and later).
+pub fn keys(prefix: &str) -> Vec<String> {
+    host::keys(prefix)
+}
+
 pub fn delete(key: &str) {
     host::delete(key)
 }

@@ -226,6 +226,15 @@ pub(crate) mod kv {
     pub fn delete(key: &str) {
         with(|s| s.kv.remove(key));
     }
+
+    pub fn keys(prefix: &str) -> Vec<String> {
+        with(|s| {
+            s.kv.keys()
+                .filter(|k| k.starts_with(prefix))
+                .cloned()
+                .collect()
+        })
+    }
 }
 
 /// Calls of the `models` interface.
@@ -393,6 +402,10 @@ mod tests {
         assert_eq!(crate::kv::get("seen").as_deref(), Some(&b"1"[..]));
         crate::kv::save("n", &3).unwrap();
         assert_eq!(host.kv_get("n").as_deref(), Some(&b"3"[..]));
+        crate::kv::set("page-2", b"b").unwrap();
+        crate::kv::set("page-1", b"a").unwrap();
+        assert_eq!(crate::kv::keys("page-"), ["page-1", "page-2"]);
+        assert_eq!(crate::kv::keys("").len(), 4);
         let result = crate::gates::run("tests").unwrap();
         assert!(!result.passed);
         assert!(crate::gates::run("lint").is_err());

@@ -144,6 +144,15 @@ impl Host for KvGrant {
         }
     }
 
+    async fn keys(&mut self, prefix: String) -> wasmtime::Result<Vec<String>> {
+        let (run, stage) = (self.run_id.clone(), self.stage_id.clone());
+        match self.blocking(|s| s.kv_keys(&run, &stage, &prefix)) {
+            None => Ok(Vec::new()),
+            Some(Ok(keys)) => Ok(keys),
+            Some(Err(e)) => Err(wasmtime::format_err!("checkpoint store failed: {e}")),
+        }
+    }
+
     async fn delete(&mut self, key: String) -> wasmtime::Result<()> {
         let (run, stage) = (self.run_id.clone(), self.stage_id.clone());
         match self.blocking(|s| s.kv_delete(&run, &stage, &key)) {

@@ -11,7 +11,7 @@ pub use orchestrator::stage::types::{StageError, StageInput, StageOutput};
 
 /// The WIT package version this host implements.
 pub const WIT_PACKAGE: &str = "orchestrator:stage";
-pub const WIT_VERSION: &str = "0.2.1";
+pub const WIT_VERSION: &str = "0.2.2";
 /// Every version this host runs: the current minor, and the previous one
 /// (whose plugins declare no capabilities), see `runtime::world`.
 pub const WIT_ACCEPTED: &str = "0.1.0 - 0.2.x";

@@ -38,6 +38,23 @@ impl Store {
         })
     }
 
+    /// The stage's keys that start with `prefix`, in byte order.
+    pub fn kv_keys(&self, run: &str, stage: &str, prefix: &str) -> Result<Vec<String>> {
+        self.read(|txn| {
+            let kv = txn.open_table(KV)?;
+            let mut keys = Vec::new();
+            for entry in kv.range((run, stage, prefix)..)? {
+                let (k, _) = entry?;
+                let (r, s, name) = k.value();
+                if r != run || s != stage || !name.starts_with(prefix) {
+                    break;
+                }
+                keys.push(name.to_string());
+            }
+            Ok(keys)
+        })
+    }
+
     /// Stores a checkpoint; refused (`StoreError::Quota`) if the stage's
     /// or the run's checkpoints would hold more than the [`KvQuota`] (by
     /// default [`MAX_KV_STAGE_BYTES`] and [`MAX_KV_KEYS`] keys per stage,

@@ -170,6 +170,32 @@ fn checkpoints_are_scoped_to_run_and_stage() {
 }
 
 #[test]
+fn checkpoint_keys_are_listed_by_prefix_within_their_stage() {
+    let (store, _dir) = open();
+    for (stage, key) in [
+        ("a", "page-2"),
+        ("a", "page-1"),
+        ("a", "pager"),
+        ("a", "z"),
+        ("b", "page-3"),
+    ] {
+        store.kv_set("r", stage, key, b"v").unwrap();
+    }
+    store.kv_set("r0", "a", "page-0", b"v").unwrap();
+    assert_eq!(
+        store.kv_keys("r", "a", "page-").unwrap(),
+        ["page-1", "page-2"]
+    );
+    assert_eq!(
+        store.kv_keys("r", "a", "").unwrap(),
+        ["page-1", "page-2", "pager", "z"]
+    );
+    assert_eq!(store.kv_keys("r", "b", "").unwrap(), ["page-3"]);
+    assert!(store.kv_keys("r", "c", "").unwrap().is_empty());
+    assert!(store.kv_keys("r", "a", "zz").unwrap().is_empty());
+}
+
+#[test]
 fn checkpoints_are_held_to_a_quota_per_stage_and_per_run() {
     let (store, _dir) = open();
     let store = store.with_kv_quota(crate::KvQuota {

@@ -50,6 +50,8 @@ enum Behaviour {
     Spawn { jobs: serde_json::Value },
     /// Sleep (a WASI call, so no heartbeat is missed), then succeed.
     Sleep { ms: u64 },
+    /// Save each key (value "1"), then report `kv::keys(prefix)`.
+    KvKeys { set: Vec<String>, prefix: String },
     /// Print numbered lines to stdout and stderr (the last stdout line with
     /// no newline), then succeed, or panic when asked.
     Print {
@@ -350,6 +352,13 @@ impl Stage for Faulty {
             .metric("iteration", f64::from(input.iteration()))
             .text("kind.txt", attempt_kind())),
             Behaviour::Spawn { jobs } => Output::new("spawning").json("spawn.json", &jobs),
+            Behaviour::KvKeys { set, prefix } => {
+                for key in &set {
+                    plugin_sdk::kv::set(key, b"1")?;
+                }
+                let keys = plugin_sdk::kv::keys(&prefix);
+                Output::new(format!("{} keys", keys.len())).json("keys.json", &keys)
+            }
             Behaviour::Print {
                 stdout,
                 stderr,
