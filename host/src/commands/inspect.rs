@@ -294,7 +294,6 @@ pub fn show(globals: &Globals, args: ShowArgs) -> Outcome {
     Ok(Exit::Success)
 }
 
-/// The gates a stage ran and the workspace files it changed.
 /// The stage's attempt logs in its current loop pass, oldest first: the
 /// live log files beside the database (`host serve` follows the same ones).
 fn print_log(store: &Store, run_id: &str, stage: &StageRecord) -> Result<(), Failure> {
@@ -338,6 +337,7 @@ fn print_log(store: &Store, run_id: &str, stage: &StageRecord) -> Result<(), Fai
     Ok(())
 }
 
+/// The gates a stage ran and the workspace files it changed.
 fn print_activity(stage: &StageRecord) {
     for g in &stage.gate_runs {
         println!(

@@ -270,6 +270,21 @@ pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
 }
 
 /// The pipeline at `path`, or its diagnostics printed.
+/// `--task TEXT` or the text of `--task-file FILE` (`run`, `plugin run`):
+/// the run's task, if either is given.
+pub fn task_option(
+    task: Option<&String>,
+    task_file: Option<&std::path::PathBuf>,
+) -> Result<Option<String>, Failure> {
+    match (task, task_file) {
+        (Some(text), _) => Ok(Some(text.clone())),
+        (None, Some(file)) => manifest::read_task_file(file)
+            .map(Some)
+            .map_err(Failure::invalid),
+        (None, None) => Ok(None),
+    }
+}
+
 pub fn load_manifest(path: &Path) -> Result<manifest::Pipeline, Failure> {
     manifest::load(path)
         .map_err(|diagnostics| Failure::Message(Exit::InvalidInput, diagnostics.to_string()))

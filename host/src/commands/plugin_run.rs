@@ -329,11 +329,7 @@ pub async fn run(globals: &Globals, args: PluginRunArgs) -> Outcome {
     let key = format!("host plugin run {}", wasm.display());
     let pipeline = host::manifest::parse(Path::new(&key), text.clone())
         .map_err(|d| Failure::Message(super::Exit::InvalidInput, d.to_string()))?;
-    let task = match (&args.task, &args.task_file) {
-        (Some(text), _) => Some(text.clone()),
-        (None, Some(file)) => Some(host::manifest::read_task_file(file).map_err(Failure::invalid)?),
-        (None, None) => None,
-    };
+    let task = super::task_option(args.task.as_ref(), args.task_file.as_ref())?;
     let options = RunOptions {
         model_overrides: args.models.clone(),
         config_overrides: args

@@ -63,13 +63,7 @@ impl RunArgs {
 
     /// What a resumed run must keep of this command line.
     fn options(&self) -> Result<RunOptions, Failure> {
-        let task = match (&self.task, &self.task_file) {
-            (Some(text), _) => Some(text.clone()),
-            (None, Some(file)) => {
-                Some(host::manifest::read_task_file(file).map_err(Failure::invalid)?)
-            }
-            (None, None) => None,
-        };
+        let task = super::task_option(self.task.as_ref(), self.task_file.as_ref())?;
         Ok(RunOptions {
             model_overrides: self.models.clone(),
             record: self.record,

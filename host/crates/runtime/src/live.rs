@@ -148,12 +148,17 @@ impl AttemptLive {
     }
 
     pub fn log(&self, level: LogLevel, message: &str) {
+        self.line(level, message, None);
+    }
+
+    /// One log line, logged or printed: to the file and the observer.
+    fn line(&self, level: LogLevel, message: &str, stream: Option<PrintStream>) {
         self.append(&LogLine {
             at_ms: now_ms(),
             level,
             message: message.to_string(),
             progress: None,
-            stream: None,
+            stream,
         });
         self.observer.on_event(&RunEvent::StageLog {
             stage: self.stage.clone(),
@@ -168,20 +173,7 @@ impl AttemptLive {
     /// terminal through tracing (inside the attempt's span, which names the
     /// run, stage and attempt).
     pub fn printed(&self, stream: PrintStream, message: &str) {
-        let level = stream.level();
-        self.append(&LogLine {
-            at_ms: now_ms(),
-            level,
-            message: message.to_string(),
-            progress: None,
-            stream: Some(stream),
-        });
-        self.observer.on_event(&RunEvent::StageLog {
-            stage: self.stage.clone(),
-            attempt: self.attempt,
-            level,
-            message: message.to_string(),
-        });
+        self.line(stream.level(), message, Some(stream));
         let shown = host_vocab::printable(message);
         match stream {
             PrintStream::Stdout => {

@@ -183,8 +183,18 @@ impl<G: GrantSet> Runtime<G> {
     /// Loads the plugin at `path`.
     pub async fn load(&self, name: &str, path: &Path) -> Result<LoadedPlugin<G>, LoadError> {
         let started = Instant::now();
-        let (component, cache_outcome, hash, size) = self.compile(name, path).await?;
+        let compiled = self.compile(name, path).await?;
+        self.load_compiled(name, path, compiled, started).await
+    }
 
+    /// The checks, link and `info()` of a component already compiled.
+    async fn load_compiled(
+        &self,
+        name: &str,
+        path: &Path,
+        (component, cache_outcome, hash, size): (Component, CacheOutcome, String, u64),
+        started: Instant,
+    ) -> Result<LoadedPlugin<G>, LoadError> {
         let ty = component.component_type();
         let mut violations: Vec<PolicyViolation> = ty
             .imports(&self.engine)
@@ -319,7 +329,9 @@ impl<G: GrantSet> Runtime<G> {
     /// Reports what a component is and whether this host can run it.
     pub async fn inspect(&self, path: &Path) -> Result<Inspection, LoadError> {
         let name = INSPECTED;
-        let (component, _, hash, size) = self.compile(name, path).await?;
+        let started = Instant::now();
+        let compiled = self.compile(name, path).await?;
+        let (component, hash, size) = (compiled.0.clone(), compiled.2.clone(), compiled.3);
         let ty = component.component_type();
         let imports: Vec<ImportReport> = ty
             .imports(&self.engine)
@@ -341,7 +353,8 @@ impl<G: GrantSet> Runtime<G> {
             .chain(exports.iter().map(String::as_str))
             .filter(|n| n.starts_with("orchestrator:stage/"))
             .find_map(|n| n.split_once('@').map(|(_, v)| v.to_string()));
-        let info = match self.load(name, path).await {
+        // The same compiled component: compiled once, even with no cache.
+        let info = match self.load_compiled(name, path, compiled, started).await {
             Ok(plugin) => Ok(InfoReport {
                 name: plugin.info.name,
                 version: plugin.info.version,

@@ -105,15 +105,9 @@ impl CapturedOutput {
         let (last, dropped) = {
             let mut buffer = self.buffer.lock().unwrap_or_else(|e| e.into_inner());
             let pending = std::mem::take(&mut buffer.pending);
-            let mut last = None;
-            if !pending.is_empty() {
-                if buffer.lines < lines.max_lines {
-                    buffer.lines += 1;
-                    last = Some(line_text(&pending));
-                } else {
-                    buffer.lines_dropped += 1;
-                }
-            }
+            let last = (!pending.is_empty())
+                .then(|| admit(&mut buffer, &pending, lines.max_lines))
+                .flatten();
             (last, std::mem::take(&mut buffer.lines_dropped))
         };
         if let Some(line) = last {
@@ -150,15 +144,22 @@ fn split_lines(buffer: &mut Buffer, data: &[u8], max_lines: u64) -> Vec<String> 
         rest = &rest[used..];
         if ended {
             let line = std::mem::take(&mut buffer.pending);
-            if buffer.lines < max_lines {
-                buffer.lines += 1;
-                complete.push(line_text(&line));
-            } else {
-                buffer.lines_dropped += 1;
-            }
+            complete.extend(admit(buffer, &line, max_lines));
         }
     }
     complete
+}
+
+/// A finished line as text, if the stream's cap has room for it; else it
+/// counts as dropped.
+fn admit(buffer: &mut Buffer, line: &[u8], max_lines: u64) -> Option<String> {
+    if buffer.lines < max_lines {
+        buffer.lines += 1;
+        Some(line_text(line))
+    } else {
+        buffer.lines_dropped += 1;
+        None
+    }
 }
 
 fn line_text(bytes: &[u8]) -> String {
