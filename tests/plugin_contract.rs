@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::model_server::{ModelServer, Reply};
+use common::model_server::{ModelServer, Reply, last_user_message};
 use common::*;
 
 /// Both 0.1 fixtures: built from `noop` against orchestrator:stage 0.1.0
@@ -17,7 +17,7 @@ const OLD_FIXTURES: &[(&str, &str)] = &[
 ];
 
 #[test]
-fn plugins_built_against_0_1_x_still_load_and_run_beside_0_2_ones() {
+fn plugins_built_against_0_1_and_0_2_still_load_and_run_beside_0_3_ones() {
     let scratch = Scratch::new("old-wit-lines");
     let mut text = String::from("[pipeline]\nname = \"lines\"\ntask = \"mixed\"\n");
     for (i, (_, path)) in OLD_FIXTURES.iter().enumerate() {
@@ -29,18 +29,24 @@ fn plugins_built_against_0_1_x_still_load_and_run_beside_0_2_ones() {
     // hello built against 0.1.1 calls a model and logs: 0.1 imports work.
     let server = ModelServer::start(|_| Reply::text("{\"mood\": \"calm\"}"));
     text.push_str(&format!(
-        "\n[plugins.oldhello]\nwasm = \"{}\"\n\n[plugins.new]\nwasm = \"{}\"\n\
+        "\n[plugins.oldhello]\nwasm = \"{}\"\n\n[plugins.hello02]\nwasm = \"{}\"\n\n[plugins.new]\nwasm = \"{}\"\n\
          \n[models.m]\nprovider = \"openai\"\nbase_url = \"{}\"\nmodel = \"scripted\"\n",
         workspace_root()
             .join("tests/fixtures/hello-wit-0.1.1.wasm")
             .display(),
+        workspace_root()
+            .join("tests/fixtures/hello-wit-0.2.2.wasm")
+            .display(),
         plugin("hello").display(),
         server.url,
     ));
+    // Each hello greets in its own word and puts its upstream text into its
+    // prompt: the 0.2 one is handed c's bytes, the 0.3 one reads e's.
     text.push_str(
         "\n[[stage]]\nid = \"a\"\nplugin = \"old0\"\n\n[[stage]]\nid = \"b\"\nplugin = \"old1\"\nafter = [\"a\"]\n\
-         \n[[stage]]\nid = \"c\"\nplugin = \"oldhello\"\nafter = [\"b\"]\nmodels = [\"m\"]\nconfig = { model = \"m\" }\n\
-         \n[[stage]]\nid = \"d\"\nplugin = \"new\"\nafter = [\"c\"]\n",
+         \n[[stage]]\nid = \"c\"\nplugin = \"oldhello\"\nafter = [\"b\"]\nmodels = [\"m\"]\nconfig = { model = \"m\", greeting = \"Ahoy\" }\n\
+         \n[[stage]]\nid = \"e\"\nplugin = \"hello02\"\nafter = [\"c\"]\nmodels = [\"m\"]\nconfig = { model = \"m\", greeting = \"Howdy\" }\n\
+         \n[[stage]]\nid = \"d\"\nplugin = \"new\"\nafter = [\"e\"]\nmodels = [\"m\"]\nconfig = { model = \"m\" }\n",
     );
     let manifest = scratch.write("pipeline.toml", &text);
     let out_dir = scratch.path("out");
@@ -56,12 +62,23 @@ fn plugins_built_against_0_1_x_still_load_and_run_beside_0_2_ones() {
     assert_eq!(stage(&summary, "a")["summary"], "a done");
     assert_eq!(stage(&summary, "b")["summary"], "b done");
     assert_eq!(stage(&summary, "c")["status"], "succeeded");
+    assert_eq!(stage(&summary, "e")["status"], "succeeded");
     assert_eq!(stage(&summary, "d")["status"], "succeeded");
-    assert_eq!(
-        server.requests().len(),
-        1,
-        "the 0.1 plugin's model call went through"
+    let prompts: Vec<String> = server.requests().iter().map(last_user_message).collect();
+    assert_eq!(prompts.len(), 3, "every line's model call went through");
+    assert!(
+        prompts[1].contains("Ahoy, mixed!"),
+        "0.2 got c's text: {}",
+        prompts[1]
     );
+    assert!(
+        prompts[2].contains("Howdy, mixed!"),
+        "0.3 read e's text: {}",
+        prompts[2]
+    );
+    // The 0.3 plugin lists its input by reference, with the size.
+    let listing = std::fs::read_to_string(out_dir.join("d/inputs.json")).unwrap();
+    assert!(listing.contains("greeting.txt"), "{listing}");
     let verdict = std::fs::read_to_string(out_dir.join("c/verdict.json")).unwrap();
     assert!(verdict.contains("calm"), "{verdict}");
 
@@ -75,7 +92,7 @@ fn plugins_built_against_0_1_x_still_load_and_run_beside_0_2_ones() {
             "{text}"
         );
         assert!(text.contains("capabilities: undeclared"), "{text}");
-        assert!(text.contains("runs 0.1.0 - 0.2.x"), "{text}");
+        assert!(text.contains("runs 0.1.0 - 0.3.x"), "{text}");
         assert!(text.contains("compatible: yes"), "{text}");
     }
 }
@@ -84,7 +101,7 @@ fn plugins_built_against_0_1_x_still_load_and_run_beside_0_2_ones() {
 fn plugins_built_against_earlier_0_2_patches_run_on_this_host() {
     // hello as built before `attempt` (0.2.1) and `kv.keys` (0.2.2) were
     // added: a patch adds, so its imports and its runner still match.
-    for version in ["0.2.0", "0.2.1"] {
+    for version in ["0.2.0", "0.2.1", "0.2.2"] {
         let old = workspace_root().join(format!("tests/fixtures/hello-wit-{version}.wasm"));
         let check = host(&["plugin", "check", old.to_str().unwrap()]);
         assert!(check.status.success(), "{}", stdout(&check));
@@ -118,7 +135,7 @@ fn plugin_check_prints_declared_capabilities() {
     assert!(out.status.success(), "{}", stderr(&out));
     let text = stdout(&out);
     assert!(
-        text.contains("built against: orchestrator:stage@0.2.2"),
+        text.contains("built against: orchestrator:stage@0.3.0"),
         "{text}"
     );
     assert!(text.contains("models: config `model`"), "{text}");
@@ -141,7 +158,7 @@ fn plugin_check_prints_declared_capabilities() {
     assert_eq!(caps["models"][0]["key"], "planner", "{v}");
     assert_eq!(caps["models"][1]["required"], false, "{v}");
     assert_eq!(caps["sessions"][0]["fallback"][0], "plan", "{v}");
-    assert_eq!(v["host_accepts"], "0.1.0 - 0.2.x");
+    assert_eq!(v["host_accepts"], "0.1.0 - 0.3.x");
 }
 
 #[test]

@@ -204,11 +204,11 @@ fn plugin_check_says_what_a_component_is_and_whether_it_runs() {
     assert!(out.status.success(), "{}", stderr(&out));
     let text = stdout(&out);
     assert!(
-        text.contains("built against: orchestrator:stage@0.2.2"),
+        text.contains("built against: orchestrator:stage@0.3.0"),
         "{text}"
     );
     assert!(
-        text.contains("orchestrator:stage/models@0.2.2") && text.contains("`models`"),
+        text.contains("orchestrator:stage/models@0.3.0") && text.contains("`models`"),
         "{text}"
     );
     assert!(text.contains("info: hello 0.1.0"), "{text}");
@@ -260,7 +260,9 @@ fn a_contract_mismatch_names_the_record_or_function_and_what_to_build_against() 
         assert!(text.contains("compatible: no"), "{file}: {text}");
         assert!(text.contains(expected), "{file}: {text}");
         assert!(
-            text.contains("rebuild it against orchestrator:stage@0.2.2"),
+            text.contains(
+                "rebuild it against orchestrator:stage@0.2.2 (its line's newest) or @0.3.0"
+            ),
             "{file}: {text}"
         );
         assert!(!text.contains("trapped"), "{file}: {text}");

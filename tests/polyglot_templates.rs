@@ -61,7 +61,7 @@ fn new_plugin(scratch: &Scratch, name: &str, lang: &str, test: &[&str]) -> PathB
     assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
     let report = stdout(&out);
     assert!(
-        report.contains("built against: orchestrator:stage@0.2.2"),
+        report.contains("built against: orchestrator:stage@0.3.0"),
         "{report}"
     );
     assert!(report.contains(&format!("info: {name} 0.1.0")), "{report}");

@@ -238,11 +238,12 @@ pub fn take_over(store: &Store, record: &RunRecord) -> Result<Resumed, StoreErro
         let Some(output_record) = &s.output else {
             continue;
         };
-        let output = store.load_output(output_record)?;
+        let output = store.load_held_output(output_record)?;
         let result = StageResult::restored(
             &s.stage,
             s.attempts,
             output,
+            output_record.artifacts.clone(),
             output_record.content_hash.clone(),
             "earlier in this run".to_string(),
         );

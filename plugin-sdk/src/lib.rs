@@ -46,7 +46,7 @@ pub mod bindings {
     });
 }
 
-pub use input::{ConfigError, Input, Upstream};
+pub use input::{ArtifactReader, ConfigError, Input, InputArtifact, ReadError, Upstream};
 pub use output::{Artifact, Output};
 
 /// What a plugin says about itself (name, version, description) and what it
@@ -77,6 +77,13 @@ impl StageError {
     /// A failure that retrying with the same input cannot fix.
     pub fn fatal(reason: impl std::fmt::Display) -> Self {
         StageError::Fatal(reason.to_string())
+    }
+}
+
+impl From<input::ReadError> for StageError {
+    /// An input the host cannot hand over will not appear on a retry.
+    fn from(e: input::ReadError) -> Self {
+        StageError::Fatal(e.to_string())
     }
 }
 

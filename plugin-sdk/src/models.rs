@@ -8,7 +8,7 @@ use crate::bindings::orchestrator::stage::models as host;
 #[cfg(not(target_arch = "wasm32"))]
 use crate::testing::models as host;
 
-pub use wit::{Completion, ModelError, Params, Role};
+pub use wit::{BudgetLeft, Completion, ModelError, Params, Role};
 
 /// One chat message.
 pub type Message = wit::Message;
@@ -44,6 +44,7 @@ impl Default for Params {
             max_tokens: None,
             temperature: None,
             stop: Vec::new(),
+            timeout_ms: None,
         }
     }
 }
@@ -58,6 +59,14 @@ impl Params {
         self.temperature = Some(t);
         self
     }
+
+    /// Gives up on the call after `ms` milliseconds (retries and rate-limit
+    /// waits included): it fails `unavailable`. It still counts as spent at
+    /// its worst case, since the provider may have answered after all.
+    pub fn timeout_ms(mut self, ms: u32) -> Self {
+        self.timeout_ms = Some(ms);
+        self
+    }
 }
 
 /// A model error as a sentence: "model unavailable: <reason>".
@@ -70,6 +79,13 @@ pub fn describe(e: &ModelError) -> String {
         ModelError::BudgetExceeded(r) => ("model budget exceeded", r),
     };
     format!("{kind}: {reason}")
+}
+
+/// What the budgets that apply to this stage have left (tokens, dollars,
+/// calls; `None` where no budget limits), and how many more calls this
+/// attempt may ask for.
+pub fn remaining() -> BudgetLeft {
+    host::remaining()
 }
 
 /// Sends a conversation to the model behind `alias`.

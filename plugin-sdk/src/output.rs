@@ -11,14 +11,6 @@ pub struct Artifact {
 }
 
 impl Artifact {
-    pub(crate) fn from_wit(a: wit::Artifact) -> Self {
-        Artifact {
-            name: a.name,
-            media_type: a.media_type,
-            bytes: a.bytes,
-        }
-    }
-
     /// The content as UTF-8 text, if it is.
     pub fn as_text(&self) -> Option<&str> {
         std::str::from_utf8(&self.bytes).ok()

@@ -23,7 +23,9 @@
 use crate::bindings::orchestrator::stage::attempt::AttemptKind;
 use crate::bindings::orchestrator::stage::gates::GateResult;
 use crate::bindings::orchestrator::stage::log::Level;
-use crate::bindings::orchestrator::stage::models::{Completion, Message, ModelError, Params};
+use crate::bindings::orchestrator::stage::models::{
+    BudgetLeft, Completion, Message, ModelError, Params,
+};
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::rc::Rc;
@@ -59,6 +61,7 @@ struct State {
     gate_runs: Vec<String>,
     streamed: BTreeMap<String, (String, Vec<u8>)>,
     attempt: Option<AttemptKind>,
+    budget: Option<BudgetLeft>,
 }
 
 thread_local! {
@@ -74,6 +77,12 @@ pub struct TestHost {
 impl TestHost {
     pub fn new() -> Self {
         TestHost::default()
+    }
+
+    /// What `models::remaining()` answers (else: no budget).
+    pub fn budget(mut self, left: BudgetLeft) -> Self {
+        self.state.budget = Some(left);
+        self
     }
 
     /// The next call to `alias` answers `text` (answers queue up in order).
@@ -309,6 +318,29 @@ pub(crate) mod models {
             .iter()
             .map(|r| answer(&r.alias, None, &r.messages, &r.params))
             .collect()
+    }
+
+    /// No budget in a test host unless one is set ([`TestHost::budget`]).
+    pub fn remaining() -> BudgetLeft {
+        with(|s| {
+            s.budget.unwrap_or(BudgetLeft {
+                tokens: None,
+                cost_usd: None,
+                calls: None,
+                attempt_calls: 1_000,
+            })
+        })
+    }
+}
+
+/// Calls of the `inputs` interface: a test's upstream artifacts carry their
+/// content ([`crate::Upstream::with_artifact`]), so none reaches here.
+pub(crate) mod inputs {
+    pub fn read(stage: &str, name: &str, _offset: u64, _length: u32) -> Result<Vec<u8>, String> {
+        Err(format!(
+            "the test host has no content for artifact '{name}' of stage '{stage}' \
+             (give it with Upstream::with_artifact)"
+        ))
     }
 }
 

@@ -10,7 +10,24 @@ from collections import Counter
 
 from componentize_py_types import Err
 from wit_world import exports
-from wit_world.imports import log, types
+from wit_world.imports import inputs, log, types
+
+# The most one read returns (the host's limit): larger artifacts in pieces.
+PIECE = 16 << 20
+
+
+def read_all(stage_id, artifact):
+    """An upstream artifact's bytes, read through the host piece by piece."""
+    data = bytearray()
+    while len(data) < artifact.size:
+        try:
+            piece = inputs.read(stage_id, artifact.name, len(data), min(PIECE, artifact.size - len(data)))
+        except Err as e:
+            raise Err(types.StageError_Fatal(f"cannot read {stage_id}/{artifact.name}: {e.value}"))
+        if not piece:
+            break
+        data.extend(piece)
+    return bytes(data)
 
 
 class Runner(exports.Runner):
@@ -38,7 +55,7 @@ class Runner(exports.Runner):
         for upstream in input.inputs:
             for artifact in upstream.artifacts:
                 if artifact.media_type.startswith("text/"):
-                    text = bytes(artifact.bytes).decode("utf-8", errors="replace")
+                    text = read_all(upstream.stage_id, artifact).decode("utf-8", errors="replace")
                     words.update(w.lower().strip(".,!?\"'()") for w in text.split())
         words.pop("", None)
         common = words.most_common(top)

@@ -58,6 +58,7 @@ pub(super) fn spec(i: u32) -> AttemptSpec {
         heartbeat: None,
         max_output: host_vocab::limits::MAX_OUTPUT_BYTES,
         memory_limit: 64 << 20,
+        artifacts: None,
         printed: None,
     }
 }

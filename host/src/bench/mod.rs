@@ -51,6 +51,9 @@ pub enum Scenario {
     /// The state directory after many runs (1,000 by default), without and
     /// with `[pipeline] retention`, and `host gc` on the one without.
     Retention,
+    /// Host peak memory with three 60 MiB upstream artifacts: a 0.3 stage
+    /// reading 1 KiB of them, a 0.2 stage handed them whole, a no-op run.
+    LazyInputs,
 }
 
 pub struct Options {
@@ -138,6 +141,7 @@ pub async fn run(options: &Options, mut on_row: impl FnMut(&Row)) -> Vec<Row> {
             Scenario::Polyglot => polyglot(options).await,
             Scenario::WorkspaceCopy => workspace_copy(options),
             Scenario::Retention => retention(options, &cache_dir),
+            Scenario::LazyInputs => lazy_inputs(options, &cache_dir),
         };
         let produced = produced.unwrap_or_else(|e| vec![error_row(scenario, e)]);
         for row in produced {
@@ -476,6 +480,53 @@ fn dag(o: &Options, cache_dir: &std::path::Path) -> Result<Vec<Row>, String> {
     Ok(rows)
 }
 
+fn lazy_inputs(o: &Options, cache_dir: &std::path::Path) -> Result<Vec<Row>, String> {
+    let b = bench(o, cache_dir);
+    let mb = |f: &pipelines::ProcessFigures| f.peak_kib.unwrap_or(0) as f64 / 1024.0;
+    let baseline = b.dag(1, 1, 1)?;
+    let lazy = b.lazy_inputs(None)?;
+    let mut rows = vec![
+        Row {
+            scenario: "one no-op stage, host peak memory (baseline)".into(),
+            figure: format!("{:.1} MB", mb(&baseline)),
+            value: mb(&baseline),
+            unit: "MB",
+            target: None,
+            detail: "the same host and state directory layout, nothing large".into(),
+        },
+        Row {
+            scenario: "3 x 60 MiB inputs, 1 KiB read (0.3), host peak memory".into(),
+            figure: format!(
+                "{:.1} MB ({:.1}x baseline, {})",
+                mb(&lazy),
+                mb(&lazy) / mb(&baseline).max(1.0),
+                human(lazy.elapsed)
+            ),
+            value: mb(&lazy),
+            unit: "MB",
+            target: Some("< 200 MB".into()),
+            detail: "three streamed 60 MiB artifacts, a reader in a 32 MiB memory limit".into(),
+        },
+    ];
+    if let Ok(old) = std::fs::canonicalize("tests/fixtures/hello-wit-0.2.2.wasm") {
+        let eager = b.lazy_inputs(Some(&old))?;
+        rows.push(Row {
+            scenario: "3 x 60 MiB inputs, handed whole (0.2), host peak memory".into(),
+            figure: format!(
+                "{:.1} MB ({:.1}x the 0.3 reader, {})",
+                mb(&eager),
+                mb(&eager) / mb(&lazy).max(1.0),
+                human(eager.elapsed)
+            ),
+            value: mb(&eager),
+            unit: "MB",
+            target: None,
+            detail: "the same run with a 0.2 plugin (hello) as the reader".into(),
+        });
+    }
+    Ok(rows)
+}
+
 fn ai_coding(o: &Options, cache_dir: &std::path::Path) -> Result<Vec<Row>, String> {
     let f = bench(o, cache_dir).ai_coding(o.model_url.as_deref())?;
     Ok(vec![Row {
@@ -532,6 +583,7 @@ pub(crate) fn attempt_scope(
         kind: host_vocab::AttemptKind::First,
         files_guard: None,
         deadline: std::time::Instant::now() + stage.timeout,
+        inputs: &[],
         live: LIVE.get_or_init(|| {
             std::sync::Arc::new(host_runtime::live::AttemptLive::detached("bench"))
         }),

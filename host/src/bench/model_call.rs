@@ -118,6 +118,7 @@ pub async fn measure(dir: &Path, noop: &Path, iterations: usize) -> Result<Overh
             max_tokens: Some(4),
             temperature: None,
             stop: Vec::new(),
+            timeout_ms: None,
         };
         let t = Instant::now();
         let answer = grant

@@ -119,18 +119,24 @@ impl Bench<'_> {
         width: usize,
         parallel: usize,
     ) -> Result<ProcessFigures, String> {
-        let manifest = self.write_manifest(
-            &format!("dag-{stages}-{parallel}.toml"),
+        self.run_fresh(
+            &format!("dag-{stages}-{parallel}"),
             &dag_manifest(self.noop, stages, width, parallel, false),
-        )?;
-        let state = self.dir.join(format!("dag-{stages}-{parallel}-state"));
+        )
+    }
+
+    /// Runs the pipeline `text` once, as `name`, in a state directory of
+    /// its own (removed after); a run that does not succeed is an error.
+    fn run_fresh(&self, name: &str, text: &str) -> Result<ProcessFigures, String> {
+        let manifest = self.write_manifest(&format!("{name}.toml"), text)?;
+        let state = self.dir.join(format!("{name}-state"));
         let _ = std::fs::remove_dir_all(&state);
         let figures = self.host(&state, &["run", "--json", &manifest.to_string_lossy()]);
         let _ = std::fs::remove_dir_all(&state);
         let figures = figures?;
         if figures.exit != 0 {
             return Err(format!(
-                "the {stages}-stage run failed with exit code {}",
+                "the {name} run failed with exit code {}",
                 figures.exit
             ));
         }
@@ -214,6 +220,37 @@ impl Bench<'_> {
             }
         };
         Ok(AiCodingFigures { figures, ended })
+    }
+
+    /// Three stages stream 60 MiB each; a fourth, after them, reads 1 KiB
+    /// of one (a 0.3 plugin in a 32 MiB memory limit) or, as `eager`, is a
+    /// plugin of 0.2 (handed all 180 MiB). Returns the host's figures.
+    pub fn lazy_inputs(&self, eager: Option<&Path>) -> Result<ProcessFigures, String> {
+        let mut text = format!(
+            "[pipeline]\nname = \"bench-lazy\"\ntask = \"t\"\nmax_parallel = 1\n\n\
+             [plugins.faulty]\nwasm = {:?}\n",
+            self.faulty.display().to_string()
+        );
+        for p in ["p1", "p2", "p3"] {
+            let _ = write!(
+                text,
+                "\n[[stage]]\nid = \"{p}\"\nplugin = \"faulty\"\n\
+                 config = {{ behaviour = {{ stream-big = {{ name = \"{p}.bin\", bytes = {} }} }} }}\n",
+                60u64 << 20
+            );
+        }
+        let reader = match eager {
+            None => "plugin = \"faulty\"\nmemory = \"32MiB\"\n\
+                     config = { behaviour = { read-range = { stage = \"p2\", name = \"p2.bin\", offset = 1000, length = 1024 } } }\n"
+                .to_string(),
+            Some(old) => format!("plugin = {:?}\n", old.display().to_string()),
+        };
+        let _ = write!(
+            text,
+            "\n[[stage]]\nid = \"reader\"\nafter = [\"p1\", \"p2\", \"p3\"]\n{reader}"
+        );
+        let label = if eager.is_some() { "eager" } else { "lazy" };
+        self.run_fresh(&format!("inputs-{label}"), &text)
     }
 
     fn only_run(&self, state: &Path) -> Result<String, String> {

@@ -4,9 +4,10 @@
 //! loopback server), for each plugin given.
 
 use super::stats::Summary;
+use host_capabilities::inputs::InputsCapability;
 use host_capabilities::models::{ExchangeMode, ModelsCapability};
 use host_capabilities::{AttemptSpec, Grants, Runtime};
-use host_runtime::GrantSet;
+use host_runtime::{Capability, GrantSet};
 use host_store::Store;
 use host_vocab::StageInput;
 use host_vocab::{Artifact, Upstream};
@@ -24,27 +25,26 @@ pub struct Figures {
     pub attempt: Summary,
 }
 
-/// The input every language's template stage gets: the task and one
-/// upstream text artifact.
-fn input(i: u32) -> StageInput {
+/// The upstream text artifact every language's template stage gets.
+fn notes() -> Artifact {
+    Artifact {
+        name: "notes.txt".into(),
+        media_type: "text/plain".into(),
+        bytes: "Some upstream notes worth a summary."
+            .repeat(20)
+            .into_bytes(),
+    }
+}
+
+/// The input every language's template stage gets: the task and the
+/// upstream stage that made [`notes`].
+fn input(i: u32, upstream: &Upstream) -> StageInput {
     StageInput {
         run_id: "bench".into(),
         stage_id: "stage".into(),
         task: "Summarise the upstream text.".into(),
         config_json: r#"{"model":"m","max_tokens":16}"#.into(),
-        inputs: vec![Upstream {
-            stage_id: "up".into(),
-            summary: "upstream".into(),
-            decision: None,
-            artifacts: vec![Artifact {
-                name: "notes.txt".into(),
-                media_type: "text/plain".into(),
-                bytes: "Some upstream notes worth a summary."
-                    .repeat(20)
-                    .into_bytes(),
-            }],
-            metrics: Vec::new(),
-        }],
+        inputs: vec![upstream.clone()],
         attempt: 1,
         iteration: i,
         feedback: None,
@@ -75,10 +75,12 @@ pub async fn measure(dir: &Path, component: &Path, repeats: usize) -> Result<Fig
     let state = dir.join("polyglot-state");
     let _ = std::fs::remove_dir_all(&state);
     let store = Arc::new(Store::open(&state).map_err(|e| e.to_string())?);
+    let upstream = stored_upstream(&store).map_err(|e| e.to_string())?;
+    let inputs = InputsCapability::new(store.clone());
     let models = ModelsCapability::new(
         &pipeline,
         reqwest::Client::new(),
-        store,
+        store.clone(),
         ExchangeMode::default(),
     );
     let runtime = Runtime::new(Some(cache_dir)).map_err(|e| format!("{e:#}"))?;
@@ -92,12 +94,17 @@ pub async fn measure(dir: &Path, component: &Path, repeats: usize) -> Result<Fig
     for i in 0..attempts + 3 {
         // The no-op bench's attempt, with this stage's input, model grant
         // and room for a large runtime.
+        let mut scope = super::attempt_scope(stage, i as u32);
+        let given = [upstream.clone()];
+        scope.inputs = &given;
         let spec = AttemptSpec {
-            input: input(i as u32),
+            input: input(i as u32, &upstream),
             grants: Grants {
-                models: models.grant(&super::attempt_scope(stage, i as u32)),
+                models: models.grant(&scope),
+                inputs: Capability::grant(&inputs, &scope),
                 ..Grants::deny()
             },
+            artifacts: Some(store.clone()),
             timeout: Duration::from_secs(60),
             memory_limit: 256 << 20,
             ..super::instantiate::spec(i as u32)
@@ -118,5 +125,37 @@ pub async fn measure(dir: &Path, component: &Path, repeats: usize) -> Result<Fig
         first,
         cached,
         attempt: Summary::of(&samples).ok_or("no attempts")?,
+    })
+}
+
+/// Stores [`notes`] as the output of a stage "up" of a run "bench", as a
+/// scheduler would have, and returns that stage as a downstream one sees it.
+fn stored_upstream(store: &Store) -> host_store::Result<Upstream> {
+    store.create_run(&host_store::RunRecord {
+        id: "bench".into(),
+        pipeline: "bench".into(),
+        manifest_path: "bench.toml".into(),
+        manifest_text: String::new(),
+        status: host_store::RunStatus::Running,
+        started_ms: host_vocab::now_ms(),
+        finished_ms: None,
+        owner: host_store::Owner::current(),
+        stages: vec!["up".into(), "stage".into()],
+        options: Default::default(),
+    })?;
+    store.stage_started("bench", "up", 1, None)?;
+    let output = host_vocab::StageOutput {
+        summary: "upstream".into(),
+        artifacts: vec![notes()],
+        metrics: Vec::new(),
+        decision: None,
+    };
+    let out = store.stage_succeeded("bench", "up", 1, &output, &[], &Default::default())?;
+    Ok(Upstream {
+        stage_id: "up".into(),
+        summary: out.summary,
+        decision: None,
+        artifacts: out.artifacts,
+        metrics: Vec::new(),
     })
 }

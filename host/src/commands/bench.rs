@@ -104,6 +104,7 @@ pub async fn bench(args: BenchArgs) -> Outcome {
             Scenario::AiCoding,
             Scenario::LogLine,
             Scenario::Retention,
+            Scenario::LazyInputs,
         ]
         .into_iter()
         .chain((!args.plugins.is_empty()).then_some(Scenario::Polyglot))

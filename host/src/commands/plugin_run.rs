@@ -374,6 +374,7 @@ async fn start(
             &g.name,
             1,
             g.output,
+            stored.artifacts.clone(),
             stored.content_hash.clone(),
             "given by --input".to_string(),
         );

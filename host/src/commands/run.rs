@@ -366,7 +366,7 @@ pub(super) async fn execute(
     let observer = output.observer();
     let summary = scheduler.run(pipeline, ctx, observer).await?;
     if let Some(out) = out {
-        write_outputs(out, &summary).map_err(|e| {
+        write_outputs(out, &summary, &store).map_err(|e| {
             Failure::host(format!("cannot write outputs to {}: {e:#}", out.display()))
         })?;
     }
@@ -459,7 +459,8 @@ fn http_client() -> anyhow::Result<reqwest::Client> {
 /// Writes artifacts as DIR/STAGE/NAME, each atomically. The host refuses an
 /// output whose names could not be files; a name that still cannot (a
 /// record of an older host's) is skipped with a warning, not an abort.
-fn write_outputs(dir: &Path, summary: &RunSummary) -> anyhow::Result<()> {
+/// An artifact the run did not keep in memory is read from the store.
+fn write_outputs(dir: &Path, summary: &RunSummary, store: &Store) -> anyhow::Result<()> {
     for stage in &summary.stages {
         let Some(output) = &stage.output else {
             continue;
@@ -467,7 +468,7 @@ fn write_outputs(dir: &Path, summary: &RunSummary) -> anyhow::Result<()> {
         let stage_dir = dir.join(&stage.id);
         std::fs::create_dir_all(&stage_dir)
             .with_context(|| format!("creating {}", stage_dir.display()))?;
-        for (i, artifact) in output.artifacts.iter().enumerate() {
+        for (i, artifact) in stage.artifacts.iter().enumerate() {
             let name = &artifact.name;
             if let Some(problem) = host::vocab::output_rules::file_name_problem(name) {
                 eprintln!(
@@ -479,8 +480,16 @@ fn write_outputs(dir: &Path, summary: &RunSummary) -> anyhow::Result<()> {
             let target = stage_dir.join(name);
             // Short, whatever the name's length (a name may be 255 bytes).
             let tmp = stage_dir.join(format!(".host-out-{i}.tmp"));
-            std::fs::write(&tmp, &artifact.bytes)
-                .with_context(|| format!("writing {}", tmp.display()))?;
+            let held = output.artifacts.iter().find(|a| a.name == *name);
+            let bytes = match held {
+                Some(a) => std::borrow::Cow::Borrowed(&a.bytes),
+                None => std::borrow::Cow::Owned(
+                    store
+                        .blob(&artifact.hash)?
+                        .with_context(|| format!("artifact '{name}' is not in the store"))?,
+                ),
+            };
+            std::fs::write(&tmp, &*bytes).with_context(|| format!("writing {}", tmp.display()))?;
             std::fs::rename(&tmp, &target)
                 .with_context(|| format!("renaming to {}", target.display()))?;
         }

@@ -84,7 +84,7 @@ pub fn upstream_inputs(
                     stage_id: dep.to_string(),
                     summary: output.summary.clone(),
                     decision: output.decision.clone(),
-                    artifacts: output.artifacts.clone(),
+                    artifacts: r.artifacts.clone(),
                     metrics: output.metrics.clone(),
                 },
                 (_, StageStatus::Failed) => wit::Upstream {
@@ -134,11 +134,7 @@ impl Facts for ResultFacts<'_> {
             Field::Metric(name) => output
                 .and_then(|o| o.metrics.iter().find(|m| &m.name == name))
                 .map_or(Value::Null, |m| Value::Num(m.value)),
-            Field::Artifacts => Value::List(
-                output
-                    .map(|o| o.artifacts.iter().map(|a| a.name.clone()).collect())
-                    .unwrap_or_default(),
-            ),
+            Field::Artifacts => Value::List(r.artifacts.iter().map(|a| a.name.clone()).collect()),
             Field::Changed => Value::List(
                 output
                     .and_then(|o| o.artifacts.iter().find(|a| a.name == CHANGES_ARTIFACT))

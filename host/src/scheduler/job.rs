@@ -73,7 +73,7 @@ impl StageJob {
             return Ok(None);
         };
         let r = record.clone();
-        let output = stored(&self.store, move |s| s.load_output(&r)).await?;
+        let output = stored(&self.store, move |s| s.load_held_output(&r)).await?;
         let (run, stage, r) = (self.run_id.clone(), self.stage.id.clone(), record.clone());
         stored(&self.store, move |s| s.stage_reused(&run, &stage, &key, &r)).await?;
         let note = format!("cache of run {}", record.produced_by.0);
@@ -81,6 +81,7 @@ impl StageJob {
             &self.stage.id,
             0,
             output,
+            record.artifacts.clone(),
             record.content_hash.clone(),
             note,
         )))
@@ -144,10 +145,12 @@ impl StageJob {
             None => Vec::new(),
         };
         attach_changes(output, &changes);
+        // The output moves to the store's thread and back, not copied: it
+        // may hold 64 MiB of artifacts.
         let (run, stage, out, used) = (
             self.run_id.clone(),
             self.stage.id.clone(),
-            output.clone(),
+            std::mem::take(output),
             consumed.to_vec(),
         );
         let mut activity = activity.clone();
@@ -157,7 +160,7 @@ impl StageJob {
                 activity.workspace_blobs = blobs.into_iter().collect();
                 s.stage_succeeded(&run, &stage, attempt, &out, &used, &activity)
             };
-            match ws {
+            let committed = match ws {
                 None => record(Default::default()).map(Ok),
                 // A conflict or an unreadable file fails the attempt.
                 Some((ws, place)) => match ws.commit(&place, &changes, record) {
@@ -165,10 +168,12 @@ impl StageJob {
                     Err(CommitError::Workspace(e)) => Ok(Err(failure_of(e))),
                     Err(e) => Ok(Err(StageFailure::Workspace(e.to_string()))),
                 },
-            }
+            };
+            committed.map(|c| (c, out))
         })
         .await?;
-        Ok(committed)
+        *output = committed.1;
+        Ok(committed.0)
     }
 
     pub async fn run(self, events: Arc<dyn RunObserver>) -> Result<StageResult, StoreError> {
@@ -184,7 +189,7 @@ impl StageJob {
             .inputs
             .iter()
             .flat_map(|u| &u.artifacts)
-            .map(|a| blake3::hash(&a.bytes).to_hex().to_string())
+            .map(|a| a.hash.clone())
             .collect();
         let mut tries = 0;
         loop {
@@ -237,6 +242,7 @@ impl StageJob {
                     .and_then(Option::as_ref)
                     .and_then(|p| self.files.guard(p)),
                 deadline: std::time::Instant::now() + self.stage.timeout,
+                inputs: &self.inputs,
                 kind: AttemptKind::of(
                     tries,
                     self.attempts_before,
@@ -264,6 +270,7 @@ impl StageJob {
                     live: live.clone(),
                     max_lines: self.stage.max_log_lines,
                 }),
+                artifacts: Some(self.store.clone()),
             };
             // Whatever the host logs while the attempt runs carries its ids.
             // Target "plugin", so the default filter (plugin=info) keeps it.
@@ -305,13 +312,13 @@ impl StageJob {
                                 elapsed: started.elapsed(),
                                 summary: Some(output.summary.clone()),
                                 output_hash: Some(record.content_hash),
-                                output: Some(output),
                                 model_calls,
                                 iteration: self.iteration,
                                 gates_failed,
                                 parent: self.stage.parent.clone(),
                                 ..StageResult::new(&self.stage.id, StageStatus::Succeeded)
-                            };
+                            }
+                            .holding(output, record.artifacts);
                             events.on_event(&RunEvent::StageFinished(Box::new(result.clone())));
                             return Ok(result);
                         }

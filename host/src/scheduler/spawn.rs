@@ -8,7 +8,7 @@ use host_vocab::{Bound, LimitReached, StageFailure, StageOutput};
 use serde::Deserialize;
 
 /// The artifact a stage returns to ask for jobs.
-pub const SPAWN_ARTIFACT: &str = "spawn.json";
+pub use host_vocab::output_rules::SPAWN_ARTIFACT;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]

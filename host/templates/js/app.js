@@ -8,7 +8,8 @@
 
 import { complete } from 'orchestrator:stage/models@{{wit_version}}';
 import { log } from 'orchestrator:stage/log@{{wit_version}}';
-import { buildPrompt, readable } from './prompt.js';
+import { read } from 'orchestrator:stage/inputs@{{wit_version}}';
+import { HEAD_BYTES, buildPrompt, isText, readable } from './prompt.js';
 
 const DEFAULTS = {
   model: 'small',
@@ -42,7 +43,19 @@ export const runner = {
     } catch (e) {
       throw fatal(`config is not JSON: ${e}`);
     }
-    const inputs = readable(input.inputs);
+    // Upstream artifacts come as references (name, mediaType, size, hash):
+    // read only the head of the text ones, as much as the prompt can use. A
+    // large or binary artifact costs nothing. WIT u64 is a BigInt in JS.
+    const upstream = input.inputs.map(({ stageId, artifacts }) => ({
+      stageId,
+      artifacts: artifacts
+        .filter(({ mediaType }) => isText(mediaType))
+        .map(({ name, mediaType, size }) => {
+          const length = Number(size < BigInt(HEAD_BYTES) ? size : BigInt(HEAD_BYTES));
+          return { name, mediaType, bytes: read(stageId, name, 0n, length) };
+        }),
+    }));
+    const inputs = readable(upstream);
     const messages = [
       { role: 'system', content: String(config.instruction) },
       { role: 'user', content: buildPrompt(input.task, inputs) },
@@ -55,6 +68,7 @@ export const runner = {
         maxTokens: Number(config.max_tokens),
         temperature: undefined,
         stop: [],
+        timeoutMs: undefined,
       });
     } catch (e) {
       // A failed call throws its model-error: { tag, val }.

@@ -19,3 +19,9 @@ test('the prompt holds the task and each readable input', () => {
   assert.ok(prompt.startsWith('Task:\nthe task\n'));
   assert.ok(prompt.includes('--- greet/greeting.txt ---\nHello there'));
 });
+
+test('a head cut inside a character still reads', () => {
+  const cut = new TextEncoder().encode('héllo wörld').subarray(0, -4);
+  const upstream = [{ stageId: 's', artifacts: [{ name: 'a.txt', mediaType: 'text/plain', bytes: cut }] }];
+  assert.deepEqual(readable(upstream), [['s', 'a.txt', 'héllo w']]);
+});

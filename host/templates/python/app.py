@@ -11,15 +11,23 @@ import json
 
 from componentize_py_types import Err
 from wit_world import exports
-from wit_world.imports import log, models, types
+from wit_world.imports import inputs, log, models, types
 
-from prompt import build_prompt, readable
+from prompt import HEAD_BYTES, build_prompt, is_text, readable
 
 DEFAULTS = {
     "model": "small",
     "instruction": "Summarise the inputs in one short paragraph.",
     "max_tokens": 200,
 }
+
+
+def read_head(stage_id, artifact):
+    """The first HEAD_BYTES of an upstream artifact, read through the host."""
+    try:
+        return bytes(inputs.read(stage_id, artifact.name, 0, min(artifact.size, HEAD_BYTES)))
+    except Err as e:
+        raise fatal(f"cannot read {stage_id}/{artifact.name}: {e.value}")
 
 
 def fatal(message):
@@ -52,17 +60,28 @@ class Runner(exports.Runner):
             config = {**DEFAULTS, **json.loads(input.config_json)}
         except ValueError as e:
             raise fatal(f"config is not JSON: {e}")
+        # Upstream artifacts come as references (name, media type, size,
+        # hash): read only the head of the text ones, as much as the prompt
+        # can use. A large or binary artifact costs nothing.
         upstream = [
-            (u.stage_id, [(a.name, a.media_type, a.bytes) for a in u.artifacts]) for u in input.inputs
+            (
+                u.stage_id,
+                [
+                    (a.name, a.media_type, read_head(u.stage_id, a))
+                    for a in u.artifacts
+                    if is_text(a.media_type)
+                ],
+            )
+            for u in input.inputs
         ]
-        inputs = readable(upstream)
+        texts = readable(upstream)
         messages = [
             models.Message(role=models.Role.SYSTEM, content=str(config["instruction"])),
-            models.Message(role=models.Role.USER, content=build_prompt(input.task, inputs)),
+            models.Message(role=models.Role.USER, content=build_prompt(input.task, texts)),
         ]
-        params = models.Params(max_tokens=int(config["max_tokens"]), temperature=None, stop=[])
+        params = models.Params(max_tokens=int(config["max_tokens"]), temperature=None, stop=[], timeout_ms=None)
         # print() is a line of this attempt's log (host show RUN STAGE --log).
-        print(f"asking {config['model']} about {len(inputs)} inputs")
+        print(f"asking {config['model']} about {len(texts)} inputs")
         try:
             completion = models.complete(str(config["model"]), messages, params)
         except Err as e:
@@ -75,11 +94,11 @@ class Runner(exports.Runner):
         account = {
             "alias": config["model"],
             "model": completion.model,
-            "inputs": [{"stage": s, "name": n, "chars": len(t)} for s, n, t in inputs],
+            "inputs": [{"stage": s, "name": n, "chars": len(t)} for s, n, t in texts],
             "output_tokens": completion.output_tokens,
         }
         return types.StageOutput(
-            summary=f"{config['model']} answered from {len(inputs)} inputs",
+            summary=f"{config['model']} answered from {len(texts)} inputs",
             artifacts=[
                 types.Artifact(name="{{name}}.md", media_type="text/markdown", bytes=completion.text.encode()),
                 types.Artifact(
@@ -89,7 +108,7 @@ class Runner(exports.Runner):
                 ),
             ],
             metrics=[
-                types.Metric(name="inputs", value=float(len(inputs))),
+                types.Metric(name="inputs", value=float(len(texts))),
                 types.Metric(name="output_tokens", value=float(completion.output_tokens)),
             ],
             decision=None,

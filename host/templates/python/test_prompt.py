@@ -16,6 +16,10 @@ class PromptTest(unittest.TestCase):
         self.assertTrue(prompt.startswith("Task:\nthe task\n"))
         self.assertIn("--- greet/greeting.txt ---\nHello there", prompt)
 
+    def test_a_head_cut_inside_a_character_still_reads(self):
+        cut = "héllo wörld".encode()[:-4]
+        self.assertEqual(readable([("s", [("a.txt", "text/plain", cut)])]), [("s", "a.txt", "héllo w")])
+
 
 if __name__ == "__main__":
     unittest.main()

@@ -64,7 +64,7 @@ impl Stage for Hello {
                 artifacts: u
                     .artifacts
                     .iter()
-                    .map(|a| (a.name.as_str(), a.bytes.len()))
+                    .map(|a| (a.name.as_str(), a.size as usize))
                     .collect(),
             })
             .collect();

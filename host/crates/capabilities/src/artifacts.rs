@@ -2,8 +2,8 @@
 //! Pieces go straight to a file of this attempt's, so neither the plugin nor
 //! the host holds the whole artifact until the attempt has succeeded.
 
+use host_runtime::bindings::older_line_names;
 use host_runtime::bindings::orchestrator::stage::artifacts::{self as wit, Host};
-use host_runtime::bindings::v0_1_name;
 use host_runtime::{AttemptScope, Capability, Grant, HasGrant, grant_of};
 use host_vocab::limits::MAX_ARTIFACTS;
 use host_vocab::output_rules::artifact_name_problem;
@@ -23,16 +23,18 @@ impl Capability for ArtifactsCapability {
 
     fn link<T: HasGrant<ArtifactsGrant>>(linker: &mut Linker<T>) -> wasmtime::Result<()> {
         wit::add_to_linker::<T, HasSelf<ArtifactsGrant>>(linker, grant_of)?;
-        let mut i = linker.instance(&v0_1_name("artifacts"))?;
-        i.func_wrap_async(
-            "append",
-            |mut store, (artifact, media_type, bytes): (String, String, Vec<u8>)| {
-                Box::new(async move {
-                    let s = grant_of(store.data_mut());
-                    Ok((Host::append(s, artifact, media_type, bytes).await?,))
-                })
-            },
-        )?;
+        for name in older_line_names("artifacts") {
+            let mut i = linker.instance(&name)?;
+            i.func_wrap_async(
+                "append",
+                |mut store, (artifact, media_type, bytes): (String, String, Vec<u8>)| {
+                    Box::new(async move {
+                        let s = grant_of(store.data_mut());
+                        Ok((Host::append(s, artifact, media_type, bytes).await?,))
+                    })
+                },
+            )?;
+        }
         Ok(())
     }
 

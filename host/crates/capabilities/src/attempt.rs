@@ -2,6 +2,7 @@
 //! fact the scheduler knows (a retry, a resume after the host stopped, a
 //! loop's pass), given to every stage; nothing to grant or refuse.
 
+use host_runtime::bindings::older_line_names;
 use host_runtime::bindings::orchestrator::stage::attempt::{
     self as wit, AttemptKind as WitKind, Host,
 };
@@ -17,7 +18,19 @@ impl Capability for AttemptCapability {
     const GOVERNED_BY: &'static str = "always: facts about the attempt";
 
     fn link<T: HasGrant<AttemptGrant>>(linker: &mut Linker<T>) -> wasmtime::Result<()> {
-        wit::add_to_linker::<T, HasSelf<AttemptGrant>>(linker, grant_of)
+        wit::add_to_linker::<T, HasSelf<AttemptGrant>>(linker, grant_of)?;
+        // 0.2.1 and later patches of 0.2 have it too.
+        for name in older_line_names("attempt") {
+            linker
+                .instance(&name)?
+                .func_wrap_async("kind", |mut store, (): ()| {
+                    Box::new(async move {
+                        let s = grant_of(store.data_mut());
+                        Ok((Host::kind(s).await?,))
+                    })
+                })?;
+        }
+        Ok(())
     }
 
     fn grant(&self, scope: &AttemptScope<'_>) -> AttemptGrant {

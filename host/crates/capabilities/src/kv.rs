@@ -2,8 +2,8 @@
 //! comes from the grant, never from the plugin, so a stage cannot read or
 //! overwrite another stage's checkpoints.
 
+use host_runtime::bindings::older_line_names;
 use host_runtime::bindings::orchestrator::stage::kv::{self as wit, Host};
-use host_runtime::bindings::v0_1_name;
 use host_runtime::{AttemptScope, Capability, Grant, HasGrant, grant_of};
 use host_store::Store;
 pub use host_vocab::limits::{
@@ -30,25 +30,33 @@ impl Capability for KvCapability {
 
     fn link<T: HasGrant<KvGrant>>(linker: &mut Linker<T>) -> wasmtime::Result<()> {
         wit::add_to_linker::<T, HasSelf<KvGrant>>(linker, grant_of)?;
-        let mut i = linker.instance(&v0_1_name("kv"))?;
-        i.func_wrap_async("get", |mut store, (key,): (String,)| {
-            Box::new(async move {
-                let s = grant_of(store.data_mut());
-                Ok((Host::get(s, key).await?,))
-            })
-        })?;
-        i.func_wrap_async("set", |mut store, (key, value): (String, Vec<u8>)| {
-            Box::new(async move {
-                let s = grant_of(store.data_mut());
-                Ok((Host::set(s, key, value).await?,))
-            })
-        })?;
-        i.func_wrap_async("delete", |mut store, (key,): (String,)| {
-            Box::new(async move {
-                let s = grant_of(store.data_mut());
-                Host::delete(s, key).await
-            })
-        })?;
+        for name in older_line_names("kv") {
+            let mut i = linker.instance(&name)?;
+            i.func_wrap_async("get", |mut store, (key,): (String,)| {
+                Box::new(async move {
+                    let s = grant_of(store.data_mut());
+                    Ok((Host::get(s, key).await?,))
+                })
+            })?;
+            i.func_wrap_async("set", |mut store, (key, value): (String, Vec<u8>)| {
+                Box::new(async move {
+                    let s = grant_of(store.data_mut());
+                    Ok((Host::set(s, key, value).await?,))
+                })
+            })?;
+            i.func_wrap_async("delete", |mut store, (key,): (String,)| {
+                Box::new(async move {
+                    let s = grant_of(store.data_mut());
+                    Host::delete(s, key).await
+                })
+            })?;
+            i.func_wrap_async("keys", |mut store, (prefix,): (String,)| {
+                Box::new(async move {
+                    let s = grant_of(store.data_mut());
+                    Ok((Host::keys(s, prefix).await?,))
+                })
+            })?;
+        }
         Ok(())
     }
 

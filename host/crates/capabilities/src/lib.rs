@@ -12,6 +12,7 @@
 pub mod artifacts;
 pub mod attempt;
 pub mod gates;
+pub mod inputs;
 pub mod kv;
 pub mod log;
 pub mod models;
@@ -28,6 +29,7 @@ use host_manifest::Pipeline;
 use host_runtime::{AttemptScope, Capability, Grant, GrantSet, Holds, StageState};
 use host_store::Store;
 use host_vocab::{Activity, StageFailure, StageOutput};
+use inputs::{InputsCapability, InputsGrant};
 use kv::{KvCapability, KvGrant};
 use log::{LogCapability, LogGrant};
 use models::{ExchangeMode, ModelsCapability, ModelsGrant};
@@ -123,6 +125,7 @@ capabilities!(
     log: LogCapability => LogGrant,
     artifacts: ArtifactsCapability => ArtifactsGrant,
     attempt: AttemptCapability => AttemptGrant,
+    inputs: InputsCapability => InputsGrant,
 );
 
 impl Capabilities {
@@ -136,10 +139,11 @@ impl Capabilities {
             models: ModelsCapability::new(pipeline, client, store.clone(), mode),
             gates: GatesCapability::new(pipeline),
             workspace: WorkspaceCapability,
-            kv: KvCapability::new(store),
+            kv: KvCapability::new(store.clone()),
             log: LogCapability,
             artifacts: ArtifactsCapability,
             attempt: AttemptCapability,
+            inputs: InputsCapability::new(store),
         }
     }
 }

@@ -2,8 +2,8 @@
 //! tagged with run, stage and attempt, within a per-attempt volume cap; and
 //! to the attempt's live view (observer and log file, see `crate::live`).
 
+use host_runtime::bindings::older_line_names;
 use host_runtime::bindings::orchestrator::stage::log::{self as wit, Host, Level};
-use host_runtime::bindings::v0_1_name;
 use host_runtime::live::AttemptLive;
 use host_runtime::{AttemptScope, Capability, Grant, HasGrant, grant_of};
 use host_vocab::{Activity, LogLevel};
@@ -20,23 +20,25 @@ impl Capability for LogCapability {
 
     fn link<T: HasGrant<LogGrant>>(linker: &mut Linker<T>) -> wasmtime::Result<()> {
         wit::add_to_linker::<T, HasSelf<LogGrant>>(linker, grant_of)?;
-        // The same functions under their 0.1 name (same signatures).
-        let mut i = linker.instance(&v0_1_name("log"))?;
-        i.func_wrap_async("log", |mut store, (level, message): (Level, String)| {
-            Box::new(async move {
-                let s = grant_of(store.data_mut());
-                Host::log(s, level, message).await
-            })
-        })?;
-        i.func_wrap_async(
-            "progress",
-            |mut store, (done, total, message): (u64, u64, String)| {
+        // The same functions under the older lines' names (same signatures).
+        for name in older_line_names("log") {
+            let mut i = linker.instance(&name)?;
+            i.func_wrap_async("log", |mut store, (level, message): (Level, String)| {
                 Box::new(async move {
                     let s = grant_of(store.data_mut());
-                    Host::progress(s, done, total, message).await
+                    Host::log(s, level, message).await
                 })
-            },
-        )?;
+            })?;
+            i.func_wrap_async(
+                "progress",
+                |mut store, (done, total, message): (u64, u64, String)| {
+                    Box::new(async move {
+                        let s = grant_of(store.data_mut());
+                        Host::progress(s, done, total, message).await
+                    })
+                },
+            )?;
+        }
         Ok(())
     }
 

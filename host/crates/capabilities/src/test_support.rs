@@ -44,6 +44,7 @@ pub fn scope<'a>(
         kind: host_vocab::AttemptKind::First,
         files_guard: None,
         deadline: std::time::Instant::now() + std::time::Duration::from_secs(600),
+        inputs: &[],
     }
 }
 

@@ -5,11 +5,14 @@ use super::capability::GrantSet;
 use super::engine::{Limits, ticks};
 use super::loader::LoadedPlugin;
 use super::state::PrintedTo;
-use super::world::{PluginInfo, PluginPre};
+use super::world::{LineInput, PluginInfo, PluginPre};
 use super::{Runtime, StageState};
 use crate::bindings::StageError;
+use crate::convert::eager_input;
+use host_vocab::ArtifactSource;
 use host_vocab::output_rules::{bounded_error, check_output};
 use host_vocab::{Activity, LimitReached, StageFailure, StageInput, StageOutput};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use wasmtime::{FrameInfo, Store, Trap, UpdateDeadline, WasmBacktrace};
 
@@ -35,6 +38,9 @@ pub struct AttemptSpec<G> {
     /// Where what the plugin prints goes (`None`: captured for a trap's
     /// report only).
     pub printed: Option<PrintedTo>,
+    /// Where the upstream artifacts' bytes are, for a plugin of a line that
+    /// takes them in its input (`None`: nowhere, every input is empty).
+    pub artifacts: Option<Arc<dyn ArtifactSource>>,
 }
 
 /// Extra wall-clock time past the epoch deadline before the host gives up on
@@ -85,14 +91,29 @@ impl<G: GrantSet> Runtime<G> {
         }
 
         store.data_mut().grants.begin().await;
-        let input = spec.input.into();
+        let input = if plugin.pre.line().eager_inputs() {
+            let source = spec.artifacts.as_deref();
+            match tokio::task::block_in_place(|| eager_input(spec.input, source)) {
+                Ok(input) => LineInput::Eager(input),
+                Err(e) => {
+                    return AttemptReport {
+                        outcome: Err(StageFailure::Instantiate(e)),
+                        activity: store.data_mut().grants.finish().await,
+                        stderr: String::new(),
+                        elapsed: started.elapsed(),
+                    };
+                }
+            }
+        } else {
+            LineInput::Current(spec.input.into())
+        };
         let call = async {
             let instance = plugin
                 .pre
                 .instantiate(&mut store)
                 .await
                 .map_err(|e| Err(StageFailure::Instantiate(format!("{e:#}"))))?;
-            instance.call_run(&mut store, &input).await.map_err(Ok)
+            instance.call_run(&mut store, input).await.map_err(Ok)
         };
         let result = tokio::time::timeout(spec.timeout + HOST_CALL_GRACE, call).await;
         store.data().finish_printing();

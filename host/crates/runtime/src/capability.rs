@@ -58,6 +58,9 @@ pub struct AttemptScope<'a> {
     /// When the attempt's timeout ends it: what waits inside the attempt
     /// (a provider's Retry-After) is measured against it.
     pub deadline: std::time::Instant,
+    /// The upstream stages' outputs the attempt is given (its artifacts by
+    /// reference): the only artifacts it may read.
+    pub inputs: &'a [host_vocab::Upstream],
 }
 
 /// What keeps a process the host starts for a stage (a gate) inside the

@@ -17,8 +17,10 @@ use wasmtime::Engine;
 use wasmtime::component::types::{self as ct, ComponentItem};
 use wit_parser::{Resolve, Type as WitType, TypeDefKind};
 
-/// The WIT this host was built from.
+/// The WIT this host was built from, and the last of the 0.2 line (its
+/// plugins are checked against it).
 const HOST_WIT: &str = include_str!("../../../../wit/stage.wit");
+const WIT_0_2: &str = include_str!("../wit-0.2/stage.wit");
 
 /// One difference between the component's contract and the host's.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,6 +30,9 @@ pub struct Mismatch {
     /// What differs, e.g. "its result `plugin-info` has a field `homepage`
     /// this host's does not".
     pub difference: String,
+    /// The version of the host's WIT it was compared with: the newest
+    /// patch of the component's line.
+    pub against: &'static str,
 }
 
 impl std::fmt::Display for Mismatch {
@@ -37,68 +42,80 @@ impl std::fmt::Display for Mismatch {
 }
 
 /// What a load error says after the mismatches: what to do about them.
-pub fn advice() -> String {
+pub fn advice(mismatches: &[Mismatch]) -> String {
+    let against = mismatches.first().map_or(WIT_VERSION, |m| m.against);
+    let rebuild = if against == WIT_VERSION {
+        format!("{WIT_PACKAGE}@{WIT_VERSION}")
+    } else {
+        format!("{WIT_PACKAGE}@{against} (its line's newest) or @{WIT_VERSION}")
+    };
     format!(
         "the component was built against another {WIT_PACKAGE} than this host's \
-         {WIT_PACKAGE}@{WIT_VERSION} (a newer patch, or a modified copy of the WIT): \
-         rebuild it against {WIT_PACKAGE}@{WIT_VERSION} (`host plugin new` writes that \
-         WIT into a new project; plugin-sdk carries it), or run it on a host that has \
-         what it uses"
+         {WIT_PACKAGE}@{against} (a newer patch, or a modified copy of the WIT): \
+         rebuild it against {rebuild} (`host plugin new` writes the current WIT into a new \
+         project; plugin-sdk carries it), or run it on a host that has what it uses"
     )
 }
 
 struct HostContract {
+    /// Its package version ("0.3.0").
+    version: &'static str,
     resolve: Resolve,
     /// Interface name (`models`) to its functions, by name.
     interfaces: HashMap<String, wit_parser::InterfaceId>,
 }
 
-fn host_contract() -> Option<&'static HostContract> {
-    static CONTRACT: OnceLock<Option<HostContract>> = OnceLock::new();
-    CONTRACT
-        .get_or_init(|| {
-            let mut resolve = Resolve::default();
-            let package = resolve.push_str("stage.wit", HOST_WIT).ok()?;
-            let interfaces = resolve.packages[package]
-                .interfaces
-                .iter()
-                .map(|(name, id)| (name.clone(), *id))
-                .collect();
-            Some(HostContract {
-                resolve,
-                interfaces,
-            })
+fn host_contract(line: WitLine) -> Option<&'static HostContract> {
+    static CURRENT: OnceLock<Option<HostContract>> = OnceLock::new();
+    static V0_2: OnceLock<Option<HostContract>> = OnceLock::new();
+    let (cell, text, version) = match line {
+        WitLine::V0_3 => (&CURRENT, HOST_WIT, WIT_VERSION),
+        WitLine::V0_2 => (&V0_2, WIT_0_2, "0.2.2"),
+        // 0.1 plugins are called through their own types (world.rs).
+        WitLine::V0_1 => return None,
+    };
+    cell.get_or_init(|| {
+        let mut resolve = Resolve::default();
+        let package = resolve.push_str("stage.wit", text).ok()?;
+        let interfaces = resolve.packages[package]
+            .interfaces
+            .iter()
+            .map(|(name, id)| (name.clone(), *id))
+            .collect();
+        Some(HostContract {
+            version,
+            resolve,
+            interfaces,
         })
-        .as_ref()
+    })
+    .as_ref()
 }
 
-/// `orchestrator:stage/models@0.2.0` -> `models`, for a version of the
-/// current line (older lines are called through their own types).
-fn current_line_interface(name: &str) -> Option<&str> {
+/// `orchestrator:stage/models@0.3.0` -> (`models`, its line), for a line
+/// whose WIT the host has.
+fn checked_interface(name: &str) -> Option<(&str, WitLine)> {
     let rest = name.strip_prefix(WIT_PACKAGE)?.strip_prefix('/')?;
     let (iface, version) = rest.split_once('@')?;
-    (WitLine::of(version) == Some(WitLine::V0_2)).then_some(iface)
+    let line = WitLine::of(version)?;
+    (line != WitLine::V0_1).then_some((iface, line))
 }
 
 /// Every difference between the functions `component` imports from and
 /// exports as orchestrator:stage and this host's WIT.
 pub fn mismatches(engine: &Engine, component: &ct::Component) -> Vec<Mismatch> {
-    let Some(host) = host_contract() else {
-        return Vec::new();
-    };
     let mut found = Vec::new();
-    for (name, import) in component.imports(engine) {
-        if let (Some(iface), ComponentItem::ComponentInstance(instance)) =
-            (current_line_interface(name), &import.ty)
+    let imports = component
+        .imports(engine)
+        .map(|(n, i)| (n, i.ty, Side::Import));
+    let exports = component
+        .exports(engine)
+        .map(|(n, e)| (n, e.ty, Side::Export));
+    for (name, ty, side) in imports.chain(exports) {
+        if let (Some((iface, line)), ComponentItem::ComponentInstance(instance)) =
+            (checked_interface(name), &ty)
+            && let Some(host) = host_contract(line)
         {
-            compare_instance(engine, host, iface, instance, Side::Import, &mut found);
-        }
-    }
-    for (name, export) in component.exports(engine) {
-        if let (Some(iface), ComponentItem::ComponentInstance(instance)) =
-            (current_line_interface(name), &export.ty)
-        {
-            compare_instance(engine, host, iface, instance, Side::Export, &mut found);
+            compare_instance(engine, host, iface, instance, side, &mut found);
         }
     }
     found
@@ -120,9 +137,11 @@ fn compare_instance(
 ) {
     let Some(&id) = host.interfaces.get(iface) else {
         found.push(Mismatch {
+            against: host.version,
             function: iface.to_string(),
             difference: format!(
-                "this host's {WIT_PACKAGE}@{WIT_VERSION} has no interface `{iface}`"
+                "this host's {WIT_PACKAGE}@{} has no interface `{iface}`",
+                host.version
             ),
         });
         return;
@@ -138,15 +157,18 @@ fn compare_instance(
         let Some(expected) = functions.get(name) else {
             let difference = match side {
                 Side::Import => format!(
-                    "imported, but this host's {WIT_PACKAGE}@{WIT_VERSION} has no such function"
+                    "imported, but this host's {WIT_PACKAGE}@{} has no such function",
+                    host.version
                 ),
                 Side::Export => format!(
-                    "exported, but this host's {WIT_PACKAGE}@{WIT_VERSION} has no such function"
+                    "exported, but this host's {WIT_PACKAGE}@{} has no such function",
+                    host.version
                 ),
             };
             found.push(Mismatch {
                 function,
                 difference,
+                against: host.version,
             });
             continue;
         };
@@ -154,6 +176,7 @@ fn compare_instance(
             found.push(Mismatch {
                 function,
                 difference,
+                against: host.version,
             });
         }
     }
@@ -162,9 +185,11 @@ fn compare_instance(
     if side == Side::Export {
         for name in functions.keys().filter(|n| !seen.contains(n)) {
             found.push(Mismatch {
+                against: host.version,
                 function: format!("{iface}.{name}"),
                 difference: format!(
-                    "not exported, and this host's {WIT_PACKAGE}@{WIT_VERSION} calls it"
+                    "not exported, and this host's {WIT_PACKAGE}@{} calls it",
+                    host.version
                 ),
             });
         }
@@ -440,23 +465,35 @@ mod tests {
 
     #[test]
     fn the_hosts_own_wit_parses_and_has_the_runner() {
-        let host = host_contract().expect("the embedded WIT parses");
-        let runner = host.interfaces["runner"];
-        let functions: Vec<&String> = host.resolve.interfaces[runner].functions.keys().collect();
-        assert_eq!(functions, ["info", "run"]);
+        for line in [WitLine::V0_3, WitLine::V0_2] {
+            let host = host_contract(line).expect("the embedded WIT parses");
+            let runner = host.interfaces["runner"];
+            let functions: Vec<&String> =
+                host.resolve.interfaces[runner].functions.keys().collect();
+            assert_eq!(functions, ["info", "run"]);
+        }
+        let current = host_contract(WitLine::V0_3).unwrap();
+        assert!(current.interfaces.contains_key("inputs"));
+        assert!(
+            !host_contract(WitLine::V0_2)
+                .unwrap()
+                .interfaces
+                .contains_key("inputs")
+        );
     }
 
     #[test]
-    fn only_the_current_line_is_compared() {
+    fn lines_with_a_wit_are_compared() {
         assert_eq!(
-            current_line_interface("orchestrator:stage/models@0.2.0"),
-            Some("models")
+            checked_interface("orchestrator:stage/models@0.3.0"),
+            Some(("models", WitLine::V0_3))
         );
         assert_eq!(
-            current_line_interface("orchestrator:stage/models@0.1.1"),
-            None
+            checked_interface("orchestrator:stage/models@0.2.0"),
+            Some(("models", WitLine::V0_2))
         );
-        assert_eq!(current_line_interface("wasi:cli/stdin@0.2.6"), None);
+        assert_eq!(checked_interface("orchestrator:stage/models@0.1.1"), None);
+        assert_eq!(checked_interface("wasi:cli/stdin@0.2.6"), None);
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! bindings have them, to and from the plain data every other layer uses.
 
 use crate::bindings::orchestrator::stage::types as wit;
+use crate::world::{EagerInput, EagerUpstream};
 use host_vocab::stage_io as plain;
 
 impl From<wit::Artifact> for plain::Artifact {
@@ -42,6 +43,17 @@ impl From<plain::Metric> for wit::Metric {
     }
 }
 
+impl From<plain::ArtifactRef> for wit::ArtifactRef {
+    fn from(a: plain::ArtifactRef) -> Self {
+        wit::ArtifactRef {
+            name: a.name,
+            media_type: a.media_type,
+            size: a.size,
+            hash: a.hash,
+        }
+    }
+}
+
 impl From<plain::Upstream> for wit::Upstream {
     fn from(u: plain::Upstream) -> Self {
         wit::Upstream {
@@ -67,6 +79,52 @@ impl From<plain::StageInput> for wit::StageInput {
             feedback: i.feedback,
         }
     }
+}
+
+/// The input of a plugin of an older line: every upstream artifact's bytes
+/// read from `source`, as those lines take them.
+pub fn eager_input(
+    i: plain::StageInput,
+    source: Option<&dyn plain::ArtifactSource>,
+) -> Result<EagerInput, String> {
+    let mut inputs = Vec::with_capacity(i.inputs.len());
+    for u in i.inputs {
+        let mut artifacts = Vec::with_capacity(u.artifacts.len());
+        for a in u.artifacts {
+            let bytes = match source {
+                Some(source) => source.read(&a.hash, 0, a.size).map_err(|e| {
+                    format!(
+                        "cannot read artifact '{}' of stage '{}': {e}",
+                        a.name, u.stage_id
+                    )
+                })?,
+                None if a.size == 0 => Vec::new(),
+                None => return Err(format!("no store to read artifact '{}' from", a.name)),
+            };
+            artifacts.push(wit::Artifact {
+                name: a.name,
+                media_type: a.media_type,
+                bytes,
+            });
+        }
+        inputs.push(EagerUpstream {
+            stage_id: u.stage_id,
+            summary: u.summary,
+            decision: u.decision,
+            artifacts,
+            metrics: u.metrics.into_iter().map(Into::into).collect(),
+        });
+    }
+    Ok(EagerInput {
+        run_id: i.run_id,
+        stage_id: i.stage_id,
+        task: i.task,
+        config_json: i.config_json,
+        inputs,
+        attempt: i.attempt,
+        iteration: i.iteration,
+        feedback: i.feedback,
+    })
 }
 
 impl From<wit::StageOutput> for plain::StageOutput {

@@ -67,8 +67,11 @@ impl<G: GrantSet> Runtime<G> {
             &mut linker,
             |s| s,
         )?;
-        // Types only under the 0.1 name: an instance with nothing in it.
-        linker.instance(&bindings::v0_1_name("types"))?;
+        // Types only under the older lines' names: instances with nothing
+        // in them.
+        for name in bindings::older_line_names("types") {
+            linker.instance(&name)?;
+        }
         G::link(&mut linker)?;
         let cache = Arc::new(ComponentCache::new(&engine, cache_dir));
         let ticker = engine::EpochTicker::start(engine.clone());

@@ -67,7 +67,7 @@ pub enum LoadError {
     #[error(
         "plugin '{name}' ({path}) does not match this host's contract:{}\n  {}",
         list(.mismatches),
-        contract::advice()
+        contract::advice(.mismatches)
     )]
     Contract {
         name: String,

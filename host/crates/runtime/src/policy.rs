@@ -145,7 +145,7 @@ mod tests {
             Err(PolicyViolation::Unknown(_))
         ));
         assert!(matches!(
-            check_import("orchestrator:stage/models@0.3.0", HOST),
+            check_import("orchestrator:stage/models@0.4.0", HOST),
             Err(PolicyViolation::IncompatibleVersion { .. })
         ));
         assert!(matches!(
@@ -168,8 +168,12 @@ mod tests {
             check_exports(["orchestrator:stage/runner@0.2.0"].into_iter()),
             Ok(("orchestrator:stage/runner@0.2.0", WitLine::V0_2))
         );
-        assert!(matches!(
+        assert_eq!(
             check_exports(["orchestrator:stage/runner@0.3.0"].into_iter()),
+            Ok(("orchestrator:stage/runner@0.3.0", WitLine::V0_3))
+        );
+        assert!(matches!(
+            check_exports(["orchestrator:stage/runner@0.4.0"].into_iter()),
             Err(PolicyViolation::IncompatibleVersion { .. })
         ));
         assert!(matches!(

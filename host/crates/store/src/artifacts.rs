@@ -2,10 +2,7 @@
 //! lineage.
 
 use super::*;
-
-pub(crate) fn artifact_hash(bytes: &[u8]) -> String {
-    blake3::hash(bytes).to_hex().to_string()
-}
+use blobs::artifact_hash;
 
 /// The content hash of an output: what downstream cache keys are built from.
 pub(crate) fn output_hash(output: &StageOutput, refs: &[ArtifactRef]) -> String {
@@ -19,26 +16,6 @@ pub(crate) fn output_hash(output: &StageOutput, refs: &[ArtifactRef]) -> String 
 }
 
 impl Store {
-    /// Contents by their blake3, checked against it: a damaged blob is an
-    /// error, never returned.
-    pub fn blob(&self, hash: &str) -> Result<Option<Vec<u8>>> {
-        self.read(|txn| {
-            let blobs = txn.open_table(BLOBS)?;
-            let Some(v) = blobs.get(hash)? else {
-                return Ok(None);
-            };
-            let bytes = v.value().to_vec();
-            if artifact_hash(&bytes) != hash {
-                return Err(Fault::Store(StoreError::BadRecord {
-                    table: "blobs",
-                    key: hash.to_string(),
-                    detail: "the blob is damaged: its content does not match its hash".into(),
-                }));
-            }
-            Ok(Some(bytes))
-        })
-    }
-
     pub fn cached_output(&self, cache_key: &str) -> Result<Option<OutputRecord>> {
         self.read(|txn| {
             let outputs = txn.open_table(OUTPUTS)?;
@@ -49,10 +26,26 @@ impl Store {
         })
     }
 
-    /// An output with its artifact bytes loaded, as handed to later stages.
+    /// An output with its artifact bytes loaded.
     pub fn load_output(&self, record: &OutputRecord) -> Result<StageOutput> {
+        self.load_output_where(record, |_| true)
+    }
+
+    /// An output with the bytes of the artifacts a run keeps in memory
+    /// (`host_vocab::result::held_in_memory`); the others left out.
+    pub fn load_held_output(&self, record: &OutputRecord) -> Result<StageOutput> {
+        self.load_output_where(record, |a| {
+            host_vocab::result::held_in_memory(&a.name, a.size)
+        })
+    }
+
+    fn load_output_where(
+        &self,
+        record: &OutputRecord,
+        wanted: impl Fn(&ArtifactRef) -> bool,
+    ) -> Result<StageOutput> {
         let mut artifacts = Vec::with_capacity(record.artifacts.len());
-        for a in &record.artifacts {
+        for a in record.artifacts.iter().filter(|a| wanted(a)) {
             let bytes = self.blob(&a.hash)?.ok_or_else(|| StoreError::BadRecord {
                 table: "blobs",
                 key: a.hash.clone(),

@@ -157,6 +157,20 @@ impl Store {
                     false
                 }
             })?;
+            let mut index = txn.open_table(BLOB_INDEX)?;
+            index.retain(|k, _| {
+                referenced.contains(k) || {
+                    blobs += 1;
+                    false
+                }
+            })?;
+            let mut chunks = txn.open_table(BLOB_CHUNKS)?;
+            chunks.retain(|(hash, _), v| {
+                referenced.contains(hash) || {
+                    blob_bytes += v.len() as u64;
+                    false
+                }
+            })?;
         }
         let mut runs: Vec<String> = gone.iter().map(|s| s.to_string()).collect();
         runs.sort();

@@ -9,6 +9,7 @@
 
 mod artifacts;
 mod birth;
+mod blobs;
 mod events;
 pub mod failpoint;
 mod fault;
@@ -45,8 +46,9 @@ use std::path::{Path, PathBuf};
 
 /// Bumped when the layout changes; older files are migrated on open.
 /// 2 added the model tables (recordings, response cache, sessions); 3 the
-/// tables of model calls committed one by one (and in flight).
-pub const SCHEMA_VERSION: u64 = 4;
+/// tables of model calls committed one by one (and in flight); 4 sealed
+/// every record; 5 added chunked blobs (older blobs stay whole).
+pub const SCHEMA_VERSION: u64 = 5;
 /// The schema from which every value carries a checksum ([`seal`]).
 const SEALED_SINCE: u64 = 4;
 pub const DB_FILE: &str = "state.redb";
@@ -56,6 +58,10 @@ const RUNS: TableDefinition<&str, &[u8]> = TableDefinition::new("runs");
 const STAGES: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("stages");
 const EVENTS: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("events");
 const BLOBS: TableDefinition<&str, &[u8]> = TableDefinition::new("blobs");
+/// Hash of a blob larger than one chunk -> its [`blobs::ChunkIndex`].
+const BLOB_INDEX: TableDefinition<&str, &[u8]> = TableDefinition::new("blob_index");
+/// (blob hash, chunk number) -> the chunk's bytes.
+const BLOB_CHUNKS: TableDefinition<(&str, u32), &[u8]> = TableDefinition::new("blob_chunks");
 const OUTPUTS: TableDefinition<&str, &[u8]> = TableDefinition::new("outputs");
 /// (blob hash, run, stage, role) -> attempt; role is "produced" or "consumed".
 const LINEAGE: TableDefinition<(&str, &str, &str, &str), u32> = TableDefinition::new("lineage");
@@ -197,8 +203,16 @@ fn json<T: serde::Serialize>(value: &T) -> Vec<u8> {
 fn builder() -> redb::Builder {
     let mut b = Database::builder();
     b.set_concurrency_mode(ConcurrencyMode::MultiWriter);
+    // redb keeps what it reads and writes cached up to this (1 GiB by
+    // default): large artifacts would stay in the host's memory after
+    // they are committed. Records are small and read rarely; the page
+    // cache of the OS keeps the file warm anyway.
+    b.set_cache_size(CACHE_BYTES);
     b
 }
+
+/// redb's own cache of pages (see [`builder`]).
+const CACHE_BYTES: usize = 32 << 20;
 
 impl Store {
     fn with(db: Db, path: PathBuf) -> Store {
@@ -378,6 +392,8 @@ fn for_each_table(txn: &redb::WriteTransaction) -> std::result::Result<(), redb:
     txn.open_table(STAGES)?;
     txn.open_table(EVENTS)?;
     txn.open_table(BLOBS)?;
+    txn.open_table(BLOB_INDEX)?;
+    txn.open_table(BLOB_CHUNKS)?;
     txn.open_table(OUTPUTS)?;
     txn.open_table(LINEAGE)?;
     txn.open_table(KV)?;

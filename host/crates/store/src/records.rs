@@ -132,14 +132,7 @@ impl RunOptions {
 }
 
 /// A reference to an artifact stored once, by content.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ArtifactRef {
-    pub name: String,
-    pub media_type: String,
-    /// blake3 of the bytes, the key in the blob table.
-    pub hash: String,
-    pub size: u64,
-}
+pub use host_vocab::ArtifactRef;
 
 fn metrics_or_null<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<(String, f64)>, D::Error> {
     let raw: Vec<(String, Option<f64>)> = Deserialize::deserialize(d)?;

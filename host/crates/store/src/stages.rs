@@ -1,7 +1,8 @@
 //! Stages: every move of a stage (checked against the state machine in
 //! `host_vocab::status`), each with its event, in one transaction.
 
-use super::artifacts::{artifact_hash, output_hash};
+use super::artifacts::output_hash;
+use super::blobs::artifact_hash;
 use super::*;
 
 impl Store {
@@ -129,12 +130,11 @@ impl Store {
                 })
                 .collect();
             {
-                let mut blobs = txn.open_table(BLOBS)?;
-                let mut lineage = txn.open_table(LINEAGE)?;
                 for (artifact, r) in output.artifacts.iter().zip(&refs) {
-                    if blobs.get(r.hash.as_str())?.is_none() {
-                        blobs.insert(r.hash.as_str(), artifact.bytes.as_slice())?;
-                    }
+                    self.put_blob(txn, &r.hash, &artifact.bytes)?;
+                }
+                let mut lineage = txn.open_table(LINEAGE)?;
+                for r in &refs {
                     lineage.insert((r.hash.as_str(), run, stage, "produced"), attempt)?;
                 }
                 for hash in consumed {
@@ -156,11 +156,8 @@ impl Store {
             self.append_activity(txn, run, stage, attempt, activity)?;
             self.append_sessions(txn, run, &activity.session_appends)?;
             if !activity.workspace_blobs.is_empty() {
-                let mut blobs = txn.open_table(BLOBS)?;
                 for (hash, bytes) in &activity.workspace_blobs {
-                    if blobs.get(hash.as_str())?.is_none() {
-                        blobs.insert(hash.as_str(), bytes.as_slice())?;
-                    }
+                    self.put_blob(txn, hash, bytes)?;
                 }
             }
             let out = record.clone();

@@ -35,6 +35,8 @@ pub use log::{LogLevel, LogLine, PrintStream};
 pub use model_call::{CallKey, CallSource, ModelCall, SentCall, total_cost_usd, total_tokens};
 pub use printable::{first_few, printable, printable_lines};
 pub use result::{RunOutcome, RunSummary, StageResult};
-pub use stage_io::{Artifact, Metric, StageInput, StageOutput, Upstream};
+pub use stage_io::{
+    Artifact, ArtifactRef, ArtifactSource, Metric, StageInput, StageOutput, Upstream,
+};
 pub use status::{IllegalTransition, RunStatus, StageStatus};
 pub use time::now_ms;

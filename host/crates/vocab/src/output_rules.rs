@@ -14,6 +14,8 @@ use crate::stage_io::StageOutput;
 /// The artifact the host adds to a read-write stage's output (its
 /// changeset): a plugin may not return or stream one of that name.
 pub const CHANGES_ARTIFACT: &str = "workspace-changes.json";
+/// The artifact a stage asks for spawned jobs in.
+pub const SPAWN_ARTIFACT: &str = "spawn.json";
 
 /// Why `name` cannot be an artifact's name, if it cannot: it must be one
 /// plain file name (no directory, not `.` or `..`), at most

@@ -2,9 +2,22 @@
 
 use crate::failure::StageFailure;
 use crate::model_call::ModelCall;
-use crate::stage_io::StageOutput;
+use crate::stage_io::{ArtifactRef, StageOutput};
 use crate::status::StageStatus;
 use std::time::Duration;
+
+/// Largest artifact a run keeps in memory once its stage has finished.
+pub const HELD_ARTIFACT_BYTES: u64 = 1 << 20;
+
+/// Whether a finished stage's artifact stays in the run's memory: small
+/// ones, and the ones the host itself reads after the stage (its spawn
+/// requests, loop feedback, workspace changes), whatever their size.
+pub fn held_in_memory(name: &str, size: u64) -> bool {
+    size <= HELD_ARTIFACT_BYTES
+        || name == crate::output_rules::CHANGES_ARTIFACT
+        || name == crate::output_rules::SPAWN_ARTIFACT
+        || name.starts_with("feedback")
+}
 
 /// How one stage ended.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -14,8 +27,13 @@ pub struct StageResult {
     pub attempts: u32,
     #[serde(with = "crate::time::millis")]
     pub elapsed: Duration,
+    /// The output, with the artifacts a run keeps in memory (see
+    /// [`held_in_memory`]); every artifact is in `artifacts`.
     #[serde(skip)]
     pub output: Option<StageOutput>,
+    /// Every artifact of the output, by reference to the store.
+    #[serde(skip)]
+    pub artifacts: Vec<ArtifactRef>,
     /// Content hash of the output: what downstream cache keys are built from.
     pub output_hash: Option<String>,
     pub summary: Option<String>,
@@ -41,6 +59,7 @@ impl StageResult {
             attempts: 0,
             elapsed: Duration::ZERO,
             output: None,
+            artifacts: Vec::new(),
             output_hash: None,
             summary: None,
             failure: None,
@@ -58,6 +77,7 @@ impl StageResult {
         id: &str,
         attempts: u32,
         output: StageOutput,
+        artifacts: Vec<ArtifactRef>,
         content_hash: String,
         note: String,
     ) -> Self {
@@ -65,10 +85,23 @@ impl StageResult {
             attempts,
             summary: Some(output.summary.clone()),
             output_hash: Some(content_hash),
-            output: Some(output),
             reused: Some(note),
             ..StageResult::new(id, StageStatus::Succeeded)
         }
+        .holding(output, artifacts)
+    }
+
+    /// Keeps `output` with only the artifacts held in memory (the rest are
+    /// read from the store when wanted), and every artifact by reference:
+    /// what a run holds for a finished stage does not grow with the size of
+    /// what it produced.
+    pub fn holding(mut self, mut output: StageOutput, artifacts: Vec<ArtifactRef>) -> Self {
+        output
+            .artifacts
+            .retain(|a| held_in_memory(&a.name, a.bytes.len() as u64));
+        self.output = Some(output);
+        self.artifacts = artifacts;
+        self
     }
 
     pub fn tokens(&self) -> u64 {

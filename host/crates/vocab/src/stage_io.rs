@@ -19,14 +19,33 @@ pub struct Metric {
     pub value: f64,
 }
 
-/// An upstream stage's result, as a downstream stage receives it.
+/// An artifact stored once by content: what it is, without its bytes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ArtifactRef {
+    pub name: String,
+    pub media_type: String,
+    /// blake3 of the bytes, the key in the blob table.
+    pub hash: String,
+    pub size: u64,
+}
+
+/// An upstream stage's result, as a downstream stage receives it: its
+/// artifacts by reference, their bytes read from an [`ArtifactSource`]
+/// when wanted.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Upstream {
     pub stage_id: String,
     pub summary: String,
     pub decision: Option<String>,
-    pub artifacts: Vec<Artifact>,
+    pub artifacts: Vec<ArtifactRef>,
     pub metrics: Vec<Metric>,
+}
+
+/// Where artifact contents are read from, by hash (the run's store).
+pub trait ArtifactSource: Send + Sync {
+    /// Up to `len` bytes of the content with blake3 `hash` from `offset`,
+    /// fewer at its end; `Err` when it is missing or cannot be read.
+    fn read(&self, hash: &str, offset: u64, len: u64) -> Result<Vec<u8>, String>;
 }
 
 /// Everything one attempt of a stage is given.
@@ -43,7 +62,7 @@ pub struct StageInput {
 }
 
 /// What a successful attempt returns.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct StageOutput {
     pub summary: String,
     pub artifacts: Vec<Artifact>,

@@ -32,19 +32,42 @@ impl Default for Config {
 /// Most characters of one upstream artifact put into the prompt.
 const MAX_INPUT_CHARS: usize = 2000;
 
-/// The upstream artifacts worth showing a model: text and JSON.
-fn readable(input: &Input) -> Vec<(&str, &str, &str)> {
-    input
-        .upstream()
-        .iter()
-        .flat_map(|u| u.artifacts.iter().map(move |a| (u.stage_id.as_str(), a)))
-        .filter(|(_, a)| a.media_type.starts_with("text/") || a.media_type == "application/json")
-        .filter_map(|(stage, a)| Some((stage, a.name.as_str(), a.as_text()?)))
-        .collect()
+/// Bytes read of an artifact: enough for MAX_INPUT_CHARS of any UTF-8 text.
+const HEAD_BYTES: u64 = 4 * MAX_INPUT_CHARS as u64;
+
+/// The upstream artifacts worth showing a model (text and JSON), as much of
+/// each as the prompt uses. Upstream artifacts come as references: only
+/// these heads are read, so a large or binary input costs nothing.
+fn readable(input: &Input) -> Result<Vec<(&str, &str, String)>, StageError> {
+    let mut found = Vec::new();
+    for u in input.upstream() {
+        for a in &u.artifacts {
+            if !(a.media_type.starts_with("text/") || a.media_type == "application/json") {
+                continue;
+            }
+            if let Some(text) = decode_head(a.range(0, HEAD_BYTES)?) {
+                found.push((u.stage_id.as_str(), a.name.as_str(), text));
+            }
+        }
+    }
+    Ok(found)
+}
+
+/// UTF-8 text of the head of an artifact, whose last character may be cut;
+/// `None` if it is not UTF-8.
+fn decode_head(mut bytes: Vec<u8>) -> Option<String> {
+    if let Err(e) = std::str::from_utf8(&bytes) {
+        // Only an incomplete character at the very end is forgiven.
+        if e.error_len().is_some() {
+            return None;
+        }
+        bytes.truncate(e.valid_up_to());
+    }
+    String::from_utf8(bytes).ok()
 }
 
 /// The user message: the task, then each input under a header.
-fn build_prompt(task: &str, inputs: &[(&str, &str, &str)]) -> String {
+fn build_prompt(task: &str, inputs: &[(&str, &str, String)]) -> String {
     let mut prompt = format!("Task:\n{task}\n");
     for (stage, name, text) in inputs {
         let text: String = text.chars().take(MAX_INPUT_CHARS).collect();
@@ -68,7 +91,7 @@ impl Stage for Plugin {
 
     fn run(input: Input) -> Result<Output, StageError> {
         let config: Config = input.config()?;
-        let inputs = readable(&input);
+        let inputs = readable(&input)?;
         let messages = [
             Message::system(config.instruction.as_str()),
             Message::user(build_prompt(input.task(), &inputs)),
@@ -103,34 +126,26 @@ plugin_sdk::export_stage!(Plugin);
 #[cfg(test)]
 mod tests {
     use super::*;
-    use plugin_sdk::{Artifact, Upstream};
+    use plugin_sdk::Upstream;
 
     #[test]
     fn the_prompt_holds_the_task_and_each_readable_input() {
-        let upstream = Upstream {
-            stage_id: "greet".into(),
-            summary: String::new(),
-            decision: None,
-            artifacts: vec![
-                Artifact {
-                    name: "greeting.txt".into(),
-                    media_type: "text/plain".into(),
-                    bytes: b"Hello there".to_vec(),
-                },
-                Artifact {
-                    name: "image.png".into(),
-                    media_type: "image/png".into(),
-                    bytes: vec![0x89, 0x50],
-                },
-            ],
-            metrics: Vec::new(),
-        };
+        let upstream = Upstream::new("greet", "")
+            .with_artifact("greeting.txt", "text/plain", "Hello there")
+            .with_artifact("image.png", "image/png", vec![0x89, 0x50]);
         let input = Input::for_test("s", "the task", serde_json::json!({})).with_upstream(upstream);
-        let inputs = readable(&input);
-        assert_eq!(inputs, vec![("greet", "greeting.txt", "Hello there")]);
+        let inputs = readable(&input).unwrap();
+        assert_eq!(inputs, vec![("greet", "greeting.txt", "Hello there".to_string())]);
         let prompt = build_prompt(input.task(), &inputs);
         assert!(prompt.starts_with("Task:\nthe task\n"));
         assert!(prompt.contains("--- greet/greeting.txt ---\nHello there"));
+    }
+
+    #[test]
+    fn a_head_cut_inside_a_character_still_reads() {
+        let cut = "héllo wörld".as_bytes()[..9].to_vec();
+        assert_eq!(decode_head(cut).as_deref(), Some("héllo w"));
+        assert_eq!(decode_head(vec![0xff, b'a']), None);
     }
 
     /// `run()` end to end, natively: the SDK's test host answers the model

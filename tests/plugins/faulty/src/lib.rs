@@ -135,6 +135,18 @@ enum Behaviour {
     },
     /// Stream one byte to each of `names` distinct artifacts.
     StreamNames { names: u32 },
+    /// Stream an artifact `name` of `bytes` bytes, byte i being i % 251,
+    /// a MiB at a time (the plugin never holds more).
+    StreamBig { name: String, bytes: u64 },
+    /// Read `length` bytes from `offset` of upstream `stage`'s artifact
+    /// `name`, and return them as `range.bin` (with the sizes of every
+    /// input as metrics).
+    ReadRange {
+        stage: String,
+        name: String,
+        offset: u64,
+        length: u64,
+    },
     /// One batch of `count` requests to `alias`.
     CallBatch { alias: String, count: u32 },
     /// Write `files` files of `bytes` bytes each under `dir`.
@@ -542,6 +554,41 @@ impl Stage for Faulty {
                 }
                 for i in 0..metrics {
                     out = out.metric(&format!("m{i}"), f64::from(i));
+                }
+                Ok(out)
+            }
+            Behaviour::StreamBig { name, bytes } => {
+                let mut at = 0u64;
+                let mut piece = Vec::with_capacity(1 << 20);
+                while at < bytes {
+                    let n = (bytes - at).min(1 << 20);
+                    piece.clear();
+                    piece.extend((at..at + n).map(|i| (i % 251) as u8));
+                    plugin_sdk::artifacts::append(&name, "application/octet-stream", &piece)?;
+                    at += n;
+                }
+                Ok(Output::new(format!("streamed {bytes} bytes")))
+            }
+            Behaviour::ReadRange {
+                stage,
+                name,
+                offset,
+                length,
+            } => {
+                let artifact = input
+                    .from_stage(&stage)
+                    .and_then(|u| u.artifact(&name))
+                    .ok_or_else(|| StageError::fatal(format!("no input {stage}/{name}")))?;
+                let bytes = artifact.range(offset, length).map_err(StageError::fatal)?;
+                let mut out = Output::new(format!("read {} bytes", bytes.len())).artifact(
+                    "range.bin",
+                    "application/octet-stream",
+                    bytes,
+                );
+                for u in input.upstream() {
+                    for a in &u.artifacts {
+                        out = out.metric(&format!("{}.{}", u.stage_id, a.name), a.size as f64);
+                    }
                 }
                 Ok(out)
             }

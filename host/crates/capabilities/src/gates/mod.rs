@@ -8,10 +8,10 @@ mod process;
 pub use process::run_gate;
 
 use host_manifest::{GateSpec, Pipeline, StageSpec};
+use host_runtime::bindings::older_line_names;
 use host_runtime::bindings::orchestrator::stage::gates::{
     self as wit, GateError, GateResult, Host,
 };
-use host_runtime::bindings::v0_1_name;
 use host_runtime::{AttemptScope, Capability, FilesGuard, Grant, HasGrant, grant_of};
 pub use host_vocab::limits::MAX_GATE_RUNS_PER_ATTEMPT;
 use host_vocab::{Activity, GateRun};
@@ -63,13 +63,15 @@ impl Capability for GatesCapability {
 
     fn link<T: HasGrant<GatesGrant>>(linker: &mut Linker<T>) -> wasmtime::Result<()> {
         wit::add_to_linker::<T, HasSelf<GatesGrant>>(linker, grant_of)?;
-        let mut i = linker.instance(&v0_1_name("gates"))?;
-        i.func_wrap_async("run", |mut store, (gate,): (String,)| {
-            Box::new(async move {
-                let s = grant_of(store.data_mut());
-                Ok((Host::run(s, gate).await?,))
-            })
-        })?;
+        for name in older_line_names("gates") {
+            let mut i = linker.instance(&name)?;
+            i.func_wrap_async("run", |mut store, (gate,): (String,)| {
+                Box::new(async move {
+                    let s = grant_of(store.data_mut());
+                    Ok((Host::run(s, gate).await?,))
+                })
+            })?;
+        }
         Ok(())
     }
 

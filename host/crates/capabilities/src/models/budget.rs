@@ -130,6 +130,14 @@ fn reserve_in(
     })
 }
 
+/// What is left of the budgets that apply to a stage.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Left {
+    pub tokens: Option<u64>,
+    pub cost_usd: Option<f64>,
+    pub calls: Option<u64>,
+}
+
 /// A reservation to settle once the call's real usage is known.
 #[must_use]
 pub struct Reservation {
@@ -207,6 +215,26 @@ impl Ledger {
         let stage = stages.entry(reservation.stage).or_default();
         stage.sub(reservation.estimate);
         stage.add(actual);
+    }
+
+    /// What `stage` may still spend under the run's and its own budget
+    /// (reservations of calls in flight counted as spent); `None` in a
+    /// field no budget limits.
+    pub fn left(&self, stage: &str, run_budget: &Budget, stage_budget: &Budget) -> Left {
+        let state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let (run, stages) = &*state;
+        let stage_used = stages.get(stage).copied().unwrap_or_default();
+        let pair = [(run, run_budget), (&stage_used, stage_budget)];
+        let nearest_u64 =
+            |f: fn(&Usage, &Budget) -> Option<u64>| pair.iter().filter_map(|(u, b)| f(u, b)).min();
+        Left {
+            tokens: nearest_u64(|u, b| b.tokens.map(|max| max.saturating_sub(u.tokens))),
+            calls: nearest_u64(|u, b| b.calls.map(|max| max.saturating_sub(u.calls))),
+            cost_usd: pair
+                .iter()
+                .filter_map(|(u, b)| b.cost_usd.map(|max| (max - u.cost_usd).max(0.0)))
+                .reduce(f64::min),
+        }
     }
 
     pub fn run_usage(&self) -> Usage {
@@ -309,6 +337,33 @@ mod tests {
             .reserve_call("a", priced, &run, &Budget::default())
             .unwrap();
         assert_eq!(cap, Some(800));
+    }
+
+    #[test]
+    fn what_is_left_is_the_nearer_of_the_run_and_the_stage() {
+        let ledger = Ledger::default();
+        let run = Budget {
+            tokens: Some(1_000),
+            cost_usd: Some(1.0),
+            ..Budget::default()
+        };
+        let stage = Budget {
+            tokens: Some(300),
+            calls: Some(5),
+            ..Budget::default()
+        };
+        let unlimited = Budget::default();
+        let r = ledger.reserve("a", tokens(200), &run, &stage).unwrap();
+        let left = ledger.left("a", &run, &stage);
+        assert_eq!(left.tokens, Some(100));
+        assert_eq!(left.calls, Some(4));
+        assert_eq!(left.cost_usd, Some(1.0));
+        // Another stage sees the run's budget, less what "a" holds.
+        assert_eq!(ledger.left("b", &run, &unlimited).tokens, Some(800));
+        ledger.settle(r, tokens(50));
+        assert_eq!(ledger.left("a", &run, &stage).tokens, Some(250));
+        let none = ledger.left("a", &unlimited, &unlimited);
+        assert_eq!((none.tokens, none.cost_usd, none.calls), (None, None, None));
     }
 
     #[test]

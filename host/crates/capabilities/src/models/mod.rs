@@ -4,8 +4,9 @@
 
 mod budget;
 mod exchanges;
+mod older_lines;
 
-pub use budget::{Ask, Ledger, Usage};
+pub use budget::{Ask, Ledger, Left, Usage};
 pub use exchanges::{ExchangeMode, Exchanges, request_hash};
 
 use crate::providers::{
@@ -14,7 +15,6 @@ use crate::providers::{
 };
 use host_manifest::{Budget, ModelSpec, Pipeline, ProviderKind};
 use host_runtime::bindings::orchestrator::stage::models::{self as wit, Host};
-use host_runtime::bindings::v0_1_name;
 use host_runtime::{AttemptScope, Capability, Grant, HasGrant, grant_of};
 use host_store::Store;
 use host_vocab::{Activity, Bound, LimitReached};
@@ -165,41 +165,7 @@ impl Capability for ModelsCapability {
 
     fn link<T: HasGrant<ModelsGrant>>(linker: &mut Linker<T>) -> wasmtime::Result<()> {
         wit::add_to_linker::<T, HasSelf<ModelsGrant>>(linker, grant_of)?;
-        let mut i = linker.instance(&v0_1_name("models"))?;
-        i.func_wrap_async(
-            "complete",
-            |mut store, (alias, messages, params): (String, Vec<wit::Message>, wit::Params)| {
-                Box::new(async move {
-                    let s = grant_of(store.data_mut());
-                    Ok((Host::complete(s, alias, messages, params).await?,))
-                })
-            },
-        )?;
-        i.func_wrap_async(
-            "complete-all",
-            |mut store, (requests,): (Vec<wit::Request>,)| {
-                Box::new(async move {
-                    let s = grant_of(store.data_mut());
-                    Ok((Host::complete_all(s, requests).await?,))
-                })
-            },
-        )?;
-        i.func_wrap_async(
-            "converse",
-            |mut store,
-             (alias, session, messages, params): (
-                String,
-                String,
-                Vec<wit::Message>,
-                wit::Params,
-            )| {
-                Box::new(async move {
-                    let s = grant_of(store.data_mut());
-                    Ok((Host::converse(s, alias, session, messages, params).await?,))
-                })
-            },
-        )?;
-        Ok(())
+        older_lines::link(linker)
     }
 
     fn grant(&self, scope: &AttemptScope<'_>) -> ModelsGrant {
@@ -285,6 +251,9 @@ struct Answer {
     response: Result<ChatResponse, wit::ModelError>,
     source: CallSource,
     retries: u32,
+    /// Given up on after it was sent (its `timeout-ms`): what it may have
+    /// cost, counted as spent.
+    abandoned: Option<Estimate>,
 }
 
 impl ModelsGrant {
@@ -452,6 +421,7 @@ impl ModelsGrant {
                 response: replayed.map_err(wit::ModelError::Rejected),
                 source: CallSource::Replay,
                 retries: 0,
+                abandoned: None,
             };
         }
         let cache_key = endpoint.spec.cache.then(|| endpoint.cache_key(request));
@@ -470,12 +440,14 @@ impl ModelsGrant {
                 response: Ok(hit),
                 source: CallSource::Cache,
                 retries: 0,
+                abandoned: None,
             };
         }
         let refused = |error| Answer {
             response: Err(error),
             source: CallSource::Refused,
             retries: 0,
+            abandoned: None,
         };
         let mut estimate = estimate(endpoint, request);
         let mut capped = None;
@@ -533,7 +505,37 @@ impl ModelsGrant {
             Some(s) => s.clone().acquire_owned().await.ok(),
             None => None,
         };
-        let attempted = endpoint.provider.complete(sending, self.deadline).await;
+        let deadline = match call.timeout {
+            Some(t) => Some(
+                self.deadline
+                    .map_or(Instant::now() + t, |d| d.min(Instant::now() + t)),
+            ),
+            None => self.deadline,
+        };
+        let attempted = match call.timeout {
+            None => endpoint.provider.complete(sending, deadline).await,
+            Some(t) => {
+                match tokio::time::timeout(t, endpoint.provider.complete(sending, deadline)).await {
+                    Ok(attempted) => attempted,
+                    Err(_) => {
+                        // Sent, and given up on: the provider may have answered
+                        // (and charged) after all, so it costs its worst case.
+                        if let (Some(ledger), Some(r)) = (&self.ledger, reservation) {
+                            ledger.settle(r, estimate.usage());
+                        }
+                        return Answer {
+                            response: Err(wit::ModelError::Unavailable(format!(
+                                "model '{alias}': no answer within {} ms (the call's timeout-ms)",
+                                t.as_millis()
+                            ))),
+                            source: CallSource::Provider,
+                            retries: 0,
+                            abandoned: Some(estimate),
+                        };
+                    }
+                }
+            }
+        };
         let actual = match &attempted.result {
             Ok(r) => Usage {
                 tokens: u64::from(r.input_tokens) + u64::from(r.output_tokens),
@@ -563,6 +565,7 @@ impl ModelsGrant {
             response: attempted.result.map_err(|e| to_model_error(alias, &e)),
             source: CallSource::Provider,
             retries: attempted.retries,
+            abandoned: None,
         }
     }
 
@@ -625,6 +628,9 @@ impl ModelsGrant {
             return Err(self.refuse(alias, session, wit::ModelError::NotGranted(reason)));
         }
         let new_messages = to_messages(messages);
+        let timeout = params
+            .timeout_ms
+            .map(|ms| Duration::from_millis(u64::from(ms)));
         let mut request = to_request(new_messages.clone(), params);
         if let Some(name) = session {
             let mut all = match self.history(name) {
@@ -646,6 +652,7 @@ impl ModelsGrant {
             request,
             new_messages,
             key,
+            timeout,
         })
     }
 
@@ -757,6 +764,8 @@ struct Prepared {
     request: ChatRequest,
     new_messages: Vec<ChatMessage>,
     key: CallKey,
+    /// The call's own `timeout-ms`, within the attempt's.
+    timeout: Option<Duration>,
 }
 
 impl Prepared {
@@ -767,17 +776,22 @@ impl Prepared {
             Some(r) if !r.model.is_empty() => r.model.clone(),
             _ => self.endpoint.provider.model().to_string(),
         };
+        let abandoned = answer.abandoned.as_ref();
+        let tokens = |n: u64| u32::try_from(n).unwrap_or(u32::MAX);
         ModelCall {
             alias: self.alias.clone(),
             model,
-            input_tokens: r.map_or(0, |r| r.input_tokens),
-            output_tokens: r.map_or(0, |r| r.output_tokens),
+            input_tokens: r.map_or(abandoned.map_or(0, |e| tokens(e.input)), |r| r.input_tokens),
+            output_tokens: r.map_or(abandoned.map_or(0, |e| tokens(e.output)), |r| {
+                r.output_tokens
+            }),
             cost_usd: match (answer.source, r) {
                 (CallSource::Provider, Some(r)) => self
                     .endpoint
                     .cost(r.input_tokens.into(), r.output_tokens.into()),
-                _ => 0.0,
+                _ => abandoned.map_or(0.0, |e| e.cost_usd),
             },
+            unsettled: abandoned.is_some(),
             latency,
             retries: answer.retries,
             error: answer.response.as_ref().err().map(error_text),
@@ -797,6 +811,15 @@ struct Estimate {
 }
 
 impl Estimate {
+    /// The call at its worst case.
+    fn usage(&self) -> Usage {
+        Usage {
+            tokens: self.input + self.output,
+            cost_usd: self.cost_usd,
+            calls: 1,
+        }
+    }
+
     fn ask(&self, endpoint: &Endpoint) -> Ask {
         Ask {
             input_tokens: self.input,
@@ -853,6 +876,8 @@ fn to_messages(messages: Vec<wit::Message>) -> Vec<ChatMessage> {
 }
 
 fn to_request(messages: Vec<ChatMessage>, params: wit::Params) -> ChatRequest {
+    // `timeout-ms` is how long the host waits, not part of the request
+    // (nor of its cache key).
     ChatRequest {
         messages,
         max_tokens: params.max_tokens,
@@ -924,6 +949,23 @@ impl Host for ModelsGrant {
         self.within_calls(1)?;
         Ok(self.call(alias, Some(session), messages, params).await)
     }
+
+    async fn remaining(&mut self) -> wasmtime::Result<wit::BudgetLeft> {
+        let left = self.ledger.as_ref().map_or(
+            Left {
+                tokens: None,
+                cost_usd: None,
+                calls: None,
+            },
+            |l| l.left(&self.stage_id, &self.run_budget, &self.stage_budget),
+        );
+        Ok(wit::BudgetLeft {
+            tokens: left.tokens,
+            cost_usd: left.cost_usd,
+            calls: left.calls,
+            attempt_calls: self.max_calls.saturating_sub(self.asked) as u64,
+        })
+    }
 }
 
 /// Usage per stage and for the whole run, from stage records: what a resumed
@@ -984,6 +1026,7 @@ max_model_calls = 2
             max_tokens: Some(4),
             temperature: None,
             stop: Vec::new(),
+            timeout_ms: None,
         }
     }
 
@@ -1085,6 +1128,49 @@ max_model_calls = 2
             0,
             "a failed call is not paid"
         );
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_call_past_its_timeout_fails_and_counts_at_its_worst_case() {
+        // A server that takes the request and never answers.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/v1", listener.local_addr().unwrap());
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((socket, _)) = listener.accept().await {
+                held.push(socket);
+            }
+        });
+        let text = TEXT
+            .replace("http://127.0.0.1:9/v1", &url)
+            .replace("task = \"t\"", "task = \"t\"\nbudget = { tokens = 10000 }");
+        let (p, _dir) = pipeline(&text);
+        let (cap, _state) = capability(&p);
+        let live = live();
+        let mut grant = Capability::grant(&cap, &scope(&p, "a", &live));
+        let before = grant.remaining().await.unwrap();
+        assert_eq!(before.tokens, Some(10_000));
+        assert_eq!((before.cost_usd, before.calls), (None, None));
+        assert_eq!(before.attempt_calls, 2);
+        let mut timed = params();
+        timed.timeout_ms = Some(300);
+        let started = Instant::now();
+        let r = grant
+            .complete("small".into(), say("hi"), timed)
+            .await
+            .unwrap();
+        assert!(started.elapsed() < Duration::from_secs(5));
+        match r {
+            Err(wit::ModelError::Unavailable(why)) => assert!(why.contains("300 ms"), "{why}"),
+            other => panic!("expected unavailable, got {other:?}"),
+        }
+        // It may have been answered and charged after all: it counts.
+        let call = &grant.calls()[0];
+        assert!(call.unsettled && call.is_paid(), "{call:?}");
+        assert_eq!(call.output_tokens, 4);
+        let after = grant.remaining().await.unwrap();
+        assert!(after.tokens.unwrap() < 10_000, "{after:?}");
+        assert_eq!(after.attempt_calls, 1);
     }
 
     #[tokio::test(flavor = "multi_thread")]
