@@ -140,6 +140,49 @@ impl Browser {
 }
 
 /// Standard base64 (the screenshot's encoding), padding allowed.
+/// A page of the dashboard open in a headless browser.
+struct Page {
+    browser: Browser,
+    session: String,
+}
+
+impl Page {
+    fn open(profile: &Path, url: &str) -> Page {
+        let mut browser = Browser::launch(profile);
+        let target = browser.call(None, "Target.createTarget", json!({ "url": url }));
+        let session = browser.call(
+            None,
+            "Target.attachToTarget",
+            json!({"targetId": target["targetId"], "flatten": true}),
+        )["sessionId"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        Page { browser, session }
+    }
+
+    fn call(&mut self, method: &str, params: Value) -> Value {
+        self.browser.call(Some(&self.session), method, params)
+    }
+
+    /// The page's DOM as it is now.
+    fn html(&mut self) -> String {
+        self.text_of("document.documentElement.outerHTML")
+    }
+
+    /// The string a JavaScript expression evaluates to in the page ("" if
+    /// it is not one).
+    fn text_of(&mut self, expression: &str) -> String {
+        self.call(
+            "Runtime.evaluate",
+            json!({"expression": expression, "returnByValue": true}),
+        )["result"]["value"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    }
+}
+
 fn base64_decode(text: &str) -> Vec<u8> {
     let value = |c: u8| match c {
         b'A'..=b'Z' => c - b'A',
@@ -199,17 +242,7 @@ config = {{ behaviour = "succeed" }}
     let serve = common::serve::Serve::start(&state);
     let base = serve.url.clone();
 
-    let run = Command::new(env!("CARGO_BIN_EXE_host"))
-        .args(["--cache-dir", cache_dir().to_str().unwrap()])
-        .args(["--state-dir", state.to_str().unwrap()])
-        .args(["run", "--quiet"])
-        .arg(&manifest)
-        .env_remove("RUST_LOG")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut run = Killed(run);
+    let mut run = Killed(quiet_run_in_background(&state, &manifest));
 
     let run_id = wait_for("the slow stage to log", Duration::from_secs(120), || {
         let runs = get(&base, "/api/runs").json();
@@ -219,35 +252,10 @@ config = {{ behaviour = "succeed" }}
     });
 
     // The page picks the newest run and follows its running stage by itself.
-    let profile = scratch.path("chromium-profile");
-    let mut browser = Browser::launch(&profile);
-    let target = browser.call(
-        None,
-        "Target.createTarget",
-        json!({"url": format!("{base}/")}),
-    );
-    let session = browser.call(
-        None,
-        "Target.attachToTarget",
-        json!({"targetId": target["targetId"], "flatten": true}),
-    )["sessionId"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let session = Some(session.as_str());
-    let dom = |browser: &mut Browser| -> String {
-        browser.call(
-            session,
-            "Runtime.evaluate",
-            json!({"expression": "document.documentElement.outerHTML", "returnByValue": true}),
-        )["result"]["value"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string()
-    };
+    let mut page = Page::open(&scratch.path("chromium-profile"), &format!("{base}/"));
     let start = Instant::now();
     let html = loop {
-        let html = dom(&mut browser);
+        let html = page.html();
         if html.contains("class=\"log-line info\"") || start.elapsed() > Duration::from_secs(30) {
             break html;
         }
@@ -279,7 +287,7 @@ config = {{ behaviour = "succeed" }}
     let count = |html: &str| html.matches("class=\"log-line info\"").count();
     let before = count(&html);
     let grown = wait_for("more streamed log lines", Duration::from_secs(30), || {
-        let html = dom(&mut browser);
+        let html = page.html();
         (count(&html) > before).then_some(html)
     });
     assert!(grown.contains("chatter step"));
@@ -288,14 +296,83 @@ config = {{ behaviour = "succeed" }}
         "the run was still going while the page was read"
     );
 
-    let shot = browser.call(session, "Page.captureScreenshot", json!({"format": "png"}));
+    let shot = page.call("Page.captureScreenshot", json!({"format": "png"}));
     let bytes = base64_decode(shot["data"].as_str().unwrap());
     assert!(bytes.starts_with(b"\x89PNG"), "a PNG screenshot");
     assert!(bytes.len() > 5_000, "a screenshot with something in it");
     let artifacts = target_dir().join("test-artifacts");
     std::fs::create_dir_all(&artifacts).unwrap();
     std::fs::write(artifacts.join("dashboard.png"), &bytes).unwrap();
-    drop(browser);
+    drop(page);
 
     let _ = run.0.kill();
+}
+
+/// A model answer streams into the page while the call is still open (the
+/// scripted server holds the rest until the page has shown the first
+/// pieces), and is marked as the answer once the call ends.
+#[test]
+fn a_model_answer_streams_into_the_page_before_the_call_ends() {
+    use common::model_server::{ModelServer, Reply, Streamed};
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let release = Arc::new(AtomicBool::new(false));
+    let hold = release.clone();
+    let server = ModelServer::start(move |_| {
+        Reply::stream(Streamed {
+            pieces: ["Once ", "upon ", "a ", "time"].map(String::from).to_vec(),
+            gap: Duration::from_millis(10),
+            hold: Some((3, hold.clone())),
+            cut_after: None,
+        })
+    });
+    let scratch = Scratch::new("dashboard-stream");
+    let state = scratch.path("state");
+    let manifest = scratch.write(
+        "stream.toml",
+        &format!(
+            "[pipeline]\nname = \"streaming\"\ntask = \"t\"\n\n[plugins.faulty]\nwasm = {:?}\n\n\
+             [models.m]\nprovider = \"openai\"\nbase_url = \"{}\"\nmodel = \"scripted\"\n\n\
+             [[stage]]\nid = \"ask\"\nplugin = \"faulty\"\nmodels = [\"m\"]\n\
+             config = {{ behaviour = {{ call-model = {{ alias = \"m\" }} }} }}\n",
+            plugin("faulty").display().to_string(),
+            server.url
+        ),
+    );
+    let serve = common::serve::Serve::start(&state);
+    let mut run = Killed(quiet_run_in_background(&state, &manifest));
+    let mut page = Page::open(
+        &scratch.path("chromium-profile"),
+        &format!("{}/", serve.url),
+    );
+    let stream = |page: &mut Page| {
+        page.text_of(
+            "(() => { const b = document.querySelector('#log .model-stream'); \
+             return b ? b.className + ': ' + b.querySelector('.text').textContent : ''; })()",
+        )
+    };
+    let shown = wait_for(
+        "the first pieces in the page",
+        Duration::from_secs(60),
+        || {
+            let shown = stream(&mut page);
+            shown.contains("Once upon a").then_some(shown)
+        },
+    );
+    assert_eq!(
+        shown, "model-stream streaming: Once upon a ",
+        "pieces shown while the call is open"
+    );
+    assert!(
+        run.0.try_wait().unwrap().is_none(),
+        "the call was still open"
+    );
+    release.store(true, Ordering::SeqCst);
+    let shown = wait_for("the answer marked", Duration::from_secs(60), || {
+        let shown = stream(&mut page);
+        shown.contains("answered").then_some(shown)
+    });
+    assert_eq!(shown, "model-stream answered: Once upon a time");
+    let status = run.0.wait().unwrap();
+    assert!(status.success());
 }

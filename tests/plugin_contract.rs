@@ -390,9 +390,13 @@ fn plugin_new_refuses_bad_names_existing_projects_and_a_missing_sdk() {
         "app.py",
         "prompt.py",
         "test_prompt.py",
+        "test_app.py",
+        "testing_host.py",
         "build.sh",
         "README.md",
         "pipeline.toml",
+        "run.toml",
+        "notes.md",
         "wit/stage.wit",
     ] {
         assert!(empty.join(f).is_file(), "{f} missing");

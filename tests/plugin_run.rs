@@ -196,3 +196,76 @@ fn a_plugin_lists_its_checkpoint_keys() {
     assert!(printed.contains("summary: 2 keys"), "{printed}");
     assert!(printed.contains("\"page-1\",\n  \"page-2\""), "{printed}");
 }
+
+/// The same run from a spec file beside the plugin: its paths relative to
+/// the file, flags over its values; a bad key is named with its line.
+#[test]
+fn a_spec_file_holds_the_flags_and_flags_override_it() {
+    let scratch = Scratch::new("plugin-run-spec");
+    let state = scratch.path("state");
+    let state = state.to_str().unwrap();
+    std::fs::create_dir_all(scratch.path("notes")).unwrap();
+    scratch.write("notes/n.txt", "some notes");
+    let spec = scratch.write(
+        "run.toml",
+        r#"stage = "probe"
+task = "from the file"
+config = { behaviour = "succeed" }
+inputs = ["given=notes"]
+timeout = "1m"
+"#,
+    );
+    let faulty = plugin("faulty");
+    let out_dir = scratch.path("out");
+    let run = |extra: &[&str]| {
+        let mut args = vec![
+            "--state-dir",
+            state,
+            "plugin",
+            "run",
+            faulty.to_str().unwrap(),
+            "--spec",
+            spec.to_str().unwrap(),
+            "--out",
+            out_dir.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        host(&args)
+    };
+    let out = run(&[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        std::fs::read_to_string(out_dir.join("probe/echo.txt")).unwrap(),
+        "from the file"
+    );
+    assert!(
+        stdout(&out).contains("given by --input given="),
+        "{}",
+        stdout(&out)
+    );
+    // A flag wins over the file.
+    let out = run(&["--task", "from the flag"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        std::fs::read_to_string(out_dir.join("probe/echo.txt")).unwrap(),
+        "from the flag"
+    );
+    // A key the file may not have, at its line.
+    std::fs::write(&spec, "stage = \"probe\"\ntaks = \"typo\"\n").unwrap();
+    let out = run(&[]);
+    assert_eq!(out.status.code(), Some(10), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("run.toml:2:1") && err.contains("taks"),
+        "{err}"
+    );
+    // A gate without a workspace, wherever it came from, is refused.
+    std::fs::write(&spec, "gates = [\"t=true\"]\n").unwrap();
+    let out = run(&[]);
+    assert_eq!(out.status.code(), Some(10));
+    assert!(
+        stderr(&out).contains("give --workspace"),
+        "{}",
+        stderr(&out)
+    );
+}

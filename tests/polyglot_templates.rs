@@ -120,10 +120,11 @@ fn template_plugins_in_three_languages_run_in_one_pipeline() {
         );
     }
 
-    // Each template alone, as its README shows: an upstream artifact from a
-    // file, the alias pointed at the echo model; the output is printed.
-    let notes = scratch.write("notes.md", "NOTES-b41c about the garden");
+    // Each template alone, as its README shows: its run.toml (the task, its
+    // notes.md as the upstream artifact), the alias pointed at the echo
+    // model by a flag over the file's; the output is printed.
     for (dir, name) in [(&rs, "tpl-rs"), (&py, "tpl-py"), (&js, "tpl-js")] {
+        std::fs::write(dir.join("notes.md"), "NOTES-b41c about the garden").unwrap();
         let wasm = dir.join(format!("{name}.wasm"));
         let state = scratch.path(&format!("alone-{name}"));
         let out = host(&[
@@ -132,10 +133,8 @@ fn template_plugins_in_three_languages_run_in_one_pipeline() {
             "plugin",
             "run",
             wasm.to_str().unwrap(),
-            "--task",
-            "Summarise the notes",
-            "--input",
-            &format!("draft={}", notes.display()),
+            "--spec",
+            dir.join("run.toml").to_str().unwrap(),
             "--model",
             &format!("small=openai:echo@{}", model.url),
         ]);

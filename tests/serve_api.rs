@@ -479,15 +479,7 @@ fn a_run_killed_mid_stage_shows_as_interrupted() {
             plugin("faulty").display().to_string()
         ),
     );
-    let mut run = Command::new(env!("CARGO_BIN_EXE_host"))
-        .args(["--cache-dir", cache_dir().to_str().unwrap()])
-        .args(["--state-dir", state.to_str().unwrap()])
-        .args(["run", "--quiet"])
-        .arg(&manifest)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut run = quiet_run_in_background(&state, &manifest);
     let log = wait_for("the stage to log", Duration::from_secs(120), || {
         let dir = std::fs::read_dir(state.join("logs")).ok()?.next()?.ok()?;
         let file = dir.path().join("slow-1.jsonl");

@@ -24,7 +24,12 @@ pub struct Running {
     pub calls: u32,
     /// The plugin's last progress report: done, total, message.
     pub progress: Option<(u64, u64, String)>,
+    /// A model answer streaming in now: its alias and its latest text.
+    pub streaming: Option<(String, String)>,
 }
+
+/// Characters of a streaming answer a line keeps (the tail is what moves).
+const STREAM_TAIL: usize = 200;
 
 const BAR_WIDTH: usize = 20;
 
@@ -65,7 +70,21 @@ pub fn render_line(r: &Running, now: Instant, width: usize) -> String {
             line.push_str(&format!("  {}", host_vocab::printable(message)));
         }
     }
-    line.chars().take(width.max(10)).collect()
+    let mut line: String = line.chars().take(width.max(10)).collect();
+    // The newest text of a streaming answer, in what room is left.
+    if let Some((alias, text)) = &r.streaming {
+        let room = width
+            .max(10)
+            .saturating_sub(line.chars().count() + alias.len() + 6);
+        if room > 8 {
+            let flat = text.split_whitespace().collect::<Vec<_>>().join(" ");
+            let flat = host_vocab::printable(&flat);
+            let count = flat.chars().count();
+            let tail: String = flat.chars().skip(count.saturating_sub(room)).collect();
+            line.push_str(&format!("  {alias}> {tail}"));
+        }
+    }
+    line
 }
 
 /// The running stages and what is drawn of them.
@@ -113,6 +132,7 @@ impl Board {
                     cost_usd: 0.0,
                     calls: 0,
                     progress: None,
+                    streaming: None,
                 });
             }
             RunEvent::StageProgress {
@@ -124,6 +144,27 @@ impl Board {
             } => {
                 if let Some(r) = self.stages.iter_mut().find(|r| &r.stage == stage) {
                     r.progress = Some((*done, *total, message.clone()));
+                }
+            }
+            RunEvent::ModelStream { stage, piece, .. } => {
+                if let Some(r) = self.stages.iter_mut().find(|r| &r.stage == stage) {
+                    match (&piece.end, &mut r.streaming) {
+                        (Some(_), streaming) => *streaming = None,
+                        (None, Some((alias, text))) if *alias == piece.alias => {
+                            text.push_str(&piece.text);
+                            // Only the tail is ever drawn.
+                            if text.len() > 4 * STREAM_TAIL {
+                                let cut = text.len() - 2 * STREAM_TAIL;
+                                let cut = (cut..text.len())
+                                    .find(|&i| text.is_char_boundary(i))
+                                    .unwrap_or(text.len());
+                                text.drain(..cut);
+                            }
+                        }
+                        (None, streaming) => {
+                            *streaming = Some((piece.alias.clone(), piece.text.clone()))
+                        }
+                    }
                 }
             }
             RunEvent::ModelCalled { stage, call, .. } => {
@@ -284,6 +325,7 @@ mod tests {
             cost_usd: 0.0,
             calls: 0,
             progress: None,
+            streaming: None,
         }
     }
 
@@ -338,5 +380,32 @@ mod tests {
             delay: Duration::ZERO,
         });
         assert!(b.stages.is_empty());
+    }
+
+    #[test]
+    fn a_streaming_answer_shows_its_newest_text_until_it_ends() {
+        let mut b = Board::default();
+        b.apply(&RunEvent::StageStarted {
+            stage: "a".into(),
+            attempt: 1,
+        });
+        let piece = |text: &str, end| RunEvent::ModelStream {
+            stage: "a".into(),
+            attempt: 1,
+            piece: host_vocab::StreamPiece {
+                call: 0,
+                alias: "large".into(),
+                text: text.into(),
+                end,
+            },
+        };
+        b.apply(&piece("Once upon\na ", None));
+        b.apply(&piece("time", None));
+        let now = b.stages[0].started;
+        let line = render_line(&b.stages[0], now, 80);
+        assert!(line.ends_with("large> Once upon a time"), "{line}");
+        assert!(render_line(&b.stages[0], now, 40).chars().count() <= 40);
+        b.apply(&piece("", Some(host_vocab::StreamEnd::Answer)));
+        assert_eq!(b.stages[0].streaming, None);
     }
 }

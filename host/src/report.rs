@@ -124,6 +124,7 @@ pub fn event_line(event: &RunEvent) -> Option<String> {
         RunEvent::StageProgress { .. }
         | RunEvent::StageLog { .. }
         | RunEvent::ModelCalled { .. }
+        | RunEvent::ModelStream { .. }
         | RunEvent::RunFinished { .. } => return None,
     };
     Some(line)

@@ -72,6 +72,8 @@ const fn script(path: &'static str, text: &'static str) -> File {
 
 const WIT: &str = include_str!("../../wit/stage.wit");
 const PIPELINE: &str = include_str!("../templates/pipeline.toml");
+const RUN_SPEC: &str = include_str!("../templates/run.toml");
+const NOTES: &str = include_str!("../templates/notes.md");
 
 const RUST: &[File] = &[
     file(
@@ -83,6 +85,8 @@ const RUST: &[File] = &[
     file("README.md", include_str!("../templates/rust/README.md")),
     file(".gitignore", include_str!("../templates/rust/.gitignore")),
     file("pipeline.toml", PIPELINE),
+    file("run.toml", RUN_SPEC),
+    file("notes.md", NOTES),
 ];
 
 const PYTHON: &[File] = &[
@@ -92,11 +96,21 @@ const PYTHON: &[File] = &[
         "test_prompt.py",
         include_str!("../templates/python/test_prompt.py"),
     ),
+    file(
+        "test_app.py",
+        include_str!("../templates/python/test_app.py"),
+    ),
+    file(
+        "testing_host.py",
+        include_str!("../templates/python/testing_host.py"),
+    ),
     script("build.sh", include_str!("../templates/python/build.sh")),
     file("README.md", include_str!("../templates/python/README.md")),
     file(".gitignore", include_str!("../templates/python/.gitignore")),
     file("wit/stage.wit", WIT),
     file("pipeline.toml", PIPELINE),
+    file("run.toml", RUN_SPEC),
+    file("notes.md", NOTES),
 ];
 
 const JS: &[File] = &[
@@ -106,12 +120,27 @@ const JS: &[File] = &[
         "prompt.test.js",
         include_str!("../templates/js/prompt.test.js"),
     ),
+    file("app.test.js", include_str!("../templates/js/app.test.js")),
+    file(
+        "testing/host.js",
+        include_str!("../templates/js/testing/host.js"),
+    ),
+    file(
+        "testing/hooks.js",
+        include_str!("../templates/js/testing/hooks.js"),
+    ),
+    file(
+        "testing/register.js",
+        include_str!("../templates/js/testing/register.js"),
+    ),
     file("package.json", include_str!("../templates/js/package.json")),
     script("build.sh", include_str!("../templates/js/build.sh")),
     file("README.md", include_str!("../templates/js/README.md")),
     file(".gitignore", include_str!("../templates/js/.gitignore")),
     file("wit/stage.wit", WIT),
     file("pipeline.toml", PIPELINE),
+    file("run.toml", RUN_SPEC),
+    file("notes.md", NOTES),
 ];
 
 /// Where plugin-sdk was when this host was built: the default for `--sdk`.

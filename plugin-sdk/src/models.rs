@@ -8,7 +8,7 @@ use crate::bindings::orchestrator::stage::models as host;
 #[cfg(not(target_arch = "wasm32"))]
 use crate::testing::models as host;
 
-pub use wit::{BudgetLeft, Completion, ModelError, Params, Role};
+pub use wit::{BudgetLeft, Completion, ModelError, Params, Role, StreamEvent};
 
 /// One chat message.
 pub type Message = wit::Message;
@@ -151,4 +151,50 @@ impl Request {
 /// the results in request order.
 pub fn complete_all(requests: &[Request]) -> Vec<Result<Completion, ModelError>> {
     host::complete_all(requests)
+}
+
+/// A completion read as it streams in: see [`complete_streamed`].
+pub struct Streamed {
+    inner: host::CompletionStream,
+}
+
+impl Streamed {
+    /// The next piece, waiting for the provider: `Text` to add, or
+    /// `Restart` (the stream broke and the host asks again: drop the text
+    /// so far). `None` once the stream is over: then call [`Self::finish`].
+    pub fn next_event(&self) -> Option<StreamEvent> {
+        self.inner.next()
+    }
+
+    /// The whole completion, after the rest of the stream (the same as
+    /// [`complete`] would have returned).
+    pub fn finish(self) -> Result<Completion, ModelError> {
+        self.inner.finish()
+    }
+
+    /// Calls `on_text` with the answer's text so far each time a piece
+    /// comes (a restart starts it over), then returns the completion.
+    pub fn follow(self, mut on_text: impl FnMut(&str)) -> Result<Completion, ModelError> {
+        let mut text = String::new();
+        while let Some(event) = self.next_event() {
+            match event {
+                StreamEvent::Text(piece) => text.push_str(&piece),
+                StreamEvent::Restart(_) => text.clear(),
+            }
+            on_text(&text);
+        }
+        self.finish()
+    }
+}
+
+/// Like [`complete`], with the answer handed over as it streams in: read it
+/// with [`Streamed::next_event`] or [`Streamed::follow`], then
+/// [`Streamed::finish`]. The call counts and is recorded even if the
+/// stream is dropped unread. At most 16 streams are open at once.
+pub fn complete_streamed(
+    alias: &str,
+    messages: &[Message],
+    params: &Params,
+) -> Result<Streamed, ModelError> {
+    host::complete_streamed(alias, messages, params).map(|inner| Streamed { inner })
 }

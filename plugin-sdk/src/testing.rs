@@ -24,7 +24,7 @@ use crate::bindings::orchestrator::stage::attempt::AttemptKind;
 use crate::bindings::orchestrator::stage::gates::GateResult;
 use crate::bindings::orchestrator::stage::log::Level;
 use crate::bindings::orchestrator::stage::models::{
-    BudgetLeft, Completion, Message, ModelError, Params,
+    BudgetLeft, Completion, Message, ModelError, Params, StreamEvent,
 };
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -320,6 +320,39 @@ pub(crate) mod models {
             .collect()
     }
 
+    /// A stream of the scripted answer, a word at a time.
+    pub struct CompletionStream {
+        pieces: RefCell<VecDeque<StreamEvent>>,
+        result: Result<Completion, ModelError>,
+    }
+
+    impl CompletionStream {
+        pub fn next(&self) -> Option<StreamEvent> {
+            self.pieces.borrow_mut().pop_front()
+        }
+
+        pub fn finish(self) -> Result<Completion, ModelError> {
+            self.result
+        }
+    }
+
+    pub fn complete_streamed(
+        alias: &str,
+        messages: &[Message],
+        params: &Params,
+    ) -> Result<CompletionStream, ModelError> {
+        let completion = answer(alias, None, messages, params)?;
+        let pieces = completion
+            .text
+            .split_inclusive(' ')
+            .map(|w| StreamEvent::Text(w.to_string()))
+            .collect();
+        Ok(CompletionStream {
+            pieces: RefCell::new(pieces),
+            result: Ok(completion),
+        })
+    }
+
     /// No budget in a test host unless one is set ([`TestHost::budget`]).
     pub fn remaining() -> BudgetLeft {
         with(|s| {
@@ -398,6 +431,27 @@ pub(crate) mod attempt {
 mod tests {
     use super::*;
     use crate::models::Params;
+
+    #[test]
+    fn a_scripted_answer_streams_a_word_at_a_time() {
+        let host = TestHost::new()
+            .answer("small", "Once upon a time")
+            .install();
+        let stream = crate::models::complete_streamed(
+            "small",
+            &[Message::user("Tell a story.")],
+            &Params::default(),
+        )
+        .unwrap();
+        let mut seen = Vec::new();
+        let completion = stream.follow(|text| seen.push(text.to_string())).unwrap();
+        assert_eq!(
+            seen,
+            ["Once ", "Once upon ", "Once upon a ", "Once upon a time"]
+        );
+        assert_eq!(completion.text, "Once upon a time");
+        assert_eq!(host.calls().len(), 1);
+    }
 
     #[test]
     fn answers_queue_then_the_responder_answers_then_the_alias_is_refused() {

@@ -249,3 +249,18 @@ pub fn path_with(first: &Path) -> std::ffi::OsString {
     ));
     std::env::join_paths(paths).unwrap()
 }
+
+/// `host run --quiet MANIFEST` in the background in `state`, its output
+/// dropped: for a test that watches it from outside (`host serve`, files).
+pub fn quiet_run_in_background(state: &Path, manifest: &Path) -> std::process::Child {
+    std::process::Command::new(env!("CARGO_BIN_EXE_host"))
+        .args(["--cache-dir", cache_dir().to_str().unwrap()])
+        .args(["--state-dir", state.to_str().unwrap()])
+        .args(["run", "--quiet"])
+        .arg(manifest)
+        .env_remove("RUST_LOG")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap()
+}

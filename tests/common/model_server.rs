@@ -22,6 +22,22 @@ pub enum Body {
     Completion(String),
     /// These bytes, verbatim.
     Raw(String),
+    /// A completion of these pieces, streamed (server-sent events in the
+    /// path's wire format) when the request asks for a stream, else whole.
+    Stream(Streamed),
+}
+
+/// How a streamed reply goes.
+#[derive(Clone, Default)]
+pub struct Streamed {
+    pub pieces: Vec<String>,
+    /// Between two pieces.
+    pub gap: Duration,
+    /// After this many pieces, wait until the flag is set (at most a
+    /// minute) before the rest: a test sees the call still open.
+    pub hold: Option<(usize, Arc<std::sync::atomic::AtomicBool>)>,
+    /// After this many pieces, drop the connection: a broken stream.
+    pub cut_after: Option<usize>,
 }
 
 impl Reply {
@@ -45,6 +61,16 @@ impl Reply {
         }
     }
 
+    /// A completion streamed in these pieces (7 tokens out, 11 in).
+    pub fn stream(streamed: Streamed) -> Reply {
+        Reply {
+            status: 200,
+            body: Body::Stream(streamed),
+            delay: Duration::ZERO,
+            headers: Vec::new(),
+        }
+    }
+
     pub fn after(mut self, delay: Duration) -> Reply {
         self.delay = delay;
         self
@@ -59,6 +85,7 @@ impl Reply {
 fn render(body: &Body, path: &str) -> String {
     match body {
         Body::Raw(raw) => raw.clone(),
+        Body::Stream(s) => render(&Body::Completion(s.pieces.concat()), path),
         Body::Completion(text) if path.ends_with("/messages") => serde_json::json!({
             "id": "msg_test", "type": "message", "role": "assistant",
             "model": "scripted-claude",
@@ -198,6 +225,10 @@ fn serve(
             request.clone(),
         ));
         let reply = script(&request);
+        if let (Body::Stream(streamed), true) = (&reply.body, request["stream"] == true) {
+            std::thread::sleep(reply.delay);
+            return send_stream(&stream, streamed, &path);
+        }
         let body = render(&reply.body, &path);
         std::thread::sleep(reply.delay);
         let reason = match reply.status {
@@ -221,4 +252,63 @@ fn serve(
         stream.write_all(body.as_bytes())?;
         stream.flush()?;
     }
+}
+
+/// One server-sent event of a streamed completion, in the wire format of
+/// `path`: a piece of text, or (`None`) the end, with usage.
+fn stream_events(piece: Option<&str>, path: &str) -> String {
+    let anthropic = path.ends_with("/messages");
+    match (piece, anthropic) {
+        (Some(text), false) => format!(
+            "data: {}\n\n",
+            serde_json::json!({"model": "scripted-model", "choices": [{"index": 0, "delta": {"content": text}}]})
+        ),
+        (None, false) => format!(
+            "data: {}\n\ndata: {}\n\ndata: [DONE]\n\n",
+            serde_json::json!({"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}),
+            serde_json::json!({"choices": [], "usage": {"prompt_tokens": 11, "completion_tokens": 7}})
+        ),
+        (Some(text), true) => format!(
+            "event: content_block_delta\ndata: {}\n\n",
+            serde_json::json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": text}})
+        ),
+        (None, true) => format!(
+            "event: message_delta\ndata: {}\n\nevent: message_stop\ndata: {{\"type\":\"message_stop\"}}\n\n",
+            serde_json::json!({"type": "message_delta", "delta": {"stop_reason": "end_turn"}, "usage": {"output_tokens": 7}})
+        ),
+    }
+}
+
+/// Streams a completion piece by piece, then closes the connection.
+fn send_stream(stream: &TcpStream, s: &Streamed, path: &str) -> std::io::Result<()> {
+    let mut out = stream;
+    out.write_all(
+        b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncache-control: no-cache\r\nconnection: close\r\n\r\n",
+    )?;
+    if path.ends_with("/messages") {
+        let start = serde_json::json!({"type": "message_start", "message": {"model": "scripted-claude", "usage": {"input_tokens": 11, "output_tokens": 1}}});
+        out.write_all(format!("event: message_start\ndata: {start}\n\n").as_bytes())?;
+    }
+    for (i, piece) in s.pieces.iter().enumerate() {
+        if s.cut_after == Some(i) {
+            // Gone mid-answer: no end event, the connection dropped.
+            return stream.shutdown(std::net::Shutdown::Both);
+        }
+        if let Some((at, flag)) = &s.hold
+            && *at == i
+        {
+            let until = std::time::Instant::now() + Duration::from_secs(60);
+            while !flag.load(std::sync::atomic::Ordering::SeqCst)
+                && std::time::Instant::now() < until
+            {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        out.write_all(stream_events(Some(piece), path).as_bytes())?;
+        out.flush()?;
+        std::thread::sleep(s.gap);
+    }
+    out.write_all(stream_events(None, path).as_bytes())?;
+    out.flush()?;
+    stream.shutdown(std::net::Shutdown::Both)
 }

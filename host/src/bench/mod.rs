@@ -12,6 +12,7 @@ mod polyglot;
 mod retention;
 mod stats;
 mod store_commit;
+mod streaming;
 mod workspace_copy;
 
 pub use pipelines::dag_manifest;
@@ -54,6 +55,9 @@ pub enum Scenario {
     /// Host peak memory with three 60 MiB upstream artifacts: a 0.3 stage
     /// reading 1 KiB of them, a 0.2 stage handed them whole, a no-op run.
     LazyInputs,
+    /// A streamed model answer: time to the first token and to the end,
+    /// direct and through the host.
+    Streaming,
 }
 
 pub struct Options {
@@ -142,6 +146,7 @@ pub async fn run(options: &Options, mut on_row: impl FnMut(&Row)) -> Vec<Row> {
             Scenario::WorkspaceCopy => workspace_copy(options),
             Scenario::Retention => retention(options, &cache_dir),
             Scenario::LazyInputs => lazy_inputs(options, &cache_dir),
+            Scenario::Streaming => streamed_call(options).await,
         };
         let produced = produced.unwrap_or_else(|e| vec![error_row(scenario, e)]);
         for row in produced {
@@ -421,6 +426,52 @@ async fn model_call(o: &Options) -> Result<Vec<Row>, String> {
             unit: "µs",
             target: None,
             detail: "difference of the two medians".into(),
+        },
+    ])
+}
+
+async fn streamed_call(o: &Options) -> Result<Vec<Row>, String> {
+    let f = streaming::measure(&o.dir, &o.noop, 40 * o.repeats.max(1)).await?;
+    let ratio =
+        |a: &Summary, b: &Summary| a.median.as_secs_f64() / b.median.as_secs_f64().max(1e-9);
+    let overhead = f.host_whole.median.saturating_sub(f.direct_whole.median);
+    Ok(vec![
+        time_row(
+            "streamed answer, first token, direct",
+            &f.direct_first,
+            None,
+            "reqwest POST stream=true to a loopback server: 32 pieces, 2 ms apart",
+        ),
+        Row {
+            detail: format!(
+                "{:.2}x direct: grant, budget, request hash, in-flight commit, SSE parse, live log and observer",
+                ratio(&f.host_first, &f.direct_first)
+            ),
+            ..time_row(
+                "streamed answer, first token, through the host",
+                &f.host_first,
+                None,
+                "",
+            )
+        },
+        time_row(
+            "streamed answer, whole, direct",
+            &f.direct_whole,
+            None,
+            "the same stream, read to its end",
+        ),
+        Row {
+            detail: format!(
+                "{:.2}x direct; host overhead per streamed call {} (32 pieces to the live view, two commits)",
+                ratio(&f.host_whole, &f.direct_whole),
+                human(overhead)
+            ),
+            ..time_row(
+                "streamed answer, whole, through the host",
+                &f.host_whole,
+                None,
+                "",
+            )
         },
     ])
 }

@@ -4,12 +4,12 @@
 //! provider's wire format and parsing, the call record).
 
 use super::stats::Summary;
-use host_capabilities::models::{ExchangeMode, ModelsCapability};
+use host_capabilities::models::{ExchangeMode, ModelsCapability, ModelsGrant};
 use host_runtime::bindings::orchestrator::stage::models::{Host, Message, Params, Role};
 use host_store::Store;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
 
@@ -24,31 +24,7 @@ pub(super) async fn serve() -> std::io::Result<String> {
             tokio::spawn(async move {
                 let (read, mut write) = stream.into_split();
                 let mut reader = BufReader::new(read);
-                loop {
-                    let mut line = String::new();
-                    if reader.read_line(&mut line).await.unwrap_or(0) == 0 {
-                        return;
-                    }
-                    let mut length = 0usize;
-                    loop {
-                        let mut header = String::new();
-                        if reader.read_line(&mut header).await.unwrap_or(0) == 0 {
-                            return;
-                        }
-                        let header = header.trim_end();
-                        if header.is_empty() {
-                            break;
-                        }
-                        if let Some((k, v)) = header.split_once(':')
-                            && k.eq_ignore_ascii_case("content-length")
-                        {
-                            length = v.trim().parse().unwrap_or(0);
-                        }
-                    }
-                    let mut body = vec![0u8; length];
-                    if reader.read_exact(&mut body).await.is_err() {
-                        return;
-                    }
+                while read_request(&mut reader).await.is_some() {
                     let response = format!(
                         "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{ANSWER}",
                         ANSWER.len()
@@ -61,6 +37,36 @@ pub(super) async fn serve() -> std::io::Result<String> {
         }
     });
     Ok(url)
+}
+
+/// Reads one HTTP/1.1 request (line, headers, a `content-length` body);
+/// `None` when the connection ends first.
+pub(super) async fn read_request<R: tokio::io::AsyncBufRead + Unpin>(
+    reader: &mut R,
+) -> Option<Vec<u8>> {
+    let mut line = String::new();
+    if reader.read_line(&mut line).await.unwrap_or(0) == 0 {
+        return None;
+    }
+    let mut length = 0usize;
+    loop {
+        let mut header = String::new();
+        if reader.read_line(&mut header).await.unwrap_or(0) == 0 {
+            return None;
+        }
+        let header = header.trim_end();
+        if header.is_empty() {
+            break;
+        }
+        if let Some((k, v)) = header.split_once(':')
+            && k.eq_ignore_ascii_case("content-length")
+        {
+            length = v.trim().parse().unwrap_or(0);
+        }
+    }
+    let mut body = vec![0u8; length];
+    reader.read_exact(&mut body).await.ok()?;
+    Some(body)
 }
 
 pub struct Overhead {
@@ -110,23 +116,7 @@ pub async fn measure(dir: &Path, noop: &Path, iterations: usize) -> Result<Overh
     for i in 0..iterations + 20 {
         // A fresh grant per call, as each stage attempt gets one.
         let mut grant = models.grant(&super::attempt_scope(stage, i as u32));
-        let messages = vec![Message {
-            role: Role::User,
-            content: "Say ok.".into(),
-        }];
-        let params = Params {
-            max_tokens: Some(4),
-            temperature: None,
-            stop: Vec::new(),
-            timeout_ms: None,
-        };
-        let t = Instant::now();
-        let answer = grant
-            .complete("m".into(), messages, params)
-            .await
-            .map_err(|e| format!("{e:#}"))?;
-        let elapsed = t.elapsed();
-        answer.map_err(|e| format!("{e:?}"))?;
+        let elapsed = complete_through(&mut grant, "Say ok.", 4).await?;
         if i >= 20 {
             via_host.push(elapsed);
         }
@@ -135,4 +125,31 @@ pub async fn measure(dir: &Path, noop: &Path, iterations: usize) -> Result<Overh
         direct: Summary::of(&direct).ok_or("no samples")?,
         host: Summary::of(&via_host).ok_or("no samples")?,
     })
+}
+
+/// One `complete` to alias `m` through a grant, as a plugin makes it: how
+/// long it took, or why it failed.
+pub(super) async fn complete_through(
+    grant: &mut ModelsGrant,
+    prompt: &str,
+    max_tokens: u32,
+) -> Result<Duration, String> {
+    let messages = vec![Message {
+        role: Role::User,
+        content: prompt.into(),
+    }];
+    let params = Params {
+        max_tokens: Some(max_tokens),
+        temperature: None,
+        stop: Vec::new(),
+        timeout_ms: None,
+    };
+    let t = Instant::now();
+    let answer = grant
+        .complete("m".into(), messages, params)
+        .await
+        .map_err(|e| format!("{e:#}"))?;
+    let elapsed = t.elapsed();
+    answer.map_err(|e| format!("{e:?}"))?;
+    Ok(elapsed)
 }

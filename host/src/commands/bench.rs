@@ -105,6 +105,7 @@ pub async fn bench(args: BenchArgs) -> Outcome {
             Scenario::LogLine,
             Scenario::Retention,
             Scenario::LazyInputs,
+            Scenario::Streaming,
         ]
         .into_iter()
         .chain((!args.plugins.is_empty()).then_some(Scenario::Polyglot))

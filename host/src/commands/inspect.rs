@@ -296,6 +296,18 @@ pub fn show(globals: &Globals, args: ShowArgs) -> Outcome {
 
 /// The stage's attempt logs in its current loop pass, oldest first: the
 /// live log files beside the database (`host serve` follows the same ones).
+/// A model answer as it streamed into the log: the answer, text a retry or
+/// a failure superseded, or a stream the attempt never finished.
+fn print_stream(alias: &str, text: &str, end: Option<&host::vocab::StreamEnd>) {
+    use host::vocab::StreamEnd;
+    let how = match end {
+        Some(StreamEnd::Answer) => String::new(),
+        Some(StreamEnd::Superseded(why)) => format!(", superseded: {}", printable(why)),
+        None => ", unfinished".into(),
+    };
+    println!(" info [model {alias}{how}] {}", printable(text));
+}
+
 fn print_log(store: &Store, run_id: &str, stage: &StageRecord) -> Result<(), Failure> {
     use host::runtime::live::{log_path, read_log};
     let state_dir = store.path().parent().unwrap_or(std::path::Path::new("."));
@@ -309,7 +321,20 @@ fn print_log(store: &Store, run_id: &str, stage: &StageRecord) -> Result<(), Fai
         }
         any = true;
         println!("--- attempt {attempt}");
+        // A streamed answer's pieces, printed once its stream ends.
+        let mut streams: std::collections::BTreeMap<u32, (String, String)> = Default::default();
         for line in lines {
+            if let Some(piece) = line.model {
+                let (_, text) = streams
+                    .entry(piece.call)
+                    .or_insert_with(|| (piece.alias.clone(), String::new()));
+                text.push_str(&piece.text);
+                if let Some(end) = piece.end {
+                    let (alias, text) = streams.remove(&piece.call).unwrap_or_default();
+                    print_stream(&alias, &text, Some(&end));
+                }
+                continue;
+            }
             let from = line
                 .stream
                 .map_or(String::new(), |s| format!(" [{}]", s.name()));
@@ -321,6 +346,9 @@ fn print_log(store: &Store, run_id: &str, stage: &StageRecord) -> Result<(), Fai
                 line.level.name(),
                 printable(&line.message)
             );
+        }
+        for (alias, text) in streams.into_values() {
+            print_stream(&alias, &text, None);
         }
     }
     if !any {

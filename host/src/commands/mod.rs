@@ -11,6 +11,7 @@ pub mod grants;
 pub mod inspect;
 pub mod plugin;
 pub mod plugin_run;
+mod plugin_run_spec;
 pub mod results;
 pub mod run;
 pub mod serve;

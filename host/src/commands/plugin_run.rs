@@ -38,45 +38,50 @@ fn plugin_name(wasm: &Path) -> String {
 pub struct PluginRunArgs {
     /// The component to run.
     wasm: PathBuf,
-    /// The stage id the plugin sees (and `host show` takes).
-    #[arg(long, default_value = "stage", value_name = "ID")]
-    stage: String,
+    /// Read these flags from a TOML file (keys: stage, task, task_file,
+    /// config, set, inputs, models, sessions, gates, workspace, access,
+    /// timeout); flags given here override its values and add to its lists.
+    #[arg(long, value_name = "FILE")]
+    spec: Option<PathBuf>,
+    /// The stage id the plugin sees (and `host show` takes) [default: stage].
+    #[arg(long, value_name = "ID")]
+    pub(super) stage: Option<String>,
     /// The task the plugin is given.
     #[arg(long, value_name = "TEXT", conflicts_with = "task_file")]
-    task: Option<String>,
+    pub(super) task: Option<String>,
     /// The task, read from FILE.
     #[arg(long, value_name = "FILE")]
-    task_file: Option<PathBuf>,
+    pub(super) task_file: Option<PathBuf>,
     /// The stage's config, as a JSON object.
     #[arg(long, value_name = "JSON")]
-    config: Option<String>,
+    pub(super) config: Option<String>,
     /// Set one config key: KEY=VALUE (VALUE as JSON when it parses, else text; repeatable).
     #[arg(long = "set", value_name = "KEY=VALUE")]
-    sets: Vec<String>,
+    pub(super) sets: Vec<String>,
     /// An upstream stage's output: NAME=PATH, a file (one artifact) or a
     /// directory (each file in it an artifact); repeatable, in order.
     #[arg(long = "input", value_name = "NAME=PATH")]
-    inputs: Vec<String>,
+    pub(super) inputs: Vec<String>,
     /// Grant a model alias: ALIAS=PROVIDER:MODEL[@BASE_URL] (repeatable).
     #[arg(long = "model", value_name = "ALIAS=PROVIDER:MODEL[@URL]")]
-    models: Vec<String>,
+    pub(super) models: Vec<String>,
     /// Grant a conversation session by name (repeatable).
     #[arg(long = "session", value_name = "NAME")]
-    sessions: Vec<String>,
+    pub(super) sessions: Vec<String>,
     /// Grant a gate: NAME=COMMAND, run in the workspace; COMMAND is split on
     /// spaces, or a JSON array of words (repeatable; needs --workspace).
-    #[arg(long = "gate", value_name = "NAME=COMMAND", requires = "workspace")]
-    gates: Vec<String>,
+    #[arg(long = "gate", value_name = "NAME=COMMAND")]
+    pub(super) gates: Vec<String>,
     /// Grant this directory as the workspace (changes are kept in the run:
     /// `host diff RUN_ID`, then `host apply RUN_ID`).
     #[arg(long, value_name = "DIR")]
-    workspace: Option<PathBuf>,
-    /// The workspace grant's access.
-    #[arg(long, value_name = "ACCESS", default_value = "read-only", value_parser = access_values(), requires = "workspace")]
-    access: String,
-    /// Longest the attempt may run (e.g. 30s, 5m).
-    #[arg(long, value_name = "DURATION", default_value = "5m")]
-    timeout: String,
+    pub(super) workspace: Option<PathBuf>,
+    /// The workspace grant's access [default: read-only].
+    #[arg(long, value_name = "ACCESS", value_parser = access_values())]
+    pub(super) access: Option<String>,
+    /// Longest the attempt may run (e.g. 30s, 5m) [default: 5m].
+    #[arg(long, value_name = "DURATION")]
+    pub(super) timeout: Option<String>,
     #[command(flatten)]
     output: OutputFlags,
     /// Write the output's artifacts as DIR/STAGE/NAME.
@@ -96,6 +101,44 @@ fn access_values() -> clap::builder::PossibleValuesParser {
 impl PluginRunArgs {
     pub fn is_quiet(&self) -> bool {
         self.output.quiet
+    }
+
+    fn stage(&self) -> &str {
+        self.stage.as_deref().unwrap_or("stage")
+    }
+
+    fn access(&self) -> &str {
+        self.access.as_deref().unwrap_or("read-only")
+    }
+
+    fn timeout(&self) -> &str {
+        self.timeout.as_deref().unwrap_or("5m")
+    }
+
+    /// The spec file's values under the flags, then what needs the whole:
+    /// gates and an access need a workspace, wherever each was given.
+    fn resolve(&mut self) -> Result<(), Failure> {
+        if let Some(file) = self.spec.clone() {
+            super::plugin_run_spec::RunSpec::load(&file)?.apply(self, &file)?;
+        }
+        if self.workspace.is_none() {
+            if let Some(gate) = self.gates.first() {
+                return Err(Failure::invalid(format!(
+                    "--gate {gate:?}: a gate runs in the workspace: give --workspace DIR"
+                )));
+            }
+            if self.access.is_some() {
+                return Err(Failure::invalid(
+                    "--access: there is no workspace to grant: give --workspace DIR",
+                ));
+            }
+        }
+        match self.access() {
+            "read-only" | "read-write" => Ok(()),
+            other => Err(Failure::invalid(format!(
+                "access {other:?}: expected read-only or read-write"
+            ))),
+        }
     }
 }
 
@@ -251,7 +294,7 @@ fn manifest_text(args: &PluginRunArgs, wasm: &Path, given: &[Given]) -> Result<S
         stages.push(Value::Table(s));
     }
     let mut stage = Table::new();
-    stage.insert("id".into(), args.stage.clone().into());
+    stage.insert("id".into(), args.stage().into());
     stage.insert("plugin".into(), name.into());
     if !given.is_empty() {
         let after: Vec<Value> = given.iter().map(|g| g.name.clone().into()).collect();
@@ -269,9 +312,9 @@ fn manifest_text(args: &PluginRunArgs, wasm: &Path, given: &[Given]) -> Result<S
         stage.insert("gates".into(), Value::Array(gate_names));
     }
     if args.workspace.is_some() {
-        stage.insert("workspace".into(), args.access.clone().into());
+        stage.insert("workspace".into(), args.access().into());
     }
-    stage.insert("timeout".into(), args.timeout.clone().into());
+    stage.insert("timeout".into(), args.timeout().into());
     stage.insert("retries".into(), 0.into());
     if let Some(config) = &args.config {
         let json: serde_json::Value = serde_json::from_str(config)
@@ -288,7 +331,8 @@ fn manifest_text(args: &PluginRunArgs, wasm: &Path, given: &[Given]) -> Result<S
     toml::to_string(&doc).map_err(|e| Failure::host(format!("cannot write the manifest: {e}")))
 }
 
-pub async fn run(globals: &Globals, args: PluginRunArgs) -> Outcome {
+pub async fn run(globals: &Globals, mut args: PluginRunArgs) -> Outcome {
+    args.resolve()?;
     let wasm = std::path::absolute(&args.wasm).unwrap_or_else(|_| args.wasm.clone());
     if !wasm.is_file() {
         return Err(Failure::invalid(format!(
@@ -298,7 +342,7 @@ pub async fn run(globals: &Globals, args: PluginRunArgs) -> Outcome {
     }
     // The flags the manifest checker would otherwise report at lines of a
     // file nobody wrote.
-    let names = std::iter::once(("--stage", args.stage.as_str())).chain(
+    let names = std::iter::once(("--stage", args.stage())).chain(
         args.inputs
             .iter()
             .map(|i| ("--input", i.split_once('=').map_or(i.as_str(), |(n, _)| n))),
@@ -316,8 +360,8 @@ pub async fn run(globals: &Globals, args: PluginRunArgs) -> Outcome {
             )));
         }
     }
-    host::manifest::HumanDuration::parse(&args.timeout)
-        .map_err(|e| Failure::invalid(format!("--timeout {:?}: {e}", args.timeout)))?;
+    host::manifest::HumanDuration::parse(args.timeout())
+        .map_err(|e| Failure::invalid(format!("--timeout {:?}: {e}", args.timeout())))?;
     let given: Vec<Given> = args
         .inputs
         .iter()
@@ -335,7 +379,7 @@ pub async fn run(globals: &Globals, args: PluginRunArgs) -> Outcome {
         config_overrides: args
             .sets
             .iter()
-            .map(|s| format!("{}.{s}", args.stage))
+            .map(|s| format!("{}.{s}", args.stage()))
             .collect(),
         fresh: true,
         task,
@@ -404,10 +448,10 @@ async fn start(
     // running one plugin is to read its output.
     if args.output.mode() != OutputMode::Json {
         println!();
-        super::inspect::show(globals, ShowArgs::outputs(&run_id, &args.stage))?;
+        super::inspect::show(globals, ShowArgs::outputs(&run_id, args.stage()))?;
         println!(
             "\n(the run is recorded: host show {run_id} {} --log, host status {run_id})",
-            args.stage
+            args.stage()
         );
     }
     Ok(exit)

@@ -159,6 +159,9 @@ pub struct ModelSpec {
     /// Most requests in flight at once to this model's server (`None`: no
     /// limit). Shared by every alias with the same `base_url`.
     pub max_concurrent: Option<u32>,
+    /// Ask for answers as a stream (shown as they arrive); `false` for a
+    /// server that cannot stream.
+    pub stream: bool,
 }
 
 /// A plugin component and, optionally, how to build it.

@@ -47,6 +47,13 @@ pub struct ModelSection {
     #[serde(default)]
     pub cache: bool,
     pub max_concurrent: Option<Spanned<u32>>,
+    #[serde(default = "streamed")]
+    pub stream: bool,
+}
+
+/// Answers are streamed unless a model says otherwise.
+fn streamed() -> bool {
+    true
 }
 
 /// `[plugins.NAME]`

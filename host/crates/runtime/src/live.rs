@@ -8,7 +8,7 @@
 //! lose the tail. That is the right trade for a log, and it keeps a plugin
 //! that logs in a tight loop from costing a database commit per line.
 
-pub use host_vocab::{LogLevel, LogLine, PrintStream};
+pub use host_vocab::{LogLevel, LogLine, PrintStream, StreamEnd, StreamPiece};
 use host_vocab::{ModelCall, RunEvent, RunObserver, now_ms};
 use std::fs::File;
 use std::io::{BufRead, BufReader, Seek, SeekFrom, Write};
@@ -159,6 +159,7 @@ impl AttemptLive {
             message: message.to_string(),
             progress: None,
             stream,
+            model: None,
         });
         self.observer.on_event(&RunEvent::StageLog {
             stage: self.stage.clone(),
@@ -192,6 +193,7 @@ impl AttemptLive {
             message: message.to_string(),
             progress: Some((done, total)),
             stream: None,
+            model: None,
         });
         self.observer.on_event(&RunEvent::StageProgress {
             stage: self.stage.clone(),
@@ -199,6 +201,24 @@ impl AttemptLive {
             done,
             total,
             message: message.to_string(),
+        });
+    }
+
+    /// A piece of a model's answer as it streams in: to the file (for the
+    /// dashboard) and the observer (for the terminal).
+    pub fn model_piece(&self, piece: StreamPiece) {
+        self.append(&LogLine {
+            at_ms: now_ms(),
+            level: LogLevel::Info,
+            message: String::new(),
+            progress: None,
+            stream: None,
+            model: Some(piece.clone()),
+        });
+        self.observer.on_event(&RunEvent::ModelStream {
+            stage: self.stage.clone(),
+            attempt: self.attempt,
+            piece,
         });
     }
 

@@ -43,6 +43,12 @@ pub enum RunEvent {
         level: crate::log::LogLevel,
         message: String,
     },
+    /// A piece of a model's answer as it streams in.
+    ModelStream {
+        stage: String,
+        attempt: u32,
+        piece: crate::log::StreamPiece,
+    },
     /// A model call the stage made (answered, failed or refused), as it
     /// finished: tokens and cost so far are the sum of these.
     ModelCalled {

@@ -31,7 +31,7 @@ pub use events::{RunEvent, RunObserver};
 pub use failure::StageFailure;
 pub use file_change::{ChangeKind, FileChange};
 pub use gate_run::{GateOutcome, GateRun};
-pub use log::{LogLevel, LogLine, PrintStream};
+pub use log::{LogLevel, LogLine, PrintStream, StreamEnd, StreamPiece};
 pub use model_call::{CallKey, CallSource, ModelCall, SentCall, total_cost_usd, total_tokens};
 pub use printable::{first_few, printable, printable_lines};
 pub use result::{RunOutcome, RunSummary, StageResult};

@@ -64,4 +64,34 @@ pub struct LogLine {
     /// Set for a line the plugin printed rather than logged.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stream: Option<PrintStream>,
+    /// Set for a piece of a model's answer as it streamed in (not a line
+    /// the plugin wrote).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<StreamPiece>,
+}
+
+/// A piece of a model's answer as it arrives. What is durable is the whole
+/// answer, recorded when the call ends; pieces are for watching it come.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StreamPiece {
+    /// The call's number in its attempt (its place in the record).
+    pub call: u32,
+    pub alias: String,
+    /// The next text of the answer.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub text: String,
+    /// Set on the last piece of a stream: how it ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub end: Option<StreamEnd>,
+}
+
+/// How the pieces of a stream so far turned out.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum StreamEnd {
+    /// They are the call's answer.
+    Answer,
+    /// They are not: the call was sent again (after its stream broke) or
+    /// failed, for this reason. A new stream of the same call may follow.
+    Superseded(String),
 }

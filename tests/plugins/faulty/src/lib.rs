@@ -26,6 +26,9 @@ enum Behaviour {
     RecurseBig,
     /// Call a model alias (granted or not) and report what happened.
     CallModel { alias: String },
+    /// Call a model with `complete-streamed`, writing every event it reads
+    /// to events.json and the finished answer to answer.txt.
+    StreamModel { alias: String },
     /// Call a model `times` times (in a session, if given), each prompt
     /// numbered; the answers go in answers.json.
     CallModels {
@@ -303,6 +306,24 @@ impl Stage for Faulty {
                     Ok(text) => Ok(Output::new("model answered").text("answer.txt", text)),
                     Err(e) => Err(e.into()),
                 }
+            }
+            Behaviour::StreamModel { alias } => {
+                let stream = models::complete_streamed(
+                    &alias,
+                    &[models::Message::user("Tell a story.")],
+                    &Params::default().max_tokens(32),
+                )?;
+                let mut events = Vec::new();
+                while let Some(event) = stream.next_event() {
+                    events.push(match event {
+                        models::StreamEvent::Text(t) => serde_json::json!({ "text": t }),
+                        models::StreamEvent::Restart(why) => serde_json::json!({ "restart": why }),
+                    });
+                }
+                let completion = stream.finish()?;
+                Output::new("streamed")
+                    .text("answer.txt", completion.text)
+                    .json("events.json", &events)
             }
             Behaviour::CallModels {
                 alias,

@@ -1,9 +1,13 @@
 //! Anthropic Messages (`POST {base_url}/messages`): system prompt as its own
 //! field, `max_tokens` required, content as a list of typed blocks.
 
-use super::http::{AuthStyle, HttpEndpoint};
+use super::http::{AuthStyle, HttpEndpoint, Streaming};
 use super::retry::RetryPolicy;
-use super::{ChatRequest, ChatResponse, Provider, ProviderError, ProviderFuture, Role, excerpt};
+use super::sse::SseEvent;
+use super::{
+    ChatRequest, ChatResponse, Provider, ProviderError, ProviderFuture, Role, StreamParser,
+    TokenSink, excerpt, prompt_estimate,
+};
 use host_manifest::ModelSpec;
 use serde::Deserialize;
 use std::time::Instant;
@@ -16,6 +20,7 @@ const DEFAULT_MAX_TOKENS: u32 = 1024;
 pub struct AnthropicProvider {
     http: HttpEndpoint,
     model: String,
+    stream: bool,
 }
 
 #[derive(Deserialize)]
@@ -58,6 +63,7 @@ impl AnthropicProvider {
                 retry: RetryPolicy::new(spec.max_retries),
             },
             model: spec.model.clone(),
+            stream: spec.stream,
         }
     }
 
@@ -103,11 +109,115 @@ impl Provider for AnthropicProvider {
         &'a self,
         request: &'a ChatRequest,
         deadline: Option<Instant>,
+        sink: Option<&'a dyn TokenSink>,
     ) -> ProviderFuture<'a> {
         Box::pin(async move {
+            let mut body = self.body(request);
+            let Some(sink) = sink.filter(|_| self.stream) else {
+                return self.http.post(&body, parse_message, None, deadline).await;
+            };
+            body["stream"] = true.into();
+            let estimate = prompt_estimate(request);
+            let parser = move || -> Box<dyn StreamParser> {
+                Box::new(MessageStream {
+                    input_tokens: estimate,
+                    ..MessageStream::default()
+                })
+            };
+            let stream = Streaming {
+                parser: &parser,
+                sink,
+            };
             self.http
-                .post(&self.body(request), parse_message, deadline)
+                .post(&body, parse_message, Some(stream), deadline)
                 .await
+        })
+    }
+}
+
+/// A streamed Messages answer: `message_start` (model, input tokens),
+/// `content_block_delta`s of text, `message_delta` (stop reason, output
+/// tokens), `message_stop`; `ping`s between, `error` on trouble.
+#[derive(Default)]
+struct MessageStream {
+    model: Option<String>,
+    text: String,
+    stop_reason: Option<String>,
+    /// The prompt estimate until `message_start` says.
+    input_tokens: u32,
+    output_tokens: u32,
+    done: bool,
+}
+
+impl StreamParser for MessageStream {
+    fn event(&mut self, event: &SseEvent) -> Result<Option<String>, ProviderError> {
+        if event.data.trim().is_empty() {
+            return Ok(None);
+        }
+        let data: serde_json::Value = serde_json::from_str(&event.data).map_err(|e| {
+            ProviderError::Malformed(format!(
+                "{e}; stream event starts: {}",
+                excerpt(&event.data, 160)
+            ))
+        })?;
+        let kind = event
+            .event
+            .clone()
+            .or_else(|| data["type"].as_str().map(str::to_string))
+            .unwrap_or_default();
+        let count =
+            |v: &serde_json::Value| v.as_u64().map(|n| u32::try_from(n).unwrap_or(u32::MAX));
+        match kind.as_str() {
+            "message_start" => {
+                let message = &data["message"];
+                self.model = message["model"].as_str().map(str::to_string);
+                if let Some(n) = count(&message["usage"]["input_tokens"]) {
+                    self.input_tokens = n;
+                }
+                if let Some(n) = count(&message["usage"]["output_tokens"]) {
+                    self.output_tokens = n;
+                }
+            }
+            "content_block_delta" if data["delta"]["type"] == "text_delta" => {
+                let piece = data["delta"]["text"].as_str().unwrap_or_default();
+                self.text.push_str(piece);
+                return Ok(Some(piece.to_string()));
+            }
+            "message_delta" => {
+                if let Some(reason) = data["delta"]["stop_reason"].as_str() {
+                    self.stop_reason = Some(reason.to_string());
+                }
+                if let Some(n) = count(&data["usage"]["output_tokens"]) {
+                    self.output_tokens = n;
+                }
+            }
+            "message_stop" => self.done = true,
+            "error" => {
+                let kind = data["error"]["type"].as_str().unwrap_or("error");
+                let body = excerpt(&data["error"].to_string(), 300);
+                // Overloaded and API errors pass; anything else is final.
+                return Err(match kind {
+                    "overloaded_error" | "api_error" => ProviderError::Server { status: 529, body },
+                    _ => ProviderError::Rejected { status: 400, body },
+                });
+            }
+            _ => {}
+        }
+        Ok(None)
+    }
+
+    fn finish(self: Box<Self>) -> Result<ChatResponse, ProviderError> {
+        if !self.done {
+            return Err(ProviderError::Malformed(
+                "the stream ended before the answer did".into(),
+            ));
+        }
+        Ok(ChatResponse {
+            text: self.text,
+            model: self.model.unwrap_or_default(),
+            input_tokens: self.input_tokens,
+            output_tokens: self.output_tokens,
+            finish_reason: self.stop_reason.unwrap_or_else(|| "unknown".into()),
         })
     }
 }
@@ -145,6 +255,69 @@ pub fn parse_message(text: &str) -> Result<ChatResponse, ProviderError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn parses_a_streamed_message() {
+        let events = [
+            (
+                "message_start",
+                r#"{"type":"message_start","message":{"model":"claude-x","usage":{"input_tokens":12,"output_tokens":1}}}"#,
+            ),
+            (
+                "content_block_start",
+                r#"{"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}}"#,
+            ),
+            ("ping", r#"{"type":"ping"}"#),
+            (
+                "content_block_delta",
+                r#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"Hi"}}"#,
+            ),
+            (
+                "content_block_delta",
+                r#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":" there"}}"#,
+            ),
+            (
+                "content_block_stop",
+                r#"{"type":"content_block_stop","index":0}"#,
+            ),
+            (
+                "message_delta",
+                r#"{"type":"message_delta","delta":{"stop_reason":"end_turn"},"usage":{"output_tokens":3}}"#,
+            ),
+            ("message_stop", r#"{"type":"message_stop"}"#),
+        ];
+        let mut parser: Box<dyn StreamParser> = Box::new(MessageStream::default());
+        let mut pieces = Vec::new();
+        for (name, data) in events {
+            let event = SseEvent {
+                event: Some(name.into()),
+                data: data.into(),
+            };
+            pieces.extend(parser.event(&event).unwrap());
+        }
+        assert_eq!(pieces, ["Hi", " there"]);
+        let r = parser.finish().unwrap();
+        assert_eq!(
+            (r.text.as_str(), r.model.as_str()),
+            ("Hi there", "claude-x")
+        );
+        assert_eq!((r.input_tokens, r.output_tokens), (12, 3));
+        assert_eq!(r.finish_reason, "end_turn");
+    }
+
+    #[test]
+    fn a_streamed_error_or_a_cut_stream_is_no_answer() {
+        let mut parser: Box<dyn StreamParser> = Box::new(MessageStream::default());
+        let overloaded = SseEvent {
+            event: Some("error".into()),
+            data: r#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#
+                .into(),
+        };
+        let e = parser.event(&overloaded).unwrap_err();
+        assert!(e.is_transient(), "{e}");
+        let parser: Box<dyn StreamParser> = Box::new(MessageStream::default());
+        assert!(parser.finish().is_err());
+    }
     use crate::providers::ChatMessage;
 
     #[test]
@@ -189,6 +362,7 @@ mod tests {
             price_out_per_1k: 0.0,
             cache: false,
             max_concurrent: None,
+            stream: true,
         };
         let _ = rustls::crypto::ring::default_provider().install_default();
         let p = AnthropicProvider::new(reqwest::Client::new(), &spec);

@@ -4,7 +4,8 @@
 //! headers and parses its answer.
 
 use super::retry::{RetryPolicy, parse_retry_after};
-use super::{ChatResponse, ProviderError, WaitLimit, excerpt};
+use super::sse::SseDecoder;
+use super::{ChatResponse, ProviderError, StreamParser, TokenSink, WaitLimit, excerpt};
 use std::time::{Duration, Instant};
 
 /// How the API key goes on the wire.
@@ -40,6 +41,13 @@ enum Attempt {
 }
 
 type Parser = fn(&str) -> Result<ChatResponse, ProviderError>;
+
+/// A call asked for as a stream: how to read its events, and where its
+/// text goes.
+pub struct Streaming<'a> {
+    pub parser: &'a (dyn Fn() -> Box<dyn StreamParser> + Sync),
+    pub sink: &'a dyn TokenSink,
+}
 
 /// Most bytes of one response read: an answer is text, and a server that
 /// sends more must not fill the host's memory.
@@ -78,7 +86,30 @@ impl HttpEndpoint {
         }
     }
 
-    async fn attempt(&self, body: &serde_json::Value, key: Option<&str>, parse: Parser) -> Attempt {
+    async fn attempt(
+        &self,
+        body: &serde_json::Value,
+        key: Option<&str>,
+        parse: Parser,
+        stream: Option<&Streaming<'_>>,
+    ) -> (Attempt, bool) {
+        let mut shown = false;
+        let attempt = self
+            .attempt_inner(body, key, parse, stream, &mut shown)
+            .await;
+        (attempt, shown)
+    }
+
+    /// One request; `shown` is set once any of a streamed answer's text went
+    /// to the sink.
+    async fn attempt_inner(
+        &self,
+        body: &serde_json::Value,
+        key: Option<&str>,
+        parse: Parser,
+        stream: Option<&Streaming<'_>>,
+        shown: &mut bool,
+    ) -> Attempt {
         let mut http = self.client.post(&self.url).timeout(self.timeout).json(body);
         for (name, value) in &self.headers {
             http = http.header(*name, *value);
@@ -109,6 +140,14 @@ impl HttpEndpoint {
             .get(reqwest::header::RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
             .and_then(parse_retry_after);
+        let event_stream = response
+            .headers()
+            .get(reqwest::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("text/event-stream"));
+        if let (Some(stream), 200..=299, true) = (stream, status, event_stream) {
+            return self.read_stream(response, stream, shown).await;
+        }
         let text = match read_capped(response, MAX_RESPONSE_BYTES).await {
             Ok(t) => t,
             Err(Body::TooLarge) => {
@@ -150,11 +189,67 @@ impl HttpEndpoint {
         }
     }
 
+    /// Reads a streamed answer event by event, its text to the sink as it
+    /// comes, within the same size cap as a whole one.
+    async fn read_stream(
+        &self,
+        mut response: reqwest::Response,
+        stream: &Streaming<'_>,
+        shown: &mut bool,
+    ) -> Attempt {
+        let mut decoder = SseDecoder::default();
+        let mut parser = (stream.parser)();
+        let mut read = 0usize;
+        loop {
+            let chunk = match response.chunk().await {
+                Ok(Some(chunk)) => chunk,
+                Ok(None) => break,
+                Err(e) if e.is_timeout() => {
+                    return Attempt::Retry(ProviderError::Timeout(self.timeout), None);
+                }
+                Err(e) => {
+                    let reason = format!("the stream broke: {}", root_cause(&e));
+                    return Attempt::Retry(ProviderError::Malformed(reason), None);
+                }
+            };
+            read += chunk.len();
+            if read > MAX_RESPONSE_BYTES {
+                return Attempt::Fail(ProviderError::Malformed(format!(
+                    "the streamed response is larger than {} MiB: no model answer is",
+                    MAX_RESPONSE_BYTES >> 20
+                )));
+            }
+            for event in decoder.feed(&chunk) {
+                match parser.event(&event) {
+                    Ok(Some(piece)) if !piece.is_empty() => {
+                        *shown = true;
+                        stream.sink.text(&piece);
+                    }
+                    Ok(_) => {}
+                    Err(e) if e.is_transient() => return Attempt::Retry(e, None),
+                    Err(e) => return Attempt::Fail(e),
+                }
+            }
+        }
+        if let Some(event) = decoder.finish()
+            && let Err(e) = parser.event(&event)
+        {
+            return Attempt::Fail(e);
+        }
+        match parser.finish() {
+            Ok(r) => Attempt::Done(r),
+            // A stream that stopped before its end may go through whole
+            // another time.
+            Err(e) => Attempt::Retry(e, None),
+        }
+    }
+
     /// POSTs `body`, retrying transient failures per the policy.
     pub async fn post(
         &self,
         body: &serde_json::Value,
         parse: Parser,
+        stream: Option<Streaming<'_>>,
         deadline: Option<Instant>,
     ) -> Attempted {
         let key = match self.key() {
@@ -168,7 +263,21 @@ impl HttpEndpoint {
         };
         let mut retries = 0;
         loop {
-            match self.attempt(body, key.as_deref(), parse).await {
+            let (attempt, shown) = self
+                .attempt(body, key.as_deref(), parse, stream.as_ref())
+                .await;
+            // Text already shown is not the answer of the call any more:
+            // it is sent again, or it ends with an error.
+            if shown && !matches!(attempt, Attempt::Done(_)) {
+                let why = match &attempt {
+                    Attempt::Retry(e, _) | Attempt::Fail(e) => e.to_string(),
+                    Attempt::Done(_) => String::new(),
+                };
+                if let Some(s) = &stream {
+                    s.sink.restart(&why);
+                }
+            }
+            match attempt {
                 Attempt::Done(r) => {
                     return Attempted {
                         result: Ok(r),

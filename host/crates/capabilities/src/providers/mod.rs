@@ -5,6 +5,7 @@ mod anthropic;
 mod http;
 mod openai;
 mod retry;
+mod sse;
 
 pub use anthropic::AnthropicProvider;
 pub use http::Attempted;
@@ -102,18 +103,47 @@ impl ProviderError {
 
 pub type ProviderFuture<'a> = Pin<Box<dyn Future<Output = Attempted> + Send + 'a>>;
 
+/// Where the text of a streamed answer goes as it arrives (the terminal,
+/// the dashboard). What is durable is only the whole answer, recorded when
+/// the call ends: pieces are for watching.
+pub trait TokenSink: Send + Sync {
+    /// The next piece of the answer's text.
+    fn text(&self, piece: &str);
+    /// What came so far is not the answer: the call is sent again (a retry
+    /// after the stream broke), or it failed.
+    fn restart(&self, why: &str);
+}
+
+/// Builds an answer from a provider's stream of events.
+pub(crate) trait StreamParser: Send {
+    /// One event: the text it adds, if any, or the error it reports.
+    fn event(&mut self, event: &sse::SseEvent) -> Result<Option<String>, ProviderError>;
+    /// The answer, once the stream has ended; `Err` when it ended early.
+    fn finish(self: Box<Self>) -> Result<ChatResponse, ProviderError>;
+}
+
 /// One model endpoint.
 pub trait Provider: Send + Sync {
     /// The provider's name of the model, for records and errors.
     fn model(&self) -> &str;
 
     /// Answers `request`; waits for retries only while they can end before
-    /// `deadline` (the attempt's timeout), if one is given.
+    /// `deadline` (the attempt's timeout), if one is given. With `sink`,
+    /// the answer is asked for as a stream and its text goes there as it
+    /// comes (a server that answers whole is read whole).
     fn complete<'a>(
         &'a self,
         request: &'a ChatRequest,
         deadline: Option<Instant>,
+        sink: Option<&'a dyn TokenSink>,
     ) -> ProviderFuture<'a>;
+}
+
+/// What a prompt is taken to cost when a stream does not say: a token per
+/// three bytes and four per message (the budgets' estimate, on the high side).
+pub(crate) fn prompt_estimate(request: &ChatRequest) -> u32 {
+    let bytes: usize = request.messages.iter().map(|m| m.content.len()).sum();
+    u32::try_from(bytes / 3 + 4 * request.messages.len()).unwrap_or(u32::MAX)
 }
 
 /// Keeps the head and the tail of a long error body.

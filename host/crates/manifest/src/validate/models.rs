@@ -69,6 +69,7 @@ pub(super) fn check_model(
         price_out_per_1k: m.price_out_per_1k.map_or(0.0, Spanned::into_inner),
         cache: m.cache,
         max_concurrent: m.max_concurrent.map(Spanned::into_inner),
+        stream: m.stream,
     })
 }
 
