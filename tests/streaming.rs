@@ -217,3 +217,55 @@ fn a_plugin_reads_an_answer_as_it_streams_restarts_included() {
     assert_eq!(calls.len(), 1, "one call, recorded once: {calls:?}");
     assert_eq!(calls[0]["retries"], 1);
 }
+
+#[test]
+fn a_server_that_refuses_a_streamed_request_is_asked_again_whole() {
+    let scratch = Scratch::new("stream-refused");
+    let server = ModelServer::start(|request| {
+        if request.get("stream_options").is_some() {
+            Reply::raw(400, r#"{"error": "unknown field stream_options"}"#)
+        } else {
+            Reply::text("Whole after all")
+        }
+    });
+    let manifest = pipeline(&scratch, &server, "openai", "");
+    let out_dir = scratch.path("out");
+    run(
+        &scratch.path("state"),
+        &[
+            manifest.to_str().unwrap(),
+            "--out",
+            out_dir.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(server.requests().len(), 2);
+    let answer = std::fs::read_to_string(out_dir.join("ask/answer.txt")).unwrap();
+    assert_eq!(answer, "Whole after all");
+}
+
+#[test]
+fn a_stream_dropped_or_left_open_is_still_recorded_and_paid() {
+    for leave in ["drop", "forget"] {
+        let scratch = Scratch::new(&format!("stream-{leave}"));
+        let server = ModelServer::start(|_| Reply::stream(pieces(&["Unread ", "words"])));
+        let manifest = scratch.write(
+            "pipeline.toml",
+            &format!(
+                "[pipeline]\nname = \"left\"\ntask = \"t\"\n\n[plugins.faulty]\nwasm = \"{}\"\n\n\
+                 [models.m]\nprovider = \"openai\"\nbase_url = \"{}\"\nmodel = \"scripted\"\n\n\
+                 [[stage]]\nid = \"ask\"\nplugin = \"faulty\"\nmodels = [\"m\"]\n\
+                 config = {{ behaviour = {{ stream-model = {{ alias = \"m\", leave = \"{leave}\" }} }} }}\n",
+                plugin("faulty").display(),
+                server.url
+            ),
+        );
+        let summary = run(&scratch.path("state"), &[manifest.to_str().unwrap()]);
+        let calls = stage(&summary, "ask")["model_calls"]
+            .as_array()
+            .unwrap()
+            .clone();
+        assert_eq!(calls.len(), 1, "{leave}: {calls:?}");
+        assert_eq!(calls[0]["output_tokens"], 7, "{leave}: {calls:?}");
+        assert!(calls[0]["error"].is_null(), "{leave}: {calls:?}");
+    }
+}

@@ -27,8 +27,14 @@ enum Behaviour {
     /// Call a model alias (granted or not) and report what happened.
     CallModel { alias: String },
     /// Call a model with `complete-streamed`, writing every event it reads
-    /// to events.json and the finished answer to answer.txt.
-    StreamModel { alias: String },
+    /// to events.json and the finished answer to answer.txt; with `leave`,
+    /// leave the stream unread instead: "drop" it, or "forget" it (still
+    /// open when the attempt ends).
+    StreamModel {
+        alias: String,
+        #[serde(default)]
+        leave: Option<String>,
+    },
     /// Call a model `times` times (in a session, if given), each prompt
     /// numbered; the answers go in answers.json.
     CallModels {
@@ -307,12 +313,23 @@ impl Stage for Faulty {
                     Err(e) => Err(e.into()),
                 }
             }
-            Behaviour::StreamModel { alias } => {
+            Behaviour::StreamModel { alias, leave } => {
                 let stream = models::complete_streamed(
                     &alias,
                     &[models::Message::user("Tell a story.")],
                     &Params::default().max_tokens(32),
                 )?;
+                match leave.as_deref() {
+                    Some("drop") => {
+                        drop(stream);
+                        return Ok(Output::new("dropped the stream"));
+                    }
+                    Some(_) => {
+                        std::mem::forget(stream);
+                        return Ok(Output::new("left the stream open"));
+                    }
+                    None => {}
+                }
                 let mut events = Vec::new();
                 while let Some(event) = stream.next_event() {
                     events.push(match event {

@@ -86,29 +86,23 @@ impl ModelsGrant {
     }
 
     /// At the attempt's end: settles every stream the plugin left, giving
-    /// up on one still running after a grace (its call stays recorded as
-    /// sent, counted at its worst case).
+    /// up on those still running after a grace (their calls stay recorded
+    /// as sent, counted at their worst case).
     pub(super) async fn settle_open_streams(&mut self) {
+        let until = tokio::time::Instant::now() + LEFT_OPEN_GRACE;
         let ids: Vec<u32> = self.streams.keys().copied().collect();
         for id in ids {
-            let running = self
-                .streams
-                .get(&id)
-                .and_then(|s| s.task.as_ref())
-                .is_some_and(|t| !t.is_finished());
-            if running {
-                let task = self.streams.get_mut(&id).and_then(|s| s.task.as_mut());
-                if let Some(task) = task
-                    && tokio::time::timeout(LEFT_OPEN_GRACE, &mut *task)
-                        .await
-                        .is_err()
-                {
-                    task.abort();
-                    self.streams.remove(&id);
-                    continue;
+            let Some(task) = self.streams.get_mut(&id).and_then(|s| s.task.take()) else {
+                continue;
+            };
+            let abort = task.abort_handle();
+            match tokio::time::timeout_at(until, task).await {
+                Ok(Ok((call, answer, record, committed))) => {
+                    let _ = self.settle(call, answer, record, committed);
                 }
+                Ok(Err(_)) => {}
+                Err(_) => abort.abort(),
             }
-            let _ = self.settle_stream(id).await;
         }
         self.streams.clear();
     }

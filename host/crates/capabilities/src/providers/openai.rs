@@ -16,6 +16,9 @@ pub struct OpenAiProvider {
     http: HttpEndpoint,
     model: String,
     stream: bool,
+    /// The server refused a streamed request (an older compatible server
+    /// that knows no `stream_options`): it is asked whole from then on.
+    stream_refused: std::sync::atomic::AtomicBool,
 }
 
 #[derive(Deserialize)]
@@ -62,6 +65,7 @@ impl OpenAiProvider {
             },
             model: spec.model.clone(),
             stream: spec.stream,
+            stream_refused: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -105,8 +109,10 @@ impl Provider for OpenAiProvider {
         deadline: Option<Instant>,
         sink: Option<&'a dyn TokenSink>,
     ) -> ProviderFuture<'a> {
+        use std::sync::atomic::Ordering;
         Box::pin(async move {
-            match sink.filter(|_| self.stream) {
+            let refused = self.stream_refused.load(Ordering::Relaxed);
+            match sink.filter(|_| self.stream && !refused) {
                 None => {
                     self.http
                         .post(&self.body(request), parse_completion, None, deadline)
@@ -125,9 +131,27 @@ impl Provider for OpenAiProvider {
                         sink,
                     };
                     let body = self.stream_body(request);
-                    self.http
+                    let attempted = self
+                        .http
                         .post(&body, parse_completion, Some(stream), deadline)
-                        .await
+                        .await;
+                    // A request refused as malformed only because it asked
+                    // for a stream goes again, whole.
+                    if let Err(ProviderError::Rejected {
+                        status: 400 | 422,
+                        body,
+                    }) = &attempted.result
+                    {
+                        tracing::warn!(model = %self.model, "the server refused a streamed request ({body}); asking it for whole answers");
+                        self.stream_refused.store(true, Ordering::Relaxed);
+                        let mut whole = self
+                            .http
+                            .post(&self.body(request), parse_completion, None, deadline)
+                            .await;
+                        whole.retries += attempted.retries + 1;
+                        return whole;
+                    }
+                    attempted
                 }
             }
         })
